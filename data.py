@@ -1,0 +1,189 @@
+"""Datasets as whole uint8 tensors, and the command-line plumbing every script shares.
+
+load(name, split, data_dir) -> (x, y): x uint8 (N, C, H, W), y int64 (N,) (-1 where unlabelled).
+The first load decodes the files on disk (torchvision's own layouts) and caches the tensors in
+DATA_DIR/cache, so later loads are one torch.load.
+"""
+import argparse
+import gzip
+import hashlib
+import os
+import pickle
+import shutil
+import sys
+
+import numpy as np
+import torch
+from torchvision import datasets
+from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, make_dataset
+from torchvision.transforms.v2 import functional as TF
+
+DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "folder")
+SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+# Where each dataset's files must be, for the one-line message when they are missing.
+WHERE = {
+    "cifar10": "DATA_DIR/cifar-10-batches-py/ (extract cifar-10-python.tar.gz there, or pass --download)",
+    "cifar100": "DATA_DIR/cifar-100-python/ (extract cifar-100-python.tar.gz there, or pass --download)",
+    "stl10": "DATA_DIR/stl10_binary/ (extract stl10_binary.tar.gz there, or pass --download)",
+    "fashion-mnist": "DATA_DIR/FashionMNIST/raw/ (or `apt-get install dataset-fashion-mnist`, or pass --download)",
+    "folder": "DATA_DIR/train/CLASS/*.jpg and DATA_DIR/test/CLASS/*.jpg",
+}
+
+
+class UserError(ValueError):
+    """Bad input from the user: reported as one line on stderr, exit status 2."""
+
+
+def main_guard(main):
+    """Run main(); a UserError becomes one line on stderr and exit status 2, never a traceback."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage too; our contract is one line
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser(description):
+    """An argument parser with the data flags every script takes."""
+    p = Parser(description=description)
+    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    p.add_argument("--data-dir", default="./data", help="where the dataset's files are (and its cache goes)")
+    p.add_argument("--image-size", type=int, default=32, help="side length for --dataset folder")
+    p.add_argument("--download", action="store_true", help="fetch missing files with torchvision (needs internet)")
+    return p
+
+
+def load(name, split, data_dir="./data", image_size=32, download=False):
+    """The whole split as (uint8 (N, C, H, W), int64 (N,)), cached in DATA_DIR/cache after the first load."""
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if split not in SPLITS.get(name, ("train", "test")):
+        raise UserError(f"{name} has no split {split!r}; it has {', '.join(SPLITS.get(name, ('train', 'test')))}")
+    key = f"{name}-{split}" + (f"-{image_size}px" if name == "folder" else "")
+    cache = os.path.join(data_dir, "cache", key + ".pt")
+    # A folder can change under us; its listing (names, sizes, times) tells when the cache is stale.
+    stamp = _folder_stamp(os.path.join(data_dir, split)) if name == "folder" else ""
+    if os.path.exists(cache):
+        try:
+            c = torch.load(cache, weights_only=True)
+            if c["stamp"] == stamp:
+                return c["x"], c["y"]
+        except Exception:
+            pass  # a broken cache is rebuilt from the source files below
+    if name == "folder":
+        x, y = _read_folder(data_dir, split, image_size)
+    else:
+        x, y = _read_torchvision(name, split, data_dir, download)
+    save_atomic({"x": x, "y": y, "stamp": stamp}, cache)
+    return x, y
+
+
+def save_atomic(obj, path):
+    """torch.save to a temp file, then os.replace: a crash never leaves a half-written file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _missing(name, data_dir):
+    return UserError(f"{name} not found: put it at {WHERE[name].replace('DATA_DIR', data_dir)}")
+
+
+def _read_torchvision(name, split, data_dir, download):
+    # torchvision's constructors check md5 sums of the official archives, which rejects any
+    # subset or repackaging of the same format; we read its layouts directly instead.
+    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100,
+           "stl10": datasets.STL10, "fashion-mnist": datasets.FashionMNIST}[name]
+    if name == "fashion-mnist":
+        _unpack_debian_fashion_mnist(data_dir)
+    if download:
+        try:
+            cls(data_dir, download=True)
+        except Exception as e:
+            raise UserError(f"downloading {name} failed ({type(e).__name__}: {e}); "
+                            f"put it at {WHERE[name].replace('DATA_DIR', data_dir)}") from None
+    try:
+        if name == "fashion-mnist":
+            ds = cls(data_dir, train=split == "train")
+            return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
+        if name == "stl10":
+            return _read_stl10(os.path.join(data_dir, cls.base_folder), split)
+        files = cls.train_list if split == "train" else cls.test_list
+        xs, ys = [], []
+        for fname, _md5 in files:
+            with open(os.path.join(data_dir, cls.base_folder, fname), "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            xs.append(entry["data"])
+            ys.extend(entry["labels" if name == "cifar10" else "fine_labels"])
+        x = torch.from_numpy(np.concatenate(xs).reshape(-1, 3, 32, 32))
+        return x, torch.tensor(ys, dtype=torch.int64)
+    except (FileNotFoundError, RuntimeError):
+        raise _missing(name, data_dir) from None
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:
+        raise UserError(f"{name} files under {data_dir} are corrupt ({type(e).__name__}: {e})") from None
+
+
+def _read_stl10(root, split):
+    images = {"train": "train_X.bin", "test": "test_X.bin", "unlabeled": "unlabeled_X.bin"}[split]
+    # STL-10 stores each image column-major: transpose H and W back.
+    x = torch.from_numpy(np.fromfile(os.path.join(root, images), dtype=np.uint8))
+    x = x.reshape(-1, 3, 96, 96).transpose(2, 3).contiguous()
+    if split == "unlabeled":
+        return x, torch.full((len(x),), -1, dtype=torch.int64)
+    labels = np.fromfile(os.path.join(root, images.replace("_X", "_y")), dtype=np.uint8)
+    return x, torch.from_numpy(labels.astype(np.int64) - 1)  # files count classes from 1
+
+
+def _unpack_debian_fashion_mnist(data_dir):
+    """Copy Debian's gzipped idx files into torchvision's raw layout, once."""
+    raw = os.path.join(data_dir, "FashionMNIST", "raw")
+    if not os.path.isdir(DEBIAN_FASHION_MNIST):
+        return
+    for gz in sorted(os.listdir(DEBIAN_FASHION_MNIST)):
+        dst = os.path.join(raw, gz.removesuffix(".gz"))
+        if gz.endswith(".gz") and not os.path.exists(dst):
+            os.makedirs(raw, exist_ok=True)
+            with gzip.open(os.path.join(DEBIAN_FASHION_MNIST, gz)) as f, open(dst + ".tmp", "wb") as out:
+                shutil.copyfileobj(f, out)
+            os.replace(dst + ".tmp", dst)
+
+
+def _folder_stamp(root):
+    if not os.path.isdir(root):
+        return ""
+    h = hashlib.sha1()
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for f in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, f))
+            h.update(f"{dirpath}/{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _read_folder(data_dir, split, image_size):
+    train_dir, split_dir = os.path.join(data_dir, "train"), os.path.join(data_dir, split)
+    if not os.path.isdir(train_dir) or not os.path.isdir(split_dir):
+        raise _missing("folder", data_dir)
+    classes = sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
+    class_to_idx = {c: i for i, c in enumerate(classes)}  # the test split keeps the train split's indices
+    samples = make_dataset(split_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True) if classes else []
+    if not samples:
+        raise UserError(f"no images under {split_dir}: expected {split_dir}/CLASS/*.jpg")
+    x = torch.empty(len(samples), 3, image_size, image_size, dtype=torch.uint8)
+    for i, (path, _) in enumerate(samples):
+        img = TF.pil_to_tensor(default_loader(path))
+        x[i] = TF.center_crop(TF.resize(img, image_size, antialias=True), image_size)
+    return x, torch.tensor([c for _, c in samples], dtype=torch.int64)

@@ -1,0 +1,159 @@
+"""PCA of a dataset's pixels, and images rebuilt from a band of its spectrum (SPEC 2, Algorithm 1).
+
+    python pca_project.py --dataset cifar10 --pct 25
+
+fits the PCA on the train split only (cached next to the data), prints how many components the
+bottom p% and top (100-p)% bands hold, and writes a grid: originals / bottom-p / top-(100-p).
+
+As a library:
+    pca = fit(x)                       # x (N, C, H, W), uint8 or float in [0, 1]
+    V = band(pca, "bottom", 25)        # (D, k) eigenvectors of the band
+    x_bottom = project(x, pca, V)      # x rebuilt from the band, on x's device
+"""
+import hashlib
+import math
+import os
+import time
+
+import torch
+from torchvision.utils import save_image
+
+import data
+
+
+def fit(x, device=None):
+    """PCA of x's pixels: mean (D,), eigvals (D,) ascending, eigvecs (D, D) as columns, all float64."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    n, shape = len(x), tuple(x.shape[1:])
+    d = math.prod(shape)
+    scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
+    if n < d:
+        # Gram route: Xc Xc^T (N x N) has the same non-zero spectrum as Xc^T Xc, and here the
+        # centred data in float64 (N x D) is smaller than the D x D covariance would be.
+        xc = x.to(device).flatten(1).double() * scale
+        mean = xc.mean(0)
+        xc -= mean
+        lam, u = torch.linalg.eigh(xc @ xc.T)
+        keep = lam > lam[-1] * n * torch.finfo(torch.float64).eps  # centred data has rank <= N - 1
+        v = xc.T @ (u[:, keep] / lam[keep].sqrt())  # unit eigenvectors of Xc^T Xc
+        # Complete to a full basis of R^D; the complement holds the zero-variance directions.
+        null = torch.linalg.qr(v, mode="complete").Q[:, v.shape[1]:]
+        eigvecs = torch.cat([null, v], 1)
+        eigvals = torch.cat([lam.new_zeros(null.shape[1]), lam[keep]]) / (n - 1)
+        return {"mean": mean.cpu(), "eigvals": eigvals.cpu(), "eigvecs": eigvecs.cpu(), "shape": shape}
+
+    if x.dtype == torch.uint8 and device.type == "cpu":
+        # Pixels minus 128 are integers in [-128, 127]: a float32 sum of 1,024 of their products
+        # stays below 2^24, so float32 matmuls over 1,024-row chunks are exact, and twice as fast
+        # as float64 on a CPU. (On a GPU, TF32 settings could round them: float64 there.)
+        dtype, offset, chunk = torch.float32, 128.0, 1024
+    else:
+        dtype, offset, chunk = torch.float64, 0.0, 4096
+    total = torch.zeros(d, dtype=torch.float64, device=device)
+    second = torch.zeros(d, d, dtype=torch.float64, device=device)
+    for i in range(0, n, chunk):  # memory stays bounded by a chunk: never a float64 copy of the data
+        c = x[i:i + chunk].to(device).flatten(1).to(dtype) - offset
+        total += c.sum(0, dtype=torch.float64)
+        second += (c.T @ c).double()
+    # Covariance from exact sums, in float64: (sum y y^T - N m m^T) / (N - 1) for y = x - offset.
+    cov = (second - torch.outer(total, total) / n) / (n - 1) * scale**2
+    eigvals, eigvecs = torch.linalg.eigh(cov)
+    mean = (total / n + offset) * scale
+    return {"mean": mean.cpu(), "eigvals": eigvals.cpu(), "eigvecs": eigvecs.cpu(), "shape": shape}
+
+
+def band(pca, target, pct):
+    """Eigenvectors (D, k) of the bottom-p% or top-p% variance band, by the exact rule of SPEC 2.4.
+
+    bottom p: the smallest components whose cumulative variance share is <= p/100.
+    top q: the complement of bottom (100 - q), so bottom p and top 100 - p partition the space.
+    """
+    if target not in ("bottom", "top"):
+        raise data.UserError(f"band target must be bottom or top, got {target!r}")
+    if not 0 < pct < 100:
+        raise data.UserError(f"--pct must be in (0, 100), got {pct:g}")
+    share = pca["eigvals"].clamp(min=0)  # eigh may return -1e-17 for a zero eigenvalue
+    share = share / share.sum()
+    k = int((share.cumsum(0) <= (pct if target == "bottom" else 100 - pct) / 100).sum())
+    return pca["eigvecs"][:, :k] if target == "bottom" else pca["eigvecs"][:, k:]
+
+
+def project(x, pca, V):
+    """x (N, C, H, W) rebuilt from the band V: (x - mu) V V^T + mu, in x's dtype, on x's device."""
+    mean = pca["mean"].to(x.device, x.dtype)
+    V = V.to(x.device, x.dtype)
+    xc = x.flatten(1) - mean
+    return ((xc @ V) @ V.T + mean).view_as(x)
+
+
+def fingerprint(x):
+    """A hash of the images' bytes: a cached fit is reused only for the very same data."""
+    return hashlib.sha1(x.contiguous().numpy()).hexdigest()
+
+
+def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=False, download=False, device=None):
+    """The PCA of the dataset's train split: read from the cache file, or fitted and cached.
+
+    Returns (pca, seconds spent fitting, or None when the cache was used).
+    """
+    x, _ = data.load(dataset, "train", data_dir, image_size, download)
+    cache = cache or os.path.join(data_dir, "cache", f"pca-{dataset}-{'x'.join(map(str, x.shape[1:]))}.pt")
+    stamp = {"dataset": dataset, "split": "train", "shape": tuple(x.shape[1:]), "fingerprint": fingerprint(x)}
+    if os.path.exists(cache) and not refit:
+        try:
+            pca = torch.load(cache, weights_only=True)
+        except Exception as e:
+            raise data.UserError(f"PCA cache {cache} is unreadable ({type(e).__name__}); delete it or pass --refit") from None
+        if pca.get("dataset") != dataset:
+            raise data.UserError(f"PCA cache {cache} holds a fit of {pca.get('dataset')!r}, not {dataset!r}; "
+                                 "delete it or pass --refit")
+        pca["shape"] = tuple(pca["shape"])
+        if all(pca[k] == v for k, v in stamp.items()):
+            return pca, None
+    t0 = time.time()
+    pca = fit(x, device=device) | stamp
+    data.save_atomic(pca, cache)
+    return pca, time.time() - t0
+
+
+def main():
+    p = data.parser("Fit PCA on a dataset's train split and show its bottom/top variance bands.")
+    p.add_argument("--pct", type=float, default=25, help="bottom band share in percent; the top band is 100 - pct")
+    p.add_argument("--refit", action="store_true", help="fit again even when a cached fit exists")
+    p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
+    p.add_argument("--out", help="PNG grid to write (default out/pca-DATASET-PCT.png)")
+    p.add_argument("--n-images", type=int, default=8, help="test images in the grid")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when there is one)")
+    args = p.parse_args()
+    if not 0 < args.pct < 100:
+        raise data.UserError(f"--pct must be in (0, 100), got {args.pct:g}")
+
+    pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
+                               args.download, args.device)
+    d = len(pca["eigvals"])
+    print(f"{args.dataset} train split, {'x'.join(map(str, pca['shape']))} = {d:,} dims: "
+          + (f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"))
+    share = pca["eigvals"].clamp(min=0) / pca["eigvals"].clamp(min=0).sum()
+    bands = [("bottom", args.pct), ("top", 100 - args.pct)]
+    Vs = [band(pca, t, q) for t, q in bands]
+    for (t, q), V in zip(bands, Vs):
+        k = V.shape[1]
+        held = share[:k].sum() if t == "bottom" else share[d - k:].sum()
+        print(f"{t} {q:g}%: {k:,} of {d:,} components ({100 * float(held):.2f}% of the variance)")
+    desc = share.flip(0).cumsum(0)
+    print("largest components needed for 50% / 90% / 99% of the variance: "
+          + " / ".join(f"{int((desc < s).sum()) + 1:,}" for s in (0.5, 0.9, 0.99)))
+
+    x, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
+    x = x[:args.n_images].double() / 255
+    rows = [x] + [project(x, pca, V).clamp(0, 1) for V in Vs]
+    out = args.out or f"out/pca-{args.dataset}-{args.pct:g}.png"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = out + ".tmp.png"
+    save_image(torch.cat(rows).float(), tmp, nrow=len(x), padding=1)
+    os.replace(tmp, out)
+    print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%)")
+
+
+if __name__ == "__main__":
+    data.main_guard(main)

@@ -1,0 +1,176 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import data
+import pca_project
+from conftest import needs_fashion_mnist, write_cifar10, write_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def planted(n=600, shape=(1, 6, 6), seed=0):
+    """Images whose covariance has a known, widely spread spectrum (10^0 .. 10^-6)."""
+    g = torch.Generator().manual_seed(seed)
+    d = int(np.prod(shape))
+    q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=g))
+    scales = torch.logspace(0, -3, d, dtype=torch.float64)
+    x = 0.5 + 0.05 * (torch.randn(n, d, dtype=torch.float64, generator=g) * scales) @ q.T
+    return x.view(n, *shape)
+
+
+def check_bands(x, pca, pct):
+    """The properties SPEC 2.4 promises, for bottom pct and top 100 - pct."""
+    bottom, top = pca_project.band(pca, "bottom", pct), pca_project.band(pca, "top", 100 - pct)
+    assert bottom.shape[1] + top.shape[1] == x[0].numel()
+    for V in (bottom, top):
+        assert torch.allclose(V.T @ V, torch.eye(V.shape[1], dtype=V.dtype), atol=1e-8)
+    rebuilt = pca_project.project(x, pca, bottom) + pca_project.project(x, pca, top) - pca["mean"].view_as(x[0])
+    assert (rebuilt - x).abs().max() < 1e-5
+    share = pca["eigvals"].clamp(min=0) / pca["eigvals"].clamp(min=0).sum()
+    k = bottom.shape[1]
+    assert share[:k].sum() <= pct / 100
+    assert share[:k + 1].sum() > pct / 100  # one more component would exceed the band
+
+
+def reference_eigvals(x):
+    flat = x.reshape(len(x), -1).double().numpy()
+    return np.linalg.eigh(np.cov(flat, rowvar=False))[0]
+
+
+@pytest.mark.parametrize("x", [torch.rand(500, 2, 4, 4, dtype=torch.float64), planted()], ids=["random", "planted"])
+@pytest.mark.parametrize("pct", [10, 25, 60])
+def test_bands_partition_and_follow_the_share_rule(x, pct):
+    pca = pca_project.fit(x)
+    ref = reference_eigvals(x)
+    assert np.abs(pca["eigvals"].numpy() - ref).max() < 1e-8 * ref.max()
+    assert torch.allclose(pca["mean"], x.flatten(1).mean(0), atol=1e-12)
+    check_bands(x, pca, pct)
+
+
+def test_gram_route_gives_the_same_spectrum_and_a_full_basis():
+    x = planted(n=20, shape=(3, 4, 4))  # N < D = 48
+    pca = pca_project.fit(x)
+    d = x[0].numel()
+    assert pca["eigvecs"].shape == (d, d)
+    assert torch.allclose(pca["eigvecs"].T @ pca["eigvecs"], torch.eye(d, dtype=torch.float64), atol=1e-10)
+    ref = reference_eigvals(x)
+    assert np.abs(pca["eigvals"].numpy() - ref).max() < 1e-8 * ref.max()
+    cov = torch.from_numpy(np.cov(x.flatten(1).numpy(), rowvar=False))
+    assert torch.allclose(cov @ pca["eigvecs"], pca["eigvecs"] * pca["eigvals"], atol=1e-10)
+    check_bands(x, pca, 25)
+
+
+def test_uint8_input_is_scaled_to_unit_range():
+    x8 = (torch.rand(2500, 1, 4, 4) ** 3 * 255).to(torch.uint8)  # several chunks; mean far from 128
+    a, b = pca_project.fit(x8), pca_project.fit(x8.double() / 255)
+    assert torch.allclose(a["mean"], b["mean"]) and torch.allclose(a["eigvals"], b["eigvals"], atol=1e-14)
+    ref = reference_eigvals(x8.double() / 255)
+    assert np.abs(a["eigvals"].numpy() - ref).max() < 1e-12 * ref.max()
+
+
+def test_band_rejects_bad_target_and_pct():
+    pca = pca_project.fit(torch.rand(50, 1, 3, 3))
+    for target, pct in [("middle", 25), ("bottom", 0), ("top", 100), ("bottom", -5)]:
+        with pytest.raises(data.UserError):
+            pca_project.band(pca, target, pct)
+
+
+@needs_fashion_mnist
+def test_real_fashion_mnist(tmp_path):
+    x, y = data.load("fashion-mnist", "train", str(tmp_path))
+    assert x.shape == (60000, 1, 28, 28) and x.dtype == torch.uint8 and y.max() == 9
+    pca = pca_project.fit(x)
+    ref = reference_eigvals(x.double() / 255)
+    assert np.abs(pca["eigvals"].numpy() - ref).max() < 1e-8 * ref.max()
+    check_bands(x[:500].double() / 255, pca, 25)
+    # Natural images: a few components hold most of the variance, the bottom 25% needs most of them.
+    assert pca_project.band(pca, "bottom", 25).shape[1] > 0.9 * 784
+
+
+def test_script_fits_on_train_only_and_reuses_its_cache(tmp_path, run):
+    train, _ = write_cifar10(tmp_path, test_fill=255)  # a leak of the all-white test split would show in the mean
+    args = ["--dataset", "cifar10", "--data-dir", tmp_path, "--out", tmp_path / "grid.png"]
+    code, out, err = run(pca_project, *args)
+    assert code == 0, err
+    assert "fitted" in out and "bottom 25%" in out and os.path.exists(tmp_path / "grid.png")
+    cache = tmp_path / "cache" / "pca-cifar10-3x32x32.pt"
+    pca = torch.load(cache, weights_only=True)
+    assert torch.allclose(pca["mean"], torch.from_numpy(train).flatten(1).double().mean(0) / 255)
+    assert pca["split"] == "train" and pca["dataset"] == "cifar10"
+
+    mtime = os.stat(cache).st_mtime_ns
+    code, out, _ = run(pca_project, *args)
+    assert code == 0 and "cached fit" in out and os.stat(cache).st_mtime_ns == mtime
+    code, out, _ = run(pca_project, *args, "--refit")
+    assert code == 0 and "fitted" in out
+
+    write_cifar10(tmp_path, seed=1)  # the data changed: the fit must follow
+    (tmp_path / "cache" / "cifar10-train.pt").unlink()  # (the data cache is keyed on the dataset, not its bytes)
+    code, out, _ = run(pca_project, *args)
+    assert code == 0 and "fitted" in out
+
+
+def test_folder_dataset_and_refit_on_new_image_size(tmp_path, run):
+    write_folder(tmp_path)
+    x, y = data.load("folder", "train", str(tmp_path), image_size=16)
+    assert x.shape == (8, 3, 16, 16) and y.tolist() == [0] * 4 + [1] * 4
+    cache = tmp_path / "fit.pt"
+    for size in (16, 8):
+        code, out, err = run(pca_project, "--dataset", "folder", "--data-dir", tmp_path, "--image-size", size,
+                             "--cache", cache, "--out", tmp_path / "g.png")
+        assert code == 0 and "fitted" in out, err
+        assert torch.load(cache, weights_only=True)["shape"] == (3, size, size)
+
+
+def test_folder_cache_follows_new_files(tmp_path):
+    write_folder(tmp_path, per_class=2)
+    assert len(data.load("folder", "train", str(tmp_path))[0]) == 4
+    write_folder(tmp_path, per_class=3, seed=1)
+    assert len(data.load("folder", "train", str(tmp_path))[0]) == 6
+
+
+def test_data_cache_serves_second_load(tmp_path):
+    train, _ = write_cifar10(tmp_path)
+    x1, y1 = data.load("cifar10", "train", str(tmp_path))
+    assert torch.equal(x1, torch.from_numpy(train))
+    for f in (tmp_path / "cifar-10-batches-py").iterdir():
+        f.unlink()
+    x2, y2 = data.load("cifar10", "train", str(tmp_path))
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def one_line_error(code, err):
+    return code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error:") and "Traceback" not in err
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, run):
+    write_cifar10(tmp_path / "c")
+    cases = [
+        ["--dataset", "imagenet"],
+        ["--dataset", "cifar10", "--data-dir", tmp_path / "empty"],
+        ["--dataset", "folder", "--data-dir", tmp_path / "empty"],
+        ["--dataset", "cifar10", "--data-dir", tmp_path / "c", "--pct", 0],
+        ["--dataset", "cifar10", "--data-dir", tmp_path / "c", "--pct", 100],
+        ["--dataset", "cifar10", "--data-dir", tmp_path / "c", "--pct", "abc"],
+    ]
+    for args in cases:
+        code, _, err = run(pca_project, *args)
+        assert one_line_error(code, err), (args, code, err)
+    assert "cifar-10-batches-py" in run(pca_project, *cases[1])[2]  # says where to put the files
+
+    # A cache file from another dataset is refused, not silently used or overwritten.
+    write_folder(tmp_path / "f")
+    assert run(pca_project, "--dataset", "folder", "--data-dir", tmp_path / "f", "--cache", tmp_path / "fit.pt")[0] == 0
+    code, _, err = run(pca_project, "--dataset", "cifar10", "--data-dir", tmp_path / "c", "--cache", tmp_path / "fit.pt")
+    assert one_line_error(code, err) and "folder" in err
+
+
+def test_script_as_a_process_reports_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "pca_project.py", "--dataset", "stl10", "--data-dir", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert one_line_error(p.returncode, p.stderr) and "stl10_binary" in p.stderr

@@ -86,6 +86,32 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
     return x, y
 
 
+AUGMENTATIONS = ("none", "flip", "crop")
+
+
+def augment(x, kind, generator=None):
+    """Augment a float batch (N, C, H, W) on its device, all images at once.
+
+    flip: horizontal flip with probability 1/2. crop: RandomResizedCrop (area 0.2-1, aspect ratio
+    3/4-4/3, resized back to H x W) plus the flip, as one affine grid_sample for the whole batch.
+    """
+    if kind == "none":
+        return x
+    n = len(x)
+    u = torch.rand(n, 5, device=x.device, generator=generator)
+    flip = torch.where(u[:, 0] < 0.5, -1.0, 1.0)
+    if kind == "flip":
+        return torch.where(flip[:, None, None, None] < 0, x.flip(3), x)
+    area = 0.2 + 0.8 * u[:, 1]
+    ratio = torch.exp(np.log(3 / 4) + np.log(16 / 9) * u[:, 2])
+    w, h = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0], theta[:, 1, 1] = w * flip, h
+    theta[:, 0, 2], theta[:, 1, 2] = (1 - w) * (2 * u[:, 3] - 1), (1 - h) * (2 * u[:, 4] - 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def save_atomic(obj, path):
     """torch.save to a temp file, then os.replace: a crash never leaves a half-written file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -1,0 +1,186 @@
+"""The ViT masked autoencoder (He et al. 2022, ViT-Tiny sizes by default) and the learning-rate schedule.
+
+    model = MAE(image_size=32, patch_size=2, channels=3)
+    loss, pred, mask = model(x, target)   # x, target (N, C, H, W); loss on masked patches only
+    cls, tokens = model.features(x)       # the encoder without masking, for evaluation
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MASKINGS = ("random", "block", "grid")
+
+
+def get_lr(it, lr, warmup_iters, total_iters, min_lr=0.0):
+    """Linear warmup from 0 to lr over warmup_iters, then cosine decay to min_lr at total_iters."""
+    if it < warmup_iters:
+        return lr * it / warmup_iters
+    if it >= total_iters:
+        return min_lr
+    progress = (it - warmup_iters) / (total_iters - warmup_iters)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def sincos_pos_embed(dim, grid):
+    """Fixed 2-D sin-cos position embeddings (grid * grid, dim): half the channels encode the row,
+    half the column, each as sines and cosines of geometric frequencies."""
+    assert dim % 4 == 0, "sin-cos position embeddings need dim divisible by 4"
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
+                                indexing="ij")
+    parts = [f(pos.flatten()[:, None] * omega) for pos in (rows, cols) for f in (torch.sin, torch.cos)]
+    return torch.cat(parts, 1).float()
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(n, t, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, dim, heads, mlp_ratio=4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class MAE(nn.Module):
+    def __init__(self, image_size=32, patch_size=2, channels=3, dim=192, depth=12, heads=3,
+                 decoder_dim=192, decoder_depth=4, decoder_heads=3, mask_ratio=0.75, masking="random",
+                 norm_pix_loss=False):
+        super().__init__()
+        self.patch_size, self.channels, self.grid = patch_size, channels, image_size // patch_size
+        self.mask_ratio, self.masking, self.norm_pix_loss = mask_ratio, masking, norm_pix_loss
+        patch_dim = patch_size * patch_size * channels
+        # encoder
+        self.patch_embed = nn.Linear(patch_dim, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid)[None], persistent=False)
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        # decoder
+        self.decoder_embed = nn.Linear(dim, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.register_buffer("decoder_pos_embed", sincos_pos_embed(decoder_dim, self.grid)[None], persistent=False)
+        self.decoder_blocks = nn.ModuleList(Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.decoder_pred = nn.Linear(decoder_dim, patch_dim)
+
+        for m in self.modules():  # as in the MAE code: xavier-uniform linears, tokens N(0, 0.02)
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def patchify(self, x):
+        """(N, C, H, W) -> (N, T, p*p*C), patches in row-major order."""
+        n, c, p, g = len(x), self.channels, self.patch_size, self.grid
+        return x.reshape(n, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(n, g * g, p * p * c)
+
+    def unpatchify(self, patches):
+        n, c, p, g = len(patches), self.channels, self.patch_size, self.grid
+        return patches.reshape(n, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, g * p, g * p)
+
+    def mask_scores(self, n, device, generator=None):
+        """A score per patch (N, T); the lowest T - round(mask_ratio * T) are kept, the rest masked."""
+        g, t = self.grid, self.grid ** 2
+        if self.masking == "random":
+            return torch.rand(n, t, device=device, generator=generator)
+        if self.masking == "block":
+            # A smooth random field (coarse noise, bilinearly upsampled): its top scores form
+            # large contiguous regions, and taking exactly the top-k keeps the count exact.
+            coarse = torch.rand(n, 1, max(2, g // 4), max(2, g // 4), device=device, generator=generator)
+            return F.interpolate(coarse, size=(g, g), mode="bilinear", align_corners=False).flatten(1)
+        # grid: keep one patch of every s x s cell (s = 2 for mask ratio 0.75), at a random offset per image
+        s = grid_cell(self.mask_ratio)
+        offset = torch.randint(0, s, (n, 2, 1, 1), device=device, generator=generator)
+        idx = torch.arange(g, device=device)
+        keep = ((idx[:, None] % s == offset[:, 0]) & (idx[None, :] % s == offset[:, 1]))
+        return (~keep).float().flatten(1)
+
+    def encode(self, x, ids_keep=None):
+        """Encoder over the kept patches (all patches when ids_keep is None): (N, 1 + kept, dim)."""
+        tokens = self.patch_embed(self.patchify(x)) + self.pos_embed
+        if ids_keep is not None:
+            tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
+        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], 1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+    def decode(self, latent, ids_restore):
+        """Decoder: mask tokens fill the masked places, the sequence is unshuffled; (N, T, p*p*C)."""
+        x = self.decoder_embed(latent)
+        n, kept, d = x.shape[0], x.shape[1] - 1, x.shape[2]
+        x_ = torch.cat([x[:, 1:], self.mask_token.expand(n, ids_restore.shape[1] - kept, -1)], 1)
+        x_ = torch.gather(x_, 1, ids_restore[..., None].expand(-1, -1, d)) + self.decoder_pos_embed
+        x = torch.cat([x[:, :1], x_], 1)
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]
+
+    def forward(self, x, target, generator=None):
+        """Returns (loss, prediction (N, T, p*p*C), mask (N, T) with 1 = masked)."""
+        n, t = len(x), self.grid ** 2
+        n_keep = t - round(self.mask_ratio * t)
+        ids_shuffle = torch.argsort(self.mask_scores(n, x.device, generator), dim=1, stable=True)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        mask = torch.ones(n, t, device=x.device)
+        mask[:, :n_keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)
+        pred = self.decode(self.encode(x, ids_shuffle[:, :n_keep]), ids_restore)
+
+        target = self.patchify(target)
+        if self.norm_pix_loss:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        loss = ((pred.float() - target) ** 2).mean(-1)
+        return (loss * mask).sum() / mask.sum(), pred, mask
+
+    def features(self, x):
+        """The encoder on whole images, no masking: (class token (N, dim), patch tokens (N, T, dim))."""
+        tokens = self.encode(x)
+        return tokens[:, 0], tokens[:, 1:]
+
+
+def grid_cell(mask_ratio):
+    """Side s of the cell that grid masking keeps one patch of: mask ratio 1 - 1/s^2, or None."""
+    s = round((1 - mask_ratio) ** -0.5)
+    return s if s >= 2 and abs(1 - 1 / s**2 - mask_ratio) < 1e-6 else None
+
+
+def param_groups(model, weight_decay):
+    """AdamW groups: no weight decay on norms, biases, class and mask tokens."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or name.endswith("token") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def knn_accuracy(train_feats, train_y, test_feats, test_y, k=20, temperature=0.07):
+    """Weighted k-nearest-neighbour accuracy on cosine similarity (the vote of InstDisc / DINO)."""
+    train_feats, test_feats = F.normalize(train_feats.float(), dim=1), F.normalize(test_feats.float(), dim=1)
+    sim, idx = (test_feats @ train_feats.T).topk(min(k, len(train_feats)), dim=1)
+    votes = torch.zeros(len(test_feats), int(train_y.max()) + 1, device=test_feats.device)
+    votes.scatter_add_(1, train_y[idx], (sim / temperature).exp())
+    return (votes.argmax(1) == test_y).float().mean().item()

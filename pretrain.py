@@ -1,0 +1,251 @@
+"""Pretrain an MAE whose target is the image, or the image rebuilt from a PCA variance band.
+
+    python pretrain.py --dataset cifar10 --target bottom --pct 25
+
+The whole train split lives on the device as one uint8 tensor; each step indexes a batch,
+augments it on the device, and projects the *augmented* batch onto the band for the target.
+--out DIR receives ckpt.pt, log.jsonl, reconstruction grids and summary.json; --resume continues.
+"""
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+
+import torch
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+import data
+import pca_project
+from model import MAE, MASKINGS, get_lr, grid_cell, knn_accuracy, param_groups
+
+# Flags that change where or how fast a run goes, not what it computes.
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "eval_every"}
+
+
+def get_args(argv=None):
+    p = data.parser(__doc__.splitlines()[0])
+    p.add_argument("--target", default="original", choices=("original", "bottom", "top"))
+    p.add_argument("--pct", type=float, help="variance share of the target band in percent (bottom/top only)")
+    p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS, help="none reproduces the original work")
+    p.add_argument("--masking", default="random", choices=MASKINGS)
+    p.add_argument("--mask-ratio", type=float, default=0.75)
+    p.add_argument("--norm-pix-loss", action="store_true", help="normalise each target patch (MAE paper)")
+    p.add_argument("--patch-size", type=int, help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
+    p.add_argument("--dim", type=int, default=192)
+    p.add_argument("--depth", type=int, default=12)
+    p.add_argument("--heads", type=int, default=3)
+    p.add_argument("--decoder-dim", type=int, default=192)
+    p.add_argument("--decoder-depth", type=int, default=4)
+    p.add_argument("--decoder-heads", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=400)
+    p.add_argument("--warmup-epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--blr", type=float, default=1.5e-4, help="base lr; lr = blr * batch / 256")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=10, help="epochs between kNN monitor and grids")
+    p.add_argument("--knn-train", type=int, default=5000, help="train images in the kNN monitor")
+    p.add_argument("--knn-test", type=int, default=1000, help="test images in the kNN monitor")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--out", default="runs/pretrain")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    args = p.parse_args(argv)
+    if args.target == "original" and args.pct is not None:
+        p.error("--pct selects a band: it goes with --target bottom or top, not original")
+    if args.target != "original" and args.pct is None:
+        p.error(f"--target {args.target} needs --pct")
+    if args.pct is not None and not 0 < args.pct < 100:
+        p.error(f"--pct must be in (0, 100), got {args.pct:g}")
+    if not 0 < args.mask_ratio < 1:
+        p.error(f"--mask-ratio must be in (0, 1), got {args.mask_ratio:g}")
+    if args.masking == "grid" and grid_cell(args.mask_ratio) is None:
+        p.error(f"--masking grid keeps one patch of every s x s cell: mask ratio 1 - 1/s^2 (0.75, 0.8889, ...), "
+                f"not {args.mask_ratio:g}")
+    for name in ("epochs", "batch_size", "dim", "depth", "heads", "decoder_dim", "decoder_depth", "decoder_heads"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    return args
+
+
+def default_patch_size(image_size):
+    """The divisor of the image size that gives the patch grid closest to 16 x 16."""
+    return min((p for p in range(1, image_size + 1) if image_size % p == 0), key=lambda p: abs(image_size / p - 16))
+
+
+def build_model(cfg, image_shape):
+    """The MAE a config describes, for images of shape (C, H, W); a UserError when they do not fit."""
+    c, h, w = image_shape
+    if h != w or h % cfg["patch_size"]:
+        raise data.UserError(f"image size {h}x{w} is not a square divisible by patch size {cfg['patch_size']}")
+    if cfg["masking"] == "grid" and (h // cfg["patch_size"]) % grid_cell(cfg["mask_ratio"]):
+        raise data.UserError(f"--masking grid needs the patch grid ({h // cfg['patch_size']}) divisible by "
+                             f"{grid_cell(cfg['mask_ratio'])}")
+    for d, heads in ((cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"])):
+        if d % heads or d % 4:
+            raise data.UserError(f"width {d} must be divisible by 4 and by its number of heads ({heads})")
+    return MAE(h, cfg["patch_size"], c, cfg["dim"], cfg["depth"], cfg["heads"], cfg["decoder_dim"],
+               cfg["decoder_depth"], cfg["decoder_heads"], cfg["mask_ratio"], cfg["masking"], cfg["norm_pix_loss"])
+
+
+def load_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise data.UserError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__})") from None
+
+
+def make_batch(x_uint8, aug, band=None):
+    """Encoder input and reconstruction target from one uint8 batch: the target is computed from
+    the same augmented images, so augmentation and band targets go together."""
+    x = data.augment(x_uint8.float() / 255, aug)
+    return x, (x if band is None else pca_project.project(x, *band))
+
+
+@torch.no_grad()
+def encode_all(model, x, batch_size, autocast):
+    """Class tokens of uint8 images, in batches."""
+    feats = []
+    for i in range(0, len(x), batch_size):
+        with autocast:
+            feats.append(model.features(x[i:i + batch_size].float() / 255)[0].float())
+    return torch.cat(feats)
+
+
+@torch.no_grad()
+def save_grid(model, x_uint8, band, path):
+    """Rows: masked input, prediction (visible patches from the target), target, original."""
+    x, target = make_batch(x_uint8, "none", band)
+    _, pred, mask = model(x, target, generator=torch.Generator(x.device).manual_seed(0))  # same masks every time
+    tp = model.patchify(target)
+    if model.norm_pix_loss:  # undo the per-patch normalisation with the target's own statistics
+        pred = pred * (tp.var(-1, keepdim=True) + 1e-6).sqrt() + tp.mean(-1, keepdim=True)
+    m = mask[..., None]
+    masked = model.unpatchify(model.patchify(x) * (1 - m) + 0.5 * m)
+    shown = model.unpatchify(pred.float() * m + tp * (1 - m))
+    tmp = path + ".tmp.png"
+    save_image(torch.cat([masked, shown, target, x]).clamp(0, 1), tmp, nrow=len(x), padding=1)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise data.UserError("--device cuda but no CUDA device is available")
+    x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
+    x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
+    args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
+    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
+    model = build_model(cfg, tuple(x_train.shape[1:])).to(device)
+
+    band, band_desc = None, "the image"
+    if args.target != "original":
+        pca, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
+                                         device=device)
+        V = pca_project.band(pca, args.target, args.pct)
+        band = ({"mean": pca["mean"].to(device, torch.float32)}, V.to(device, torch.float32))
+        band_desc = f"{args.target} {args.pct:g}% band ({V.shape[1]:,} of {len(pca['mean']):,} components)"
+
+    torch.manual_seed(args.seed)
+    batch_size = min(args.batch_size, len(x_train))
+    steps_per_epoch = len(x_train) // batch_size
+    total_steps, warmup_steps = args.epochs * steps_per_epoch, args.warmup_epochs * steps_per_epoch
+    lr = args.blr * batch_size / 256
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=lr, betas=(0.9, 0.95),
+                                  fused=device.type == "cuda")
+
+    os.makedirs(args.out, exist_ok=True)
+    ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
+    start_epoch = 0
+    if os.path.exists(ckpt_path):
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("config") != cfg:
+            diff = sorted(k for k in cfg.keys() | ckpt.get("config", {}).keys()
+                          if cfg.get(k) != ckpt.get("config", {}).get(k))
+            raise data.UserError(f"{ckpt_path} is a run of another config (differs in {', '.join(diff)}); "
+                                 "choose another --out")
+        if not args.resume:
+            raise data.UserError(f"{args.out} already holds this run: pass --resume to continue it, or choose another --out")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        start_epoch = ckpt["epoch"]
+        with open(log_path) as f:  # drop log lines of epochs after the checkpoint
+            kept = [line for line in f if json.loads(line)["epoch"] <= start_epoch]
+        with open(log_path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(log_path + ".tmp", log_path)
+    elif os.path.exists(log_path):
+        os.remove(log_path)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"device {device} | {args.dataset}: {len(x_train):,} train images {'x'.join(map(str, x_train.shape[1:]))} "
+          f"| target: {band_desc} | MAE dim {args.dim} depth {args.depth}, decoder {args.decoder_dim}x"
+          f"{args.decoder_depth}, patch {args.patch_size}, {args.masking} masking {args.mask_ratio:g} "
+          f"| {n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {steps_per_epoch} steps"
+          + (f" | resuming after epoch {start_epoch}" if start_epoch else ""))
+
+    x_train = x_train.to(device)
+    knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()  # fixed subsets
+    knn_test = torch.linspace(0, len(x_test) - 1, min(args.knn_test, len(x_test))).long()
+    grid_images = x_test[:8].to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    step_model = torch.compile(model) if args.compile and device.type == "cuda" else model
+    t_start = time.time()
+
+    for epoch in range(start_epoch, args.epochs):
+        t0 = time.time()
+        model.train()
+        # The permutation depends on (seed, epoch) only, so a resumed run sees the same batches.
+        perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
+        perm = perm.to(device)
+        loss_sum = torch.zeros((), device=device)
+        for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False,
+                      disable=None, mininterval=1):
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = get_lr(step, lr, warmup_steps, total_steps)
+            x, target = make_batch(x_train[perm[i * batch_size:(i + 1) * batch_size]], args.aug, band)
+            with autocast:
+                loss, _, _ = step_model(x, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+        seconds = time.time() - t0
+        log = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": loss_sum.item() / steps_per_epoch,
+               "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps_per_epoch * batch_size / seconds,
+               "seconds": seconds}
+        if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
+            model.eval()
+            feats_train = encode_all(model, x_train[knn_train.to(device)], 256, autocast)
+            feats_test = encode_all(model, x_test[knn_test].to(device), 256, autocast)
+            log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
+                                      y_test[knn_test].to(device))
+            save_grid(model, grid_images, band, os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
+        print(json.dumps(log))
+        with open(log_path, "a") as f:
+            f.write(json.dumps(log) + "\n")
+        rng = {"cpu": torch.get_rng_state()} | ({"cuda": torch.cuda.get_rng_state()} if device.type == "cuda" else {})
+        data.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                          "step": (epoch + 1) * steps_per_epoch, "rng": rng, "config": cfg}, ckpt_path)
+
+    with open(log_path) as f:
+        logs = [json.loads(line) for line in f]
+    last = logs[-1] if logs else {}
+    summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs,
+               "final_loss": last.get("loss"), "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),
+               "train_seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start}
+    with open(os.path.join(args.out, "summary.json.tmp"), "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(os.path.join(args.out, "summary.json.tmp"), os.path.join(args.out, "summary.json"))
+    print(f"done: loss {summary['final_loss']:.4f}, kNN {summary['final_knn']:.3f}; wrote {args.out}/")
+
+
+if __name__ == "__main__":
+    data.main_guard(main)

@@ -139,6 +139,7 @@ def main(argv=None):
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
+    torch.manual_seed(args.seed)
     model = build_model(cfg, tuple(x_train.shape[1:])).to(device)
 
     band, band_desc = None, "the image"
@@ -149,7 +150,6 @@ def main(argv=None):
         band = ({"mean": pca["mean"].to(device, torch.float32)}, V.to(device, torch.float32))
         band_desc = f"{args.target} {args.pct:g}% band ({V.shape[1]:,} of {len(pca['mean']):,} components)"
 
-    torch.manual_seed(args.seed)
     batch_size = min(args.batch_size, len(x_train))
     steps_per_epoch = len(x_train) // batch_size
     total_steps, warmup_steps = args.epochs * steps_per_epoch, args.warmup_epochs * steps_per_epoch

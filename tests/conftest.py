@@ -57,3 +57,23 @@ def run(capsys, monkeypatch):
         out, err = capsys.readouterr()
         return code, out, err
     return _run
+
+
+@pytest.fixture(scope="session")
+def fmnist_folder(tmp_path_factory):
+    """A tiny image folder of real Fashion-MNIST pictures: 20 train and 5 test images per class."""
+    if not FASHION_MNIST:
+        pytest.skip("apt-get install dataset-fashion-mnist")
+    root = tmp_path_factory.mktemp("fmnist")
+    for split, per_class in (("train", 20), ("test", 5)):
+        x, y = data.load("fashion-mnist", split, str(root / "src"))
+        for c in range(10):
+            os.makedirs(root / split / f"class{c}", exist_ok=True)
+            for i, j in enumerate((y == c).nonzero()[:per_class, 0].tolist()):
+                Image.fromarray(x[j, 0].numpy()).save(root / split / f"class{c}" / f"{i}.png")
+    return root
+
+
+TINY = ["--dataset", "folder", "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
+        "--decoder-dim", 32, "--decoder-depth", 1, "--decoder-heads", 2, "--batch-size", 32, "--warmup-epochs", 1,
+        "--blr", 2e-3, "--eval-every", 1000]

@@ -1,0 +1,186 @@
+import json
+
+import pytest
+import torch
+
+import data
+import model
+import pca_project
+import pretrain
+from conftest import TINY
+from test_pca import one_line_error
+
+
+def tiny_mae(**kw):
+    return model.MAE(image_size=16, patch_size=2, channels=3, dim=32, depth=1, heads=2, decoder_dim=32,
+                     decoder_depth=1, decoder_heads=2, **kw)
+
+
+@pytest.mark.parametrize("channels,patch", [(1, 4), (3, 2), (3, 8)])
+def test_unpatchify_inverts_patchify(channels, patch):
+    m = model.MAE(image_size=16, patch_size=patch, channels=channels, dim=32, depth=1, heads=2, decoder_dim=32,
+                  decoder_depth=1, decoder_heads=2)
+    x = torch.rand(3, channels, 16, 16)
+    patches = m.patchify(x)
+    assert patches.shape == (3, (16 // patch) ** 2, patch * patch * channels)
+    assert torch.equal(patches[0, 1], x[0, :, :patch, patch:2 * patch].permute(1, 2, 0).flatten())
+    assert torch.equal(m.unpatchify(patches), x)
+
+
+@pytest.mark.parametrize("masking,ratio", [("random", 0.75), ("random", 0.6), ("block", 0.75), ("block", 0.3),
+                                           ("grid", 0.75), ("grid", 8 / 9)])
+def test_masked_count_is_exact(masking, ratio):
+    m = model.MAE(image_size=24, patch_size=2, channels=3, dim=32, depth=1, heads=2, decoder_dim=32,
+                  decoder_depth=1, decoder_heads=2, mask_ratio=ratio, masking=masking)  # 12 x 12 patches
+    x = torch.rand(16, 3, 24, 24)
+    _, pred, mask = m(x, x)
+    assert pred.shape == (16, 144, 12)
+    assert (mask.sum(1) == round(ratio * 144)).all()
+    assert len({tuple(row.tolist()) for row in mask}) > 1  # masks differ between images
+    if masking == "grid":  # one kept patch in each s x s cell
+        s = model.grid_cell(ratio)
+        kept = (1 - mask).view(16, 12 // s, s, 12 // s, s).sum((2, 4))
+        assert (kept == 1).all()
+    if masking == "block":  # contiguous: masked patches have mostly masked neighbours
+        grid = mask.view(16, 12, 12)
+        same = (grid[:, 1:] == grid[:, :-1]).float().mean()
+        assert same > 0.75
+
+
+def test_loss_is_on_masked_patches_only():
+    m = tiny_mae()
+    x = torch.rand(4, 3, 16, 16)
+    loss, pred, mask = m(x, x)
+    target = m.patchify(x)
+    assert torch.allclose(loss, (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum())
+    # Changing the target where nothing is masked leaves the loss alone.
+    g = torch.Generator().manual_seed(1)
+    l1, _, mask = m(x, x, generator=g)
+    changed = m.patchify(x) + (1 - mask)[..., None] * 10
+    l2, _, _ = m(x, m.unpatchify(changed), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(l1, l2)
+
+
+def test_get_lr_warms_up_then_decays():
+    peak, warm, total = 1e-3, 10, 100
+    lrs = [model.get_lr(i, peak, warm, total, min_lr=1e-5) for i in range(total + 1)]
+    assert lrs[0] == 0 and lrs[warm] == peak and lrs[total] == pytest.approx(1e-5)
+    assert all(a < b for a, b in zip(lrs[:warm], lrs[1:warm + 1]))
+    assert all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:]))
+    assert max(lrs) == peak
+
+
+def test_no_weight_decay_on_norms_biases_and_tokens():
+    m = tiny_mae()
+    decay, no_decay = (g["params"] for g in model.param_groups(m, 0.05))
+    names = {id(p): n for n, p in m.named_parameters()}
+    assert {names[id(p)] for p in no_decay} >= {"cls_token", "mask_token", "norm.weight", "patch_embed.bias"}
+    assert all(p.ndim == 2 for p in decay) and len(decay) + len(no_decay) == len(list(m.parameters()))
+
+
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("target", [["--target", "original"], ["--target", "bottom", "--pct", 25],
+                                    ["--target", "top", "--pct", 75]], ids=["original", "bottom", "top"])
+def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
+    code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 40, "--out", tmp_path, *target)
+    assert code == 0, err
+    log = read_log(tmp_path / "log.jsonl")
+    assert len(log) == 40 and log[-1]["step"] == 40 * 6  # 200 images / batch 32 = 6 steps an epoch
+    first, last = log[0]["loss"], sum(l["loss"] for l in log[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert 0 <= summary["final_knn"] <= 1 and summary["config"]["target"] == target[1]
+    assert (tmp_path / "recon-0040.png").exists() and "parameters" in out
+
+
+def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run, monkeypatch):
+    seen = []
+    forward = model.MAE.forward
+
+    def spy(self, x, target, generator=None):
+        if self.training:
+            seen.append((x.detach().clone(), target.detach().clone()))
+        return forward(self, x, target, generator)
+
+    monkeypatch.setattr(model.MAE, "forward", spy)
+    code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path,
+                       "--target", "bottom", "--pct", 25, "--aug", "crop")
+    assert code == 0, err
+    pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
+    V = pca_project.band(pca, "bottom", 25)
+    assert len(seen) == 6
+    for x, target in seen:
+        assert torch.allclose(target, pca_project.project(x.double(), pca, V).float(), atol=1e-5)
+        assert not torch.allclose(target, x, atol=1e-2)
+    # The inputs were augmented: no input is one of the stored images.
+    stored, _ = data.load("folder", "train", str(fmnist_folder), 16)
+    stored = stored.float() / 255
+    assert not any(torch.equal(xi, s) for xi in seen[0][0] for s in stored)
+
+
+def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, run, monkeypatch):
+    args = [*TINY, "--data-dir", fmnist_folder, "--epochs", 4, "--eval-every", 2, "--target", "top", "--pct", 75]
+    assert run(pretrain, *args, "--out", tmp_path / "a")[0] == 0
+
+    class Interrupt(Exception):
+        pass
+
+    save = data.save_atomic
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        if isinstance(obj, dict) and obj.get("epoch") == 2:
+            raise Interrupt
+
+    monkeypatch.setattr(data, "save_atomic", save_then_stop)
+    with pytest.raises(Interrupt):
+        run(pretrain, *args, "--out", tmp_path / "b")
+    monkeypatch.setattr(data, "save_atomic", save)
+    code, out, err = run(pretrain, *args, "--out", tmp_path / "b", "--resume")
+    assert code == 0 and "resuming after epoch 2" in out, err
+
+    a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
+    assert a["step"] == b["step"] == 24
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    logs = [[{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in read_log(d / "log.jsonl")]
+            for d in (tmp_path / "a", tmp_path / "b")]
+    assert logs[0] == logs[1]
+
+
+def test_bad_input_is_one_line_and_exit_2(fmnist_folder, tmp_path, run):
+    base = [*TINY, "--data-dir", fmnist_folder, "--epochs", 1]
+    cases = [
+        ["--target", "original", "--pct", 25],
+        ["--target", "bottom"],
+        ["--target", "bottom", "--pct", 0],
+        ["--target", "top", "--pct", 100],
+        ["--target", "middle", "--pct", 25],
+        ["--patch-size", 5],
+        ["--mask-ratio", 1],
+        ["--mask-ratio", 0],
+        ["--masking", "grid", "--mask-ratio", 0.5],
+        ["--masking", "stripes"],
+        ["--batch-size", -4],
+        ["--dataset", "cifar10", "--data-dir", tmp_path / "nothing"],
+    ]
+    for args in cases:
+        code, _, err = run(pretrain, *base, "--out", tmp_path / "x", *args)
+        assert one_line_error(code, err), (args, err)
+        assert not (tmp_path / "x" / "ckpt.pt").exists()
+
+    assert run(pretrain, *base, "--out", tmp_path / "run")[0] == 0
+    ckpt = (tmp_path / "run" / "ckpt.pt").read_bytes()
+    for args in (["--dim", 64], ["--dim", 64, "--resume"], []):  # another config, or this one without --resume
+        code, _, err = run(pretrain, *base, "--out", tmp_path / "run", *args)
+        assert one_line_error(code, err), (args, err)
+    assert (tmp_path / "run" / "ckpt.pt").read_bytes() == ckpt  # nothing was overwritten
+
+    (tmp_path / "run" / "ckpt.pt").write_bytes(ckpt[: len(ckpt) // 2])
+    code, _, err = run(pretrain, *base, "--out", tmp_path / "run", "--resume")
+    assert one_line_error(code, err) and "corrupt" in err

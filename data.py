@@ -7,6 +7,7 @@ DATA_DIR/cache, so later loads are one torch.load.
 import argparse
 import gzip
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -122,6 +123,14 @@ def save_atomic(obj, path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_json(obj, path):
+    """JSON to a temp file, then os.replace."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
 
 
 def _missing(name, data_dir):

@@ -2,7 +2,7 @@
 
     model = MAE(image_size=32, patch_size=2, channels=3)
     loss, pred, mask = model(x, target)   # x, target (N, C, H, W); loss on masked patches only
-    cls, tokens = model.features(x)       # the encoder without masking, for evaluation
+    feats = model.encoder.features(x)     # the encoder without masking, for evaluation
 """
 import math
 
@@ -49,18 +49,71 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block."""
+    """Pre-norm transformer block, with stochastic depth (drop_path) for fine-tuning."""
 
-    def __init__(self, dim, heads, mlp_ratio=4.0):
+    def __init__(self, dim, heads, mlp_ratio=4.0, drop_path=0.0):
         super().__init__()
+        self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
 
     def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.dropped(self.attn(self.norm1(x)))
+        return x + self.dropped(self.mlp(self.norm2(x)))
+
+    def dropped(self, branch):
+        """Drop the residual branch for a random drop_path share of the images, rescale the rest."""
+        if not self.training or self.drop_path == 0:
+            return branch
+        keep = torch.rand(len(branch), 1, 1, device=branch.device) >= self.drop_path
+        return branch * keep / (1 - self.drop_path)
+
+
+class Encoder(nn.Module):
+    """ViT encoder: linear patch embedding, fixed sin-cos positions, class token, pre-norm blocks."""
+
+    def __init__(self, image_size, patch_size, channels, dim, depth, heads, drop_path=0.0):
+        super().__init__()
+        self.patch_size, self.channels, self.grid, self.dim = patch_size, channels, image_size // patch_size, dim
+        self.patch_embed = nn.Linear(patch_size * patch_size * channels, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid)[None], persistent=False)
+        rates = torch.linspace(0, drop_path, depth).tolist()  # deeper blocks are dropped more often
+        self.blocks = nn.ModuleList(Block(dim, heads, drop_path=r) for r in rates)
+        self.norm = nn.LayerNorm(dim)
+
+    def patchify(self, x):
+        """(N, C, H, W) -> (N, T, p*p*C), patches in row-major order."""
+        n, c, p, g = len(x), self.channels, self.patch_size, self.grid
+        return x.reshape(n, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(n, g * g, p * p * c)
+
+    def forward(self, x, ids_keep=None):
+        """Tokens (N, 1 + kept, dim) of the kept patches (all patches when ids_keep is None)."""
+        tokens = self.patch_embed(self.patchify(x)) + self.pos_embed
+        if ids_keep is not None:
+            tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
+        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], 1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+    def features(self, x, pool="cls"):
+        """One vector per image, no masking: the class token, or the mean of the patch tokens."""
+        tokens = self(x)
+        return tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(1)
+
+
+def init_weights(module):
+    """As in the MAE code: xavier-uniform linear layers with zero bias, tokens N(0, 0.02)."""
+    for name, p in module.named_parameters():
+        if name.endswith("token"):
+            nn.init.normal_(p, std=0.02)
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 class MAE(nn.Module):
@@ -68,34 +121,19 @@ class MAE(nn.Module):
                  decoder_dim=192, decoder_depth=4, decoder_heads=3, mask_ratio=0.75, masking="random",
                  norm_pix_loss=False):
         super().__init__()
+        self.encoder = Encoder(image_size, patch_size, channels, dim, depth, heads)
         self.patch_size, self.channels, self.grid = patch_size, channels, image_size // patch_size
         self.mask_ratio, self.masking, self.norm_pix_loss = mask_ratio, masking, norm_pix_loss
-        patch_dim = patch_size * patch_size * channels
-        # encoder
-        self.patch_embed = nn.Linear(patch_dim, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid)[None], persistent=False)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
-        # decoder
         self.decoder_embed = nn.Linear(dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.register_buffer("decoder_pos_embed", sincos_pos_embed(decoder_dim, self.grid)[None], persistent=False)
         self.decoder_blocks = nn.ModuleList(Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_dim)
-        self.decoder_pred = nn.Linear(decoder_dim, patch_dim)
-
-        for m in self.modules():  # as in the MAE code: xavier-uniform linears, tokens N(0, 0.02)
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        nn.init.normal_(self.cls_token, std=0.02)
-        nn.init.normal_(self.mask_token, std=0.02)
+        self.decoder_pred = nn.Linear(decoder_dim, patch_size * patch_size * channels)
+        init_weights(self)
 
     def patchify(self, x):
-        """(N, C, H, W) -> (N, T, p*p*C), patches in row-major order."""
-        n, c, p, g = len(x), self.channels, self.patch_size, self.grid
-        return x.reshape(n, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(n, g * g, p * p * c)
+        return self.encoder.patchify(x)
 
     def unpatchify(self, patches):
         n, c, p, g = len(patches), self.channels, self.patch_size, self.grid
@@ -118,16 +156,6 @@ class MAE(nn.Module):
         keep = ((idx[:, None] % s == offset[:, 0]) & (idx[None, :] % s == offset[:, 1]))
         return (~keep).float().flatten(1)
 
-    def encode(self, x, ids_keep=None):
-        """Encoder over the kept patches (all patches when ids_keep is None): (N, 1 + kept, dim)."""
-        tokens = self.patch_embed(self.patchify(x)) + self.pos_embed
-        if ids_keep is not None:
-            tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
-        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], 1)
-        for block in self.blocks:
-            tokens = block(tokens)
-        return self.norm(tokens)
-
     def decode(self, latent, ids_restore):
         """Decoder: mask tokens fill the masked places, the sequence is unshuffled; (N, T, p*p*C)."""
         x = self.decoder_embed(latent)
@@ -148,18 +176,13 @@ class MAE(nn.Module):
         mask = torch.ones(n, t, device=x.device)
         mask[:, :n_keep] = 0
         mask = torch.gather(mask, 1, ids_restore)
-        pred = self.decode(self.encode(x, ids_shuffle[:, :n_keep]), ids_restore)
+        pred = self.decode(self.encoder(x, ids_shuffle[:, :n_keep]), ids_restore)
 
         target = self.patchify(target)
         if self.norm_pix_loss:
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         loss = ((pred.float() - target) ** 2).mean(-1)
         return (loss * mask).sum() / mask.sum(), pred, mask
-
-    def features(self, x):
-        """The encoder on whole images, no masking: (class token (N, dim), patch tokens (N, T, dim))."""
-        tokens = self.encode(x)
-        return tokens[:, 0], tokens[:, 1:]
 
 
 def grid_cell(mask_ratio):
@@ -168,12 +191,51 @@ def grid_cell(mask_ratio):
     return s if s >= 2 and abs(1 - 1 / s**2 - mask_ratio) < 1e-6 else None
 
 
-def param_groups(model, weight_decay):
-    """AdamW groups: no weight decay on norms, biases, class and mask tokens."""
-    decay, no_decay = [], []
+class Classifier(nn.Module):
+    """An encoder with a linear head on its class token (or mean patch token), for fine-tuning."""
+
+    def __init__(self, encoder, num_classes, pool="cls"):
+        super().__init__()
+        self.encoder, self.pool = encoder, pool
+        self.head = nn.Linear(encoder.dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=2e-5)  # MAE's fine-tuning head: start near zero
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x):
+        return self.head(self.encoder.features(x, self.pool))
+
+
+def param_groups(model, weight_decay, layer_decay=1.0):
+    """AdamW groups: no weight decay on norms, biases and tokens; with layer_decay < 1, each
+    group's lr_scale shrinks by that factor per layer below the top (He et al.'s layer-wise decay):
+    the patch embedding and class token get the smallest lr, the final norm and head the full lr."""
+    depth = len(model.encoder.blocks)
+    groups = {}
     for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or name.endswith("token") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if name.startswith("encoder.blocks."):
+            layer = int(name.split(".")[2]) + 1
+        elif name.startswith(("encoder.patch_embed", "encoder.cls_token")):
+            layer = 0
+        else:
+            layer = depth + 1
+        no_decay = p.ndim < 2 or name.endswith("token")
+        scale = layer_decay ** (depth + 1 - layer)
+        group = groups.setdefault((no_decay, scale), {"params": [], "weight_decay": 0.0 if no_decay else weight_decay,
+                                                      "lr_scale": scale})
+        group["params"].append(p)
+    return list(groups.values())
+
+
+@torch.no_grad()
+def extract_features(encoder, x, pool="cls", batch_size=256):
+    """Features (N, dim) of uint8 images (N, C, H, W) already on the encoder's device; bf16 on CUDA."""
+    encoder.eval()
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=x.device.type == "cuda")
+    feats = []
+    for i in range(0, len(x), batch_size):
+        with autocast:
+            feats.append(encoder.features(x[i:i + batch_size].float() / 255, pool).float())
+    return torch.cat(feats)
 
 
 @torch.no_grad()

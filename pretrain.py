@@ -7,10 +7,8 @@ augments it on the device, and projects the *augmented* batch onto the band for 
 --out DIR receives ckpt.pt, log.jsonl, reconstruction grids and summary.json; --resume continues.
 """
 import json
-import math
 import os
 import time
-from contextlib import nullcontext
 
 import torch
 from torchvision.utils import save_image
@@ -18,7 +16,7 @@ from tqdm import tqdm
 
 import data
 import pca_project
-from model import MAE, MASKINGS, get_lr, grid_cell, knn_accuracy, param_groups
+from model import MAE, MASKINGS, extract_features, get_lr, grid_cell, knn_accuracy, param_groups
 
 # Flags that change where or how fast a run goes, not what it computes.
 RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "eval_every"}
@@ -49,7 +47,7 @@ def get_args(argv=None):
     p.add_argument("--knn-train", type=int, default=5000, help="train images in the kNN monitor")
     p.add_argument("--knn-test", type=int, default=1000, help="test images in the kNN monitor")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
     p.add_argument("--out", default="runs/pretrain")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     args = p.parse_args(argv)
@@ -91,10 +89,62 @@ def build_model(cfg, image_shape):
 
 
 def load_checkpoint(path):
+    if not os.path.isfile(path):
+        raise data.UserError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise data.UserError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__})") from None
+
+
+def save_checkpoint(out, model, optimizer, epoch, cfg):
+    rng = {"cpu": torch.get_rng_state()} | ({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})
+    data.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                      "rng": rng, "config": cfg}, os.path.join(out, "ckpt.pt"))
+
+
+def restore(out, cfg, model, optimizer, resume):
+    """Continue the run in OUT (weights, optimizer, RNG, log) when --resume; returns the epochs done.
+
+    OUT holding a checkpoint of another config is refused, and so is OUT holding this run
+    without --resume: nothing is overwritten by accident."""
+    os.makedirs(out, exist_ok=True)
+    ckpt_path, log_path = os.path.join(out, "ckpt.pt"), os.path.join(out, "log.jsonl")
+    if not os.path.exists(ckpt_path):
+        if os.path.exists(log_path):
+            os.remove(log_path)
+        return 0
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt.get("config") != cfg:
+        old = ckpt.get("config", {})
+        diff = sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
+        raise data.UserError(f"{ckpt_path} is a run of another config (differs in {', '.join(diff)}); "
+                             "choose another --out")
+    if not resume:
+        raise data.UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"]["cpu"])
+    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    if os.path.exists(log_path):  # the log keeps the epochs the checkpoint holds, no more
+        with open(log_path) as f:
+            kept = [line for line in f if json.loads(line)["epoch"] <= ckpt["epoch"]]
+        with open(log_path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(log_path + ".tmp", log_path)
+    return ckpt["epoch"]
+
+
+def log_epoch(out, log):
+    print(json.dumps(log))
+    with open(os.path.join(out, "log.jsonl"), "a") as f:
+        f.write(json.dumps(log) + "\n")
+
+
+def read_log(out):
+    with open(os.path.join(out, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
 
 
 def make_batch(x_uint8, aug, band=None):
@@ -104,14 +154,13 @@ def make_batch(x_uint8, aug, band=None):
     return x, (x if band is None else pca_project.project(x, *band))
 
 
-@torch.no_grad()
-def encode_all(model, x, batch_size, autocast):
-    """Class tokens of uint8 images, in batches."""
-    feats = []
-    for i in range(0, len(x), batch_size):
-        with autocast:
-            feats.append(model.features(x[i:i + batch_size].float() / 255)[0].float())
-    return torch.cat(feats)
+def train_step(model, optimizer, x, target, autocast):
+    with autocast:
+        loss, _, _ = model(x, target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()  # no .item(): the host does not wait for the device
 
 
 @torch.no_grad()
@@ -157,32 +206,7 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=lr, betas=(0.9, 0.95),
                                   fused=device.type == "cuda")
 
-    os.makedirs(args.out, exist_ok=True)
-    ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
-    start_epoch = 0
-    if os.path.exists(ckpt_path):
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("config") != cfg:
-            diff = sorted(k for k in cfg.keys() | ckpt.get("config", {}).keys()
-                          if cfg.get(k) != ckpt.get("config", {}).get(k))
-            raise data.UserError(f"{ckpt_path} is a run of another config (differs in {', '.join(diff)}); "
-                                 "choose another --out")
-        if not args.resume:
-            raise data.UserError(f"{args.out} already holds this run: pass --resume to continue it, or choose another --out")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"]["cpu"])
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        start_epoch = ckpt["epoch"]
-        with open(log_path) as f:  # drop log lines of epochs after the checkpoint
-            kept = [line for line in f if json.loads(line)["epoch"] <= start_epoch]
-        with open(log_path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(log_path + ".tmp", log_path)
-    elif os.path.exists(log_path):
-        os.remove(log_path)
-
+    start_epoch = restore(args.out, cfg, model, optimizer, args.resume)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"device {device} | {args.dataset}: {len(x_train):,} train images {'x'.join(map(str, x_train.shape[1:]))} "
           f"| target: {band_desc} | MAE dim {args.dim} depth {args.depth}, decoder {args.decoder_dim}x"
@@ -194,8 +218,8 @@ def main(argv=None):
     knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()  # fixed subsets
     knn_test = torch.linspace(0, len(x_test) - 1, min(args.knn_test, len(x_test))).long()
     grid_images = x_test[:8].to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    step_model = torch.compile(model) if args.compile and device.type == "cuda" else model
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+    step_model = torch.compile(model) if args.compile else model
     t_start = time.time()
 
     for epoch in range(start_epoch, args.epochs):
@@ -209,41 +233,27 @@ def main(argv=None):
                       disable=None, mininterval=1):
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
-                group["lr"] = get_lr(step, lr, warmup_steps, total_steps)
+                group["lr"] = get_lr(step, lr, warmup_steps, total_steps) * group["lr_scale"]
             x, target = make_batch(x_train[perm[i * batch_size:(i + 1) * batch_size]], args.aug, band)
-            with autocast:
-                loss, _, _ = step_model(x, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
+            loss_sum += train_step(step_model, optimizer, x, target, autocast)
         seconds = time.time() - t0
         log = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": loss_sum.item() / steps_per_epoch,
                "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps_per_epoch * batch_size / seconds,
                "seconds": seconds}
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
-            model.eval()
-            feats_train = encode_all(model, x_train[knn_train.to(device)], 256, autocast)
-            feats_test = encode_all(model, x_test[knn_test].to(device), 256, autocast)
+            feats_train = extract_features(model.encoder, x_train[knn_train.to(device)])
+            feats_test = extract_features(model.encoder, x_test[knn_test].to(device))
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
             save_grid(model, grid_images, band, os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
-        print(json.dumps(log))
-        with open(log_path, "a") as f:
-            f.write(json.dumps(log) + "\n")
-        rng = {"cpu": torch.get_rng_state()} | ({"cuda": torch.cuda.get_rng_state()} if device.type == "cuda" else {})
-        data.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                          "step": (epoch + 1) * steps_per_epoch, "rng": rng, "config": cfg}, ckpt_path)
+        log_epoch(args.out, log)
+        save_checkpoint(args.out, model, optimizer, epoch + 1, cfg)
 
-    with open(log_path) as f:
-        logs = [json.loads(line) for line in f]
-    last = logs[-1] if logs else {}
+    logs = read_log(args.out)
     summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs,
-               "final_loss": last.get("loss"), "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),
+               "final_loss": logs[-1]["loss"], "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),
                "train_seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start}
-    with open(os.path.join(args.out, "summary.json.tmp"), "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(os.path.join(args.out, "summary.json.tmp"), os.path.join(args.out, "summary.json"))
+    data.save_json(summary, os.path.join(args.out, "summary.json"))
     print(f"done: loss {summary['final_loss']:.4f}, kNN {summary['final_knn']:.3f}; wrote {args.out}/")
 
 

@@ -23,10 +23,15 @@ import data  # noqa: E402
 import pca_project  # noqa: E402
 
 
-def cifar_shaped(root, n=50000):
+def cifar_shaped(n=50000):
+    """Real Fashion-MNIST pictures as CIFAR-shaped uint8 images (N, 3, 32, 32)."""
     x, _ = data.load("fashion-mnist", "train")
     x = F.interpolate(x[:n].float(), size=32, mode="bilinear", align_corners=False).round().clamp(0, 255)
-    x = torch.cat([x, x.flip(3), x.flip(2)], 1).to(torch.uint8)
+    return torch.cat([x, x.flip(3), x.flip(2)], 1).to(torch.uint8)
+
+
+def write_cifar_format(root, x):
+    n = len(x)
     base = os.path.join(root, "cifar-10-batches-py")
     os.makedirs(base)
     for i, part in enumerate(x.reshape(5, n // 5, 3072), 1):
@@ -70,7 +75,7 @@ def errors(eigvals, ref):
 def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
     with tempfile.TemporaryDirectory() as root:
-        cifar_shaped(root)
+        write_cifar_format(root, cifar_shaped())
 
         t0 = time.time()
         x, _ = data.load("cifar10", "train", root)

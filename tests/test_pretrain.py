@@ -72,15 +72,13 @@ def test_get_lr_warms_up_then_decays():
 
 def test_no_weight_decay_on_norms_biases_and_tokens():
     m = tiny_mae()
-    decay, no_decay = (g["params"] for g in model.param_groups(m, 0.05))
+    groups = model.param_groups(m, 0.05)
+    assert len(groups) == 2 and all(g["lr_scale"] == 1 for g in groups)
+    decay, no_decay = (next(g["params"] for g in groups if g["weight_decay"] == wd) for wd in (0.05, 0.0))
     names = {id(p): n for n, p in m.named_parameters()}
-    assert {names[id(p)] for p in no_decay} >= {"cls_token", "mask_token", "norm.weight", "patch_embed.bias"}
+    assert {names[id(p)] for p in no_decay} >= {"encoder.cls_token", "mask_token", "encoder.norm.weight",
+                                                "encoder.patch_embed.bias"}
     assert all(p.ndim == 2 for p in decay) and len(decay) + len(no_decay) == len(list(m.parameters()))
-
-
-def read_log(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.mark.parametrize("target", [["--target", "original"], ["--target", "bottom", "--pct", 25],
@@ -88,7 +86,7 @@ def read_log(path):
 def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
     code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 40, "--out", tmp_path, *target)
     assert code == 0, err
-    log = read_log(tmp_path / "log.jsonl")
+    log = pretrain.read_log(tmp_path)
     assert len(log) == 40 and log[-1]["step"] == 40 * 6  # 200 images / batch 32 = 6 steps an epoch
     first, last = log[0]["loss"], sum(l["loss"] for l in log[-5:]) / 5
     assert last < 0.5 * first, (first, last)
@@ -145,10 +143,10 @@ def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, run, monkeyp
 
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
-    assert a["step"] == b["step"] == 24
+    assert a["epoch"] == b["epoch"] == 4
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    logs = [[{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in read_log(d / "log.jsonl")]
+    logs = [[{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in pretrain.read_log(d)]
             for d in (tmp_path / "a", tmp_path / "b")]
     assert logs[0] == logs[1]
 

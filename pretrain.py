@@ -166,6 +166,7 @@ def train_step(model, optimizer, x, target, autocast):
 @torch.no_grad()
 def save_grid(model, x_uint8, band, path):
     """Rows: masked input, prediction (visible patches from the target), target, original."""
+    model.eval()
     x, target = make_batch(x_uint8, "none", band)
     _, pred, mask = model(x, target, generator=torch.Generator(x.device).manual_seed(0))  # same masks every time
     tp = model.patchify(target)

@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -131,6 +132,13 @@ def save_json(obj, path):
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
     os.replace(tmp, path)
+
+
+def git_commit():
+    """The commit of this code, for results files (None outside a git checkout)."""
+    p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
 
 
 def _missing(name, data_dir):

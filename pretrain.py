@@ -97,6 +97,33 @@ def load_checkpoint(path):
         raise data.UserError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__})") from None
 
 
+def load_pretrained(path):
+    """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "mask_ratio" not in ckpt.get("config", {}) or "model" not in ckpt:
+        raise data.UserError(f"{path} is not a pretrain.py checkpoint")
+    return ckpt
+
+
+def pretrained_encoder(ckpt, image_shape, path):
+    """The encoder of a pretrain.py checkpoint, for images of image_shape (C, H, W)."""
+    cfg = ckpt["config"]
+    if tuple(cfg["image_shape"]) != tuple(image_shape):
+        raise data.UserError(f"{path} was pretrained on {'x'.join(map(str, cfg['image_shape']))} images; "
+                             f"this dataset has {'x'.join(map(str, image_shape))}")
+    mae = build_model(cfg, image_shape)
+    try:
+        mae.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise data.UserError(f"{path} holds weights of another model than its config describes") from None
+    return mae.encoder
+
+
+def target_name(cfg):
+    """How results name a pretraining target: original, bottom 25%, top 75%."""
+    return "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
+
+
 def save_checkpoint(out, model, optimizer, epoch, cfg):
     rng = {"cpu": torch.get_rng_state()} | ({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})
     data.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
@@ -154,9 +181,10 @@ def make_batch(x_uint8, aug, band=None):
     return x, (x if band is None else pca_project.project(x, *band))
 
 
-def train_step(model, optimizer, x, target, autocast):
+def train_step(model, optimizer, x, target, autocast, loss_fn=None):
+    """One optimizer step: the MAE's own loss, or loss_fn(model(x), target) for a classifier."""
     with autocast:
-        loss, _, _ = model(x, target)
+        loss = model(x, target)[0] if loss_fn is None else loss_fn(model(x), target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -188,7 +216,7 @@ def main(argv=None):
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
-    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
+    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS} | {"image_shape": list(x_train.shape[1:])}
     torch.manual_seed(args.seed)
     model = build_model(cfg, tuple(x_train.shape[1:])).to(device)
 
@@ -198,7 +226,7 @@ def main(argv=None):
                                          device=device)
         V = pca_project.band(pca, args.target, args.pct)
         band = ({"mean": pca["mean"].to(device, torch.float32)}, V.to(device, torch.float32))
-        band_desc = f"{args.target} {args.pct:g}% band ({V.shape[1]:,} of {len(pca['mean']):,} components)"
+        band_desc = f"{target_name(cfg)} band ({V.shape[1]:,} of {len(pca['mean']):,} components)"
 
     batch_size = min(args.batch_size, len(x_train))
     steps_per_epoch = len(x_train) // batch_size

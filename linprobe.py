@@ -1,0 +1,107 @@
+"""Linear probe of a pretrained encoder: frozen features, BatchNorm without affine + linear head, SGD.
+
+    python linprobe.py --ckpt runs/pretrain/ckpt.pt --dataset cifar10
+
+Features are extracted once for train and test (inference mode, bf16 on CUDA) and the head
+trains on them in memory. Reports the final epoch's test accuracy, never the best epoch's, and a
+kNN accuracy (k = 20, cosine) on the same features.
+"""
+import os
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import data
+from model import extract_features, get_lr, knn_accuracy
+from pretrain import load_pretrained, pretrained_encoder, target_name
+
+
+def get_args(argv=None):
+    p = data.parser(__doc__.splitlines()[0])
+    p.set_defaults(dataset=None)  # the checkpoint's dataset unless told otherwise
+    p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
+    p.add_argument("--pool", default="cls", choices=("cls", "mean"), help="class token or mean patch token")
+    p.add_argument("--epochs", type=int, default=90)
+    p.add_argument("--warmup-epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--blr", type=float, default=0.1, help="base lr; lr = blr * batch / 256")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", default="runs/linprobe")
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    return args
+
+
+def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size, blr, seed=0):
+    """BatchNorm1d(affine=False) + Linear trained by SGD (momentum 0.9, no weight decay, cosine
+    schedule); returns (final test accuracy, per-epoch log)."""
+    torch.manual_seed(seed)
+    head = nn.Sequential(nn.BatchNorm1d(feats.shape[1], affine=False, eps=1e-6),
+                         nn.Linear(feats.shape[1], int(y.max()) + 1)).to(feats.device)
+    nn.init.trunc_normal_(head[1].weight, std=0.01)
+    nn.init.zeros_(head[1].bias)
+    batch_size = min(batch_size, len(feats))
+    steps = len(feats) // batch_size
+    lr = blr * batch_size / 256
+    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=0.0)
+    log = []
+    for epoch in tqdm(range(epochs), desc="linear probe", leave=False, disable=None):
+        perm = torch.randperm(len(feats), device=feats.device)
+        loss_sum = torch.zeros((), device=feats.device)
+        for i in range(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = get_lr(epoch * steps + i, lr, warmup_epochs * steps, epochs * steps)
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            loss = F.cross_entropy(head(feats[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+        log.append({"epoch": epoch + 1, "loss": loss_sum.item() / steps})
+    head.eval()
+    with torch.no_grad():
+        accuracy = (head(test_feats).argmax(1) == test_y).float().mean().item()
+    return accuracy, log
+
+
+def main(argv=None):
+    args = get_args(argv)
+    t0 = time.time()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise data.UserError("--device cuda but no CUDA device is available")
+    ckpt = load_pretrained(args.ckpt)
+    pre = ckpt["config"]
+    dataset = args.dataset or pre["dataset"]
+    image_size = pre["image_size"] if dataset == pre["dataset"] else args.image_size
+    x_train, y_train = data.load(dataset, "train", args.data_dir, image_size, args.download)
+    x_test, y_test = data.load(dataset, "test", args.data_dir, image_size, args.download)
+    encoder = pretrained_encoder(ckpt, x_train.shape[1:], args.ckpt).to(device)
+    print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, target "
+          f"{target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} test images, {args.pool} features")
+
+    feats = extract_features(encoder, x_train.to(device), args.pool)  # once: the head trains on these
+    test_feats = extract_features(encoder, x_test.to(device), args.pool)
+    y_train, y_test = y_train.to(device), y_test.to(device)
+    knn = knn_accuracy(feats, y_train, test_feats, y_test)
+    accuracy, log = train_probe(feats, y_train, test_feats, y_test, args.epochs, args.warmup_epochs,
+                                args.batch_size, args.blr, args.seed)
+
+    os.makedirs(args.out, exist_ok=True)
+    results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
+               "epochs": args.epochs, "seconds": time.time() - t0, "final_loss": log[-1]["loss"] if log else None,
+               "config": {k: v for k, v in vars(args).items()} | {"dataset": dataset}, "pretrain_config": pre,
+               "commit": data.git_commit()}
+    data.save_json(results, os.path.join(args.out, "results.json"))
+    print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), kNN {knn:.4f}; "
+          f"wrote {args.out}/results.json")
+
+
+if __name__ == "__main__":
+    data.main_guard(main)

@@ -1,0 +1,160 @@
+import json
+
+import pytest
+import torch
+
+import finetune
+import linprobe
+import model
+import pca_project
+import pretrain
+import report
+from conftest import TINY
+from test_pca import one_line_error
+
+
+@pytest.fixture(scope="session")
+def pretrained(fmnist_folder, tmp_path_factory):
+    """A tiny MAE pretrained for 40 epochs on the real Fashion-MNIST folder, and a random-init twin."""
+    out = tmp_path_factory.mktemp("pre")
+    pretrain.main([str(a) for a in [*TINY, "--data-dir", fmnist_folder, "--epochs", 40, "--out", out / "run",
+                                    "--target", "bottom", "--pct", 25]])
+    ckpt = torch.load(out / "run" / "ckpt.pt", weights_only=True)
+    torch.manual_seed(123)
+    ckpt["model"] = pretrain.build_model(ckpt["config"], ckpt["config"]["image_shape"]).state_dict()
+    torch.save(ckpt, out / "random.pt")
+    return out / "run" / "ckpt.pt", out / "random.pt"
+
+
+def test_probe_reaches_95_percent_on_separable_features():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(5, 16, generator=g) * 3
+    y = torch.randint(0, 5, (1200,), generator=g)
+    feats = centers[y] + torch.randn(1200, 16, generator=g)
+    acc, log = linprobe.train_probe(feats[:1000], y[:1000], feats[1000:], y[1000:], epochs=20, warmup_epochs=2,
+                                    batch_size=64, blr=0.1)
+    assert acc > 0.95 and log[-1]["loss"] < log[0]["loss"]
+
+
+def test_linprobe_of_pretrained_beats_random_init_and_extracts_once(fmnist_folder, pretrained, tmp_path, run,
+                                                                     monkeypatch):
+    calls = []
+    features = model.Encoder.features
+    monkeypatch.setattr(model.Encoder, "features", lambda self, x, pool="cls": calls.append(len(x)) or
+                        features(self, x, pool))
+    accs = {}
+    for name, ckpt in zip(("pretrained", "random"), pretrained):
+        calls.clear()
+        code, out, err = run(linprobe, "--ckpt", ckpt, "--data-dir", fmnist_folder, "--epochs", 30,
+                             "--warmup-epochs", 3, "--batch-size", 32, "--out", tmp_path / name)
+        assert code == 0, err
+        assert calls == [200, 50]  # train and test features, once each, for 30 epochs of the head
+        accs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert accs["pretrained"]["eval"] == "linprobe" and accs["pretrained"]["target"] == "bottom 25%"
+    assert accs["pretrained"]["accuracy"] > accs["random"]["accuracy"], accs
+
+
+def test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch(fmnist_folder, pretrained, tmp_path, run):
+    code, out, err = run(finetune, "--ckpt", pretrained[0], "--dataset", "folder", "--data-dir", fmnist_folder,
+                         "--image-size", 16, "--epochs", 3, "--batch-size", 32, "--warmup-epochs", 1,
+                         "--out", tmp_path, "--blr", 1e-3, "--mixup", 0.8, "--cutmix", 1.0)
+    assert code == 0, err
+    before = torch.load(pretrained[0], weights_only=True)["model"]
+    after = torch.load(tmp_path / "ckpt.pt", weights_only=True)["model"]
+    encoder_keys = [k for k in after if k.startswith("encoder.")]
+    assert len(encoder_keys) == len([k for k in before if k.startswith("encoder.")])
+    for k in encoder_keys:
+        assert not torch.equal(before[k], after[k]), k
+
+    # The reported accuracy is that of the final weights on the test split.
+    results = json.loads((tmp_path / "results.json").read_text())
+    cfg = results["pretrain_config"]
+    clf = model.Classifier(pretrain.build_model(cfg, cfg["image_shape"]).encoder, 10)
+    clf.load_state_dict(after)
+    x, y = finetune.data.load("folder", "test", str(fmnist_folder), 16)
+    acc = finetune.accuracy(clf, x, y, None, torch.autocast("cuda", enabled=False))
+    assert results["accuracy"] == acc and results["target"] == "bottom 25%"
+
+
+def test_init_none_loads_nothing(fmnist_folder, tmp_path, run, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("a checkpoint was loaded")
+
+    monkeypatch.setattr(finetune, "load_pretrained", refuse)
+    monkeypatch.setattr(pretrain, "load_checkpoint", refuse)
+    code, _, err = run(finetune, "--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder,
+                       "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
+                       "--epochs", 1, "--batch-size", 64, "--out", tmp_path)
+    assert code == 0, err
+    assert json.loads((tmp_path / "results.json").read_text())["target"] == "no pretraining"
+
+
+def test_layer_decay_orders_the_learning_rates():
+    clf = model.Classifier(model.Encoder(16, 4, 3, 32, 3, 2), 10)
+    scale = {n: g["lr_scale"] for g in model.param_groups(clf, 0.05, 0.75) for p in g["params"]
+             for n, q in clf.named_parameters() if q is p}
+    assert scale["encoder.patch_embed.weight"] == min(scale.values()) == pytest.approx(0.75 ** 4)
+    assert scale["head.weight"] == scale["encoder.norm.weight"] == 1.0
+    blocks = [scale[f"encoder.blocks.{i}.attn.qkv.weight"] for i in range(3)]
+    assert blocks == sorted(blocks) and blocks[0] > scale["encoder.patch_embed.weight"]
+
+
+def test_input_bottom_feeds_the_band_projection(fmnist_folder, tmp_path, run, monkeypatch):
+    seen = []
+    forward = model.Classifier.forward
+    monkeypatch.setattr(model.Classifier, "forward", lambda self, x: seen.append((self.training, x.clone())) or
+                        forward(self, x))
+    code, _, err = run(finetune, "--init", "none", "--input", "bottom", "--pct", 25, "--dataset", "folder",
+                       "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2,
+                       "--heads", 2, "--epochs", 1, "--batch-size", 64, "--out", tmp_path)
+    assert code == 0, err
+    pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
+    V = pca_project.band(pca, "bottom", 25)
+    train = [x for training, x in seen if training]
+    test = torch.cat([x for training, x in seen if not training])
+    assert len(train) == 3
+    for x in train:  # augmented, then projected: it lies in the band (projecting again changes nothing)
+        assert torch.allclose(pca_project.project(x.double(), pca, V).float(), x, atol=1e-5)
+    x_test, _ = finetune.data.load("folder", "test", str(fmnist_folder), 16)
+    expected = pca_project.project(x_test.double() / 255, pca, V).float()
+    assert torch.allclose(test, expected, atol=1e-5)
+    assert json.loads((tmp_path / "results.json").read_text())["input"] == "bottom 25%"
+
+
+def test_bad_input_is_one_line_and_exit_2(fmnist_folder, pretrained, tmp_path, run):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(pretrained[0].read_bytes()[:1000])
+    not_a_ckpt = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, not_a_ckpt)
+    data_args = ["--data-dir", fmnist_folder]
+    cases = [
+        (linprobe, ["--ckpt", tmp_path / "missing.pt", *data_args]),
+        (linprobe, ["--ckpt", corrupt, *data_args]),
+        (linprobe, ["--ckpt", not_a_ckpt, *data_args]),
+        (linprobe, ["--ckpt", pretrained[0], "--dataset", "fashion-mnist"]),  # 1x28x28, not 3x16x16
+        (linprobe, ["--ckpt", pretrained[0], *data_args, "--pool", "max"]),
+        (finetune, ["--ckpt", corrupt, "--dataset", "folder", *data_args]),
+        (finetune, ["--init", "none", "--input", "bottom", "--dataset", "folder", *data_args]),
+        (finetune, ["--dataset", "folder", *data_args]),  # neither --ckpt nor --init none
+        (finetune, ["--ckpt", pretrained[0], "--init", "none", "--dataset", "folder", *data_args]),
+        (finetune, ["--ckpt", pretrained[0], "--dim", 64, "--dataset", "folder", "--image-size", 16, *data_args]),
+        (finetune, ["--ckpt", pretrained[0], "--dataset", "folder", "--image-size", 20, *data_args]),
+    ]
+    for script, args in cases:
+        code, _, err = run(script, *args, "--out", tmp_path / "x")
+        assert one_line_error(code, err), (script.__name__, args, err)
+        assert not (tmp_path / "x" / "results.json").exists()
+
+
+def test_report_prints_the_table_beside_the_paper(tmp_path, run):
+    common = {"epochs": 5, "pretrain_config": {"dim": 192, "depth": 12, "patch_size": 2, "epochs": 400}}
+    for name, r in {"a": {"dataset": "cifar10", "target": "bottom 25%", "eval": "finetune", "accuracy": 0.5},
+                    "b": {"dataset": "cifar10", "target": "bottom 25%", "eval": "linprobe", "accuracy": 0.25,
+                          "knn": 0.2}}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(r | common))
+    code, out, err = run(report, tmp_path)
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "bottom 25%" in line)
+    assert "0.500, 5 ep" in row and "0.250 (kNN 0.200), 5 ep" in row and "0.902" in row and "0.638" in row
+    assert one_line_error(*run(report, tmp_path / "empty")[::2])

@@ -12,6 +12,7 @@ DEMO := --dataset fashion-mnist --target bottom --pct 25 --patch-size 4 --dim 64
 demo: .venv/ready $(FASHION_MNIST)
 	$(PY) pca_project.py --dataset fashion-mnist --pct 25
 	$(PY) pretrain.py $(DEMO)
+	$(PY) linprobe.py --ckpt runs/demo/ckpt.pt --epochs 30 --warmup-epochs 3 --out runs/demo/linprobe
 
 test: .venv/ready $(FASHION_MNIST)
 	$(PY) -m pytest -q tests

@@ -60,7 +60,19 @@ def parser(description):
     p.add_argument("--data-dir", default="./data", help="where the dataset's files are (and its cache goes)")
     p.add_argument("--image-size", type=int, default=32, help="side length for --dataset folder")
     p.add_argument("--download", action="store_true", help="fetch missing files with torchvision (needs internet)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
+
+
+def device(name):
+    """torch.device(name), refusing CUDA where there is none."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown --device {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA device is available")
+    return dev
 
 
 def load(name, split, data_dir="./data", image_size=32, download=False):
@@ -95,7 +107,7 @@ def augment(x, kind, generator=None):
     """Augment a float batch (N, C, H, W) on its device, all images at once.
 
     flip: horizontal flip with probability 1/2. crop: RandomResizedCrop (area 0.2-1, aspect ratio
-    3/4-4/3, resized back to H x W) plus the flip, as one affine grid_sample for the whole batch.
+    3/4-4/3, resized back to H x W, bilinear) plus the flip.
     """
     if kind == "none":
         return x
@@ -107,11 +119,27 @@ def augment(x, kind, generator=None):
     area = 0.2 + 0.8 * u[:, 1]
     ratio = torch.exp(np.log(3 / 4) + np.log(16 / 9) * u[:, 2])
     w, h = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
-    theta = torch.zeros(n, 2, 3, device=x.device)
-    theta[:, 0, 0], theta[:, 1, 1] = w * flip, h
-    theta[:, 0, 2], theta[:, 1, 2] = (1 - w) * (2 * u[:, 3] - 1), (1 - h) * (2 * u[:, 4] - 1)
-    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return resample(x, w * flip, (1 - w) * (2 * u[:, 3] - 1), h, (1 - h) * (2 * u[:, 4] - 1))
+
+
+def resample(x, scale_x, shift_x, scale_y, shift_y):
+    """Bilinear resampling of each image through an axis-aligned affine map of [-1, 1] coordinates
+    (grid_sample's convention, border padding): output point u reads input point scale * u + shift.
+
+    The map is separable, so the result is Ry @ x @ Rx^T with an interpolation matrix per image and
+    axis: two batched matmuls, about twice as fast as grid_sample on a CPU.
+    """
+    n, c, h, w = x.shape
+
+    def weights(scale, shift, size):  # (N, size, size): row i holds the bilinear weights of output pixel i
+        out = (2 * torch.arange(size, device=x.device) + 1) / size - 1
+        src = ((scale[:, None] * out + shift[:, None] + 1) * size - 1) / 2
+        src = src.clamp(0, size - 1)
+        return (1 - (src[..., None] - torch.arange(size, device=x.device)).abs()).clamp(min=0)
+
+    rows = torch.bmm(x.reshape(n, c * h, w), weights(scale_x, shift_x, w).transpose(1, 2))
+    out = torch.bmm(weights(scale_y, shift_y, h), rows.view(n, c, h, w).transpose(1, 2).reshape(n, h, c * w))
+    return out.view(n, h, c, w).transpose(1, 2)
 
 
 def save_atomic(obj, path):

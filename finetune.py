@@ -13,13 +13,12 @@ import time
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
-from tqdm import tqdm
 
 import data
 import pca_project
 from model import Classifier, Encoder, get_lr, param_groups
-from pretrain import (default_patch_size, load_pretrained, make_batch, pretrained_encoder, read_log, restore,
-                      save_checkpoint, log_epoch, target_name, train_step)
+from pretrain import (batches, default_patch_size, load_pretrained, log_epoch, make_batch, pretrained_encoder,
+                      read_log, restore, save_checkpoint, set_lr, target_name, train_step)
 
 RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download"}
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads")
@@ -48,7 +47,6 @@ def get_args(argv=None):
     p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0: off; MAE used 1.0)")
     p.add_argument("--val-split", type=float, default=0.0, help="share of train held out for validation")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--out", default="runs/finetune")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -83,9 +81,7 @@ def accuracy(model, x_uint8, y, band, autocast, batch_size=1024):
 def main(argv=None):
     args = get_args(argv)
     t_start = time.time()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise data.UserError("--device cuda but no CUDA device is available")
+    device = data.device(args.device)
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     shape = tuple(x_train.shape[1:])
@@ -154,14 +150,9 @@ def main(argv=None):
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         model.train()
-        perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
-        perm = perm.to(device)
         loss_sum = torch.zeros((), device=device)
-        for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False,
-                      disable=None, mininterval=1):
-            for group in optimizer.param_groups:
-                group["lr"] = get_lr(epoch * steps_per_epoch + i, lr, warmup_steps, total_steps) * group["lr_scale"]
-            idx = perm[i * batch_size:(i + 1) * batch_size]
+        for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device):
+            set_lr(optimizer, get_lr(epoch * steps_per_epoch + i, lr, warmup_steps, total_steps))
             _, x = make_batch(x_train[idx], args.aug, band)
             labels = y_train[idx]
             if mix is not None:

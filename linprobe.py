@@ -29,7 +29,6 @@ def get_args(argv=None):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--blr", type=float, default=0.1, help="base lr; lr = blr * batch / 256")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="runs/linprobe")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size"):
@@ -73,9 +72,7 @@ def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size,
 def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise data.UserError("--device cuda but no CUDA device is available")
+    device = data.device(args.device)
     ckpt = load_pretrained(args.ckpt)
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]

@@ -123,13 +123,12 @@ def main():
     p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
     p.add_argument("--out", help="PNG grid to write (default out/pca-DATASET-PCT.png)")
     p.add_argument("--n-images", type=int, default=8, help="test images in the grid")
-    p.add_argument("--device", help="cuda or cpu (default: cuda when there is one)")
     args = p.parse_args()
     if not 0 < args.pct < 100:
         raise data.UserError(f"--pct must be in (0, 100), got {args.pct:g}")
 
     pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
-                               args.download, args.device)
+                               args.download, data.device(args.device))
     d = len(pca["eigvals"])
     print(f"{args.dataset} train split, {'x'.join(map(str, pca['shape']))} = {d:,} dims: "
           + (f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"))

@@ -46,7 +46,6 @@ def get_args(argv=None):
     p.add_argument("--eval-every", type=int, default=10, help="epochs between kNN monitor and grids")
     p.add_argument("--knn-train", type=int, default=5000, help="train images in the kNN monitor")
     p.add_argument("--knn-test", type=int, default=1000, help="test images in the kNN monitor")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
     p.add_argument("--out", default="runs/pretrain")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -177,8 +176,21 @@ def read_log(out):
 def make_batch(x_uint8, aug, band=None):
     """Encoder input and reconstruction target from one uint8 batch: the target is computed from
     the same augmented images, so augmentation and band targets go together."""
-    x = data.augment(x_uint8.float() / 255, aug)
+    x = data.augment(x_uint8.float().div_(255), aug)
     return x, (x if band is None else pca_project.project(x, *band))
+
+
+def batches(n, batch_size, seed, epoch, epochs, device):
+    """(step in epoch, indices) of one epoch's batches. The permutation depends on (seed, epoch)
+    only, so a resumed run sees the same batches."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).to(device)
+    for i in tqdm(range(n // batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=None, mininterval=1):
+        yield i, perm[i * batch_size:(i + 1) * batch_size]
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
 
 
 def train_step(model, optimizer, x, target, autocast, loss_fn=None):
@@ -210,9 +222,7 @@ def save_grid(model, x_uint8, band, path):
 
 def main(argv=None):
     args = get_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise data.UserError("--device cuda but no CUDA device is available")
+    device = data.device(args.device)
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
@@ -254,16 +264,10 @@ def main(argv=None):
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         model.train()
-        # The permutation depends on (seed, epoch) only, so a resumed run sees the same batches.
-        perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed * 100003 + epoch))
-        perm = perm.to(device)
         loss_sum = torch.zeros((), device=device)
-        for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False,
-                      disable=None, mininterval=1):
-            step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = get_lr(step, lr, warmup_steps, total_steps) * group["lr_scale"]
-            x, target = make_batch(x_train[perm[i * batch_size:(i + 1) * batch_size]], args.aug, band)
+        for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device):
+            set_lr(optimizer, get_lr(epoch * steps_per_epoch + i, lr, warmup_steps, total_steps))
+            x, target = make_batch(x_train[idx], args.aug, band)
             loss_sum += train_step(step_model, optimizer, x, target, autocast)
         seconds = time.time() - t0
         log = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": loss_sum.item() / steps_per_epoch,

@@ -182,3 +182,23 @@ def test_bad_input_is_one_line_and_exit_2(fmnist_folder, tmp_path, run):
     (tmp_path / "run" / "ckpt.pt").write_bytes(ckpt[: len(ckpt) // 2])
     code, _, err = run(pretrain, *base, "--out", tmp_path / "run", "--resume")
     assert one_line_error(code, err) and "corrupt" in err
+
+
+def test_resample_matches_grid_sample():
+    x = torch.rand(6, 3, 12, 10)
+    sx, sy = torch.tensor([1.0, -0.5, 0.3, 0.8, -1.0, 0.45]), torch.tensor([1.0, 0.7, 0.3, 0.5, 1.0, 0.9])
+    tx, ty = torch.tensor([0.0, 0.4, -0.6, 0.1, 0.0, -0.5]), torch.tensor([0.0, -0.2, 0.5, 0.4, 0.0, 0.1])
+    theta = torch.zeros(6, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    ref = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = data.resample(x, sx, tx, sy, ty)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(out[0], x[0], atol=1e-6) and torch.allclose(out[4], x[4].flip(2), atol=1e-6)  # identity, flip
+
+
+def test_crop_augmentation_keeps_shape_and_range():
+    x = torch.rand(64, 3, 16, 16)
+    y = data.augment(x, "crop", torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert not torch.allclose(y, x) and not torch.allclose(y, x.flip(3))

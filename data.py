@@ -154,6 +154,17 @@ def save_atomic(obj, path):
             os.remove(tmp)
 
 
+def out_dir(path):
+    """Create the output folder up front, so a run never fails at its end for want of it."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create --out {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"cannot write to --out {path}")
+    return path
+
+
 def save_json(obj, path):
     """JSON to a temp file, then os.replace."""
     tmp = f"{path}.tmp{os.getpid()}"

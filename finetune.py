@@ -17,10 +17,11 @@ from torchvision.transforms import v2
 import data
 import pca_project
 from model import Classifier, Encoder, get_lr, param_groups
-from pretrain import (batches, default_patch_size, load_pretrained, log_epoch, make_batch, pretrained_encoder,
-                      read_log, restore, save_checkpoint, set_lr, target_name, train_step)
+from pretrain import (batches, default_patch_size, load_pretrained, log_epoch, make_batch, note_step,
+                      pretrained_encoder, read_log, restore, save_checkpoint, set_lr, stop_if_not_finite, target_name,
+                      train_step)
 
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download"}
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "ckpt_every"}
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads")
 VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
 
@@ -50,6 +51,7 @@ def get_args(argv=None):
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--out", default="runs/finetune")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints within an epoch (0: none)")
     args = p.parse_args(argv)
     if (args.ckpt is None) == (args.init is None):
         p.error("give --ckpt RUN/ckpt.pt to fine-tune, or --init none for the no-pretraining baseline")
@@ -131,7 +133,7 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), lr=lr,
                                   betas=(0.9, 0.999), fused=device.type == "cuda")
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
-    start_epoch = restore(args.out, cfg, model, optimizer, args.resume)
+    start_epoch, start_step, resumed_sum = restore(args.out, cfg, model, optimizer, args.resume)
     mixes = [mixer(alpha=alpha, num_classes=num_classes) for mixer, alpha in ((v2.MixUp, args.mixup),
                                                                               (v2.CutMix, args.cutmix)) if alpha > 0]
     mix = v2.RandomChoice(mixes) if mixes else None
@@ -143,29 +145,36 @@ def main(argv=None):
           f"| input: {band_desc} | init: {'pretrained ' + target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
           f"| ViT dim {args.dim} depth {args.depth} patch {args.patch_size} "
           f"| {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | {args.epochs} epochs of "
-          f"{steps_per_epoch} steps" + (f" | resuming after epoch {start_epoch}" if start_epoch else ""))
+          f"{steps_per_epoch} steps" + (f" | resuming at epoch {start_epoch + 1}, step {start_step}" if start_epoch or start_step else ""))
 
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
     step_model = torch.compile(model) if args.compile else model
+    bad_step = torch.full((), -1, device=device)
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         model.train()
-        loss_sum = torch.zeros((), device=device)
-        for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device):
-            set_lr(optimizer, get_lr(epoch * steps_per_epoch + i, lr, warmup_steps, total_steps))
+        start = start_step if epoch == start_epoch else 0
+        loss_sum = resumed_sum.to(device) if start else torch.zeros((), device=device)
+        for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device, start):
+            step = epoch * steps_per_epoch + i
+            set_lr(optimizer, get_lr(step, lr, warmup_steps, total_steps))
             _, x = make_batch(x_train[idx], args.aug, band)
             labels = y_train[idx]
             if mix is not None:
                 x, labels = mix(x, labels)
-            loss_sum += train_step(step_model, optimizer, x, labels, autocast, loss_fn)
+            loss = train_step(step_model, optimizer, x, labels, autocast, loss_fn)
+            loss_sum += loss
+            bad_step = note_step(loss, step, bad_step, steps_per_epoch, args.ckpt_every, args.out, model, optimizer,
+                                 cfg, loss_sum)
+        stop_if_not_finite(bad_step, args.out)
         seconds = time.time() - t0
         log = {"epoch": epoch + 1, "loss": loss_sum.item() / steps_per_epoch,
                "lr": max(g["lr"] for g in optimizer.param_groups),
-               "images_per_s": steps_per_epoch * batch_size / seconds, "seconds": seconds}
+               "images_per_s": (steps_per_epoch - start) * batch_size / seconds, "seconds": seconds}
         if n_val:
             log["val_accuracy"] = accuracy(model, x_val, y_val, band, autocast)
         log_epoch(args.out, log)
-        save_checkpoint(args.out, model, optimizer, epoch + 1, cfg)
+        save_checkpoint(args.out, model, optimizer, cfg, epoch + 1)
 
     test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), band, autocast)
     logs = read_log(args.out)

@@ -73,6 +73,7 @@ def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
     device = data.device(args.device)
+    data.out_dir(args.out)
     ckpt = load_pretrained(args.ckpt)
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]
@@ -90,7 +91,6 @@ def main(argv=None):
     accuracy, log = train_probe(feats, y_train, test_feats, y_test, args.epochs, args.warmup_epochs,
                                 args.batch_size, args.blr, args.seed)
 
-    os.makedirs(args.out, exist_ok=True)
     results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
                "epochs": args.epochs, "seconds": time.time() - t0, "final_loss": log[-1]["loss"] if log else None,
                "config": {k: v for k, v in vars(args).items()} | {"dataset": dataset}, "pretrain_config": pre,

@@ -147,7 +147,7 @@ def main():
     x = x[:args.n_images].double() / 255
     rows = [x] + [project(x, pca, V).clamp(0, 1) for V in Vs]
     out = args.out or f"out/pca-{args.dataset}-{args.pct:g}.png"
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    data.out_dir(os.path.dirname(os.path.abspath(out)))
     tmp = out + ".tmp.png"
     save_image(torch.cat(rows).float(), tmp, nrow=len(x), padding=1)
     os.replace(tmp, out)

@@ -8,7 +8,11 @@ augments it on the device, and projects the *augmented* batch onto the band for 
 """
 import json
 import os
+import random
+import sys
 import time
+
+import numpy as np
 
 import torch
 from torchvision.utils import save_image
@@ -19,7 +23,7 @@ import pca_project
 from model import MAE, MASKINGS, extract_features, get_lr, grid_cell, knn_accuracy, param_groups
 
 # Flags that change where or how fast a run goes, not what it computes.
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "eval_every"}
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "eval_every", "ckpt_every"}
 
 
 def get_args(argv=None):
@@ -49,6 +53,7 @@ def get_args(argv=None):
     p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
     p.add_argument("--out", default="runs/pretrain")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints within an epoch (0: none)")
     args = p.parse_args(argv)
     if args.target == "original" and args.pct is not None:
         p.error("--pct selects a band: it goes with --target bottom or top, not original")
@@ -123,43 +128,98 @@ def target_name(cfg):
     return "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
 
 
-def save_checkpoint(out, model, optimizer, epoch, cfg):
-    rng = {"cpu": torch.get_rng_state()} | ({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})
-    data.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                      "rng": rng, "config": cfg}, os.path.join(out, "ckpt.pt"))
+def rng_state():
+    """Every random number generator a run may touch: torch (CPU, CUDA), NumPy, Python."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": np_state[2],
+                      "has_gauss": np_state[3], "gauss": np_state[4]}} | \
+        ({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
+    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, written crash-safely: a
+    flushed temp file renamed over it, the previous checkpoint kept as ckpt.prev.pt meanwhile."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg, "epoch": epoch,
+             "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(), "rng": rng_state()}
+    path = os.path.join(out, "ckpt.pt")
+    with open(path + ".tmp", "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.exists(path):
+        os.replace(path, os.path.join(out, "ckpt.prev.pt"))
+    os.replace(path + ".tmp", path)
+
+
+def note_step(loss, step, bad_step, steps_per_epoch, ckpt_every, out, model, optimizer, cfg, loss_sum):
+    """After each step: remember the first step whose loss was not finite (on the device: no
+    sync), and write the mid-epoch checkpoint every ckpt_every steps."""
+    bad_step = torch.where(torch.isfinite(loss) | (bad_step >= 0), bad_step, step)
+    epoch, i = divmod(step + 1, steps_per_epoch)
+    if ckpt_every and (step + 1) % ckpt_every == 0 and i:
+        stop_if_not_finite(bad_step, out)
+        save_checkpoint(out, model, optimizer, cfg, epoch, i, loss_sum)
+    return bad_step
+
+
+def stop_if_not_finite(bad_step, out):
+    """Exit 3, before anything is saved, when a loss was NaN or inf (bad_step >= 0 names the step)."""
+    if bad_step.item() >= 0:
+        good = os.path.join(out, "ckpt.pt")
+        print(f"error: loss is NaN or inf at step {bad_step.item()}; the last good checkpoint is "
+              f"{good if os.path.exists(good) else 'none'}", file=sys.stderr)
+        sys.exit(3)
 
 
 def restore(out, cfg, model, optimizer, resume):
-    """Continue the run in OUT (weights, optimizer, RNG, log) when --resume; returns the epochs done.
+    """Continue the run in OUT (weights, optimizer, RNG, log) when --resume.
 
-    OUT holding a checkpoint of another config is refused, and so is OUT holding this run
-    without --resume: nothing is overwritten by accident."""
-    os.makedirs(out, exist_ok=True)
-    ckpt_path, log_path = os.path.join(out, "ckpt.pt"), os.path.join(out, "log.jsonl")
-    if not os.path.exists(ckpt_path):
+    Returns (whole epochs done, steps done in the next, that epoch's loss sum so far or None).
+    A corrupt ckpt.pt is reported and ckpt.prev.pt used instead. OUT holding a checkpoint of
+    another config is refused, and so is OUT holding this run without --resume."""
+    data.out_dir(out)
+    paths = [os.path.join(out, name) for name in ("ckpt.pt", "ckpt.prev.pt")]
+    log_path = os.path.join(out, "log.jsonl")
+    if not any(os.path.exists(p) for p in paths):
         if os.path.exists(log_path):
             os.remove(log_path)
-        return 0
-    ckpt = load_checkpoint(ckpt_path)
+        return 0, 0, None
+    ckpt = None
+    for path in paths:
+        try:
+            ckpt = load_checkpoint(path)
+            break
+        except data.UserError as e:
+            if path == paths[-1] or not os.path.exists(paths[-1]):
+                raise
+            print(f"warning: {e}; resuming from {paths[-1]}", file=sys.stderr)
     if ckpt.get("config") != cfg:
         old = ckpt.get("config", {})
         diff = sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
-        raise data.UserError(f"{ckpt_path} is a run of another config (differs in {', '.join(diff)}); "
+        raise data.UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); "
                              "choose another --out")
     if not resume:
         raise data.UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"]["cpu"])
-    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    set_rng_state(ckpt["rng"])
     if os.path.exists(log_path):  # the log keeps the epochs the checkpoint holds, no more
         with open(log_path) as f:
             kept = [line for line in f if json.loads(line)["epoch"] <= ckpt["epoch"]]
         with open(log_path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(log_path + ".tmp", log_path)
-    return ckpt["epoch"]
+    return ckpt["epoch"], ckpt["step"], ckpt["loss_sum"]
 
 
 def log_epoch(out, log):
@@ -180,11 +240,12 @@ def make_batch(x_uint8, aug, band=None):
     return x, (x if band is None else pca_project.project(x, *band))
 
 
-def batches(n, batch_size, seed, epoch, epochs, device):
-    """(step in epoch, indices) of one epoch's batches. The permutation depends on (seed, epoch)
-    only, so a resumed run sees the same batches."""
+def batches(n, batch_size, seed, epoch, epochs, device, start=0):
+    """(step in epoch, indices) of one epoch's batches from step `start` on. The permutation depends
+    on (seed, epoch) only, so a resumed run sees the same batches."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).to(device)
-    for i in tqdm(range(n // batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=None, mininterval=1):
+    for i in tqdm(range(start, n // batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=None,
+                  mininterval=1, initial=start, total=n // batch_size):
         yield i, perm[i * batch_size:(i + 1) * batch_size]
 
 
@@ -245,13 +306,13 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=lr, betas=(0.9, 0.95),
                                   fused=device.type == "cuda")
 
-    start_epoch = restore(args.out, cfg, model, optimizer, args.resume)
+    start_epoch, start_step, resumed_sum = restore(args.out, cfg, model, optimizer, args.resume)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"device {device} | {args.dataset}: {len(x_train):,} train images {'x'.join(map(str, x_train.shape[1:]))} "
           f"| target: {band_desc} | MAE dim {args.dim} depth {args.depth}, decoder {args.decoder_dim}x"
           f"{args.decoder_depth}, patch {args.patch_size}, {args.masking} masking {args.mask_ratio:g} "
           f"| {n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {steps_per_epoch} steps"
-          + (f" | resuming after epoch {start_epoch}" if start_epoch else ""))
+          + (f" | resuming at epoch {start_epoch + 1}, step {start_step}" if start_epoch or start_step else ""))
 
     x_train = x_train.to(device)
     knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()  # fixed subsets
@@ -261,17 +322,24 @@ def main(argv=None):
     step_model = torch.compile(model) if args.compile else model
     t_start = time.time()
 
+    bad_step = torch.full((), -1, device=device)
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         model.train()
-        loss_sum = torch.zeros((), device=device)
-        for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device):
-            set_lr(optimizer, get_lr(epoch * steps_per_epoch + i, lr, warmup_steps, total_steps))
+        start = start_step if epoch == start_epoch else 0
+        loss_sum = resumed_sum.to(device) if start else torch.zeros((), device=device)
+        for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device, start):
+            step = epoch * steps_per_epoch + i
+            set_lr(optimizer, get_lr(step, lr, warmup_steps, total_steps))
             x, target = make_batch(x_train[idx], args.aug, band)
-            loss_sum += train_step(step_model, optimizer, x, target, autocast)
+            loss = train_step(step_model, optimizer, x, target, autocast)
+            loss_sum += loss
+            bad_step = note_step(loss, step, bad_step, steps_per_epoch, args.ckpt_every, args.out, model, optimizer,
+                                 cfg, loss_sum)
+        stop_if_not_finite(bad_step, args.out)
         seconds = time.time() - t0
         log = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": loss_sum.item() / steps_per_epoch,
-               "lr": optimizer.param_groups[0]["lr"], "images_per_s": steps_per_epoch * batch_size / seconds,
+               "lr": optimizer.param_groups[0]["lr"], "images_per_s": (steps_per_epoch - start) * batch_size / seconds,
                "seconds": seconds}
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
             feats_train = extract_features(model.encoder, x_train[knn_train.to(device)])
@@ -280,7 +348,7 @@ def main(argv=None):
                                       y_test[knn_test].to(device))
             save_grid(model, grid_images, band, os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
         log_epoch(args.out, log)
-        save_checkpoint(args.out, model, optimizer, epoch + 1, cfg)
+        save_checkpoint(args.out, model, optimizer, cfg, epoch + 1)
 
     logs = read_log(args.out)
     summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs,

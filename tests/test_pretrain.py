@@ -127,19 +127,19 @@ def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, run, monkeyp
     class Interrupt(Exception):
         pass
 
-    save = data.save_atomic
+    save = pretrain.save_checkpoint
 
-    def save_then_stop(obj, path):
-        save(obj, path)
-        if isinstance(obj, dict) and obj.get("epoch") == 2:
+    def save_then_stop(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
+        save(out, model, optimizer, cfg, epoch, step, loss_sum)
+        if epoch == 2:
             raise Interrupt
 
-    monkeypatch.setattr(data, "save_atomic", save_then_stop)
+    monkeypatch.setattr(pretrain, "save_checkpoint", save_then_stop)
     with pytest.raises(Interrupt):
         run(pretrain, *args, "--out", tmp_path / "b")
-    monkeypatch.setattr(data, "save_atomic", save)
+    monkeypatch.setattr(pretrain, "save_checkpoint", save)
     code, out, err = run(pretrain, *args, "--out", tmp_path / "b", "--resume")
-    assert code == 0 and "resuming after epoch 2" in out, err
+    assert code == 0 and "resuming at epoch 3, step 0" in out, err
 
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)

@@ -1,0 +1,137 @@
+"""Crash safety (kill -9, corrupt checkpoints, NaN) and the bad-input matrix across the scripts."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import finetune
+import linprobe
+import model
+import pca_project
+import pretrain
+from conftest import TINY
+from test_pca import ROOT, one_line_error
+
+
+def pretrain_cmd(folder, out, *extra):
+    return [sys.executable, "pretrain.py", *map(str, [*TINY, "--data-dir", folder, "--epochs", 60, "--eval-every", 20,
+                                                      "--ckpt-every", 2, "--target", "bottom", "--pct", 25,
+                                                      "--out", out, *extra])]
+
+
+def logs_without_timing(out):
+    return [{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in pretrain.read_log(out)]
+
+
+def assert_same_run(a, b):
+    wa = torch.load(a / "ckpt.pt", weights_only=True)["model"]
+    wb = torch.load(b / "ckpt.pt", weights_only=True)["model"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert logs_without_timing(a) == logs_without_timing(b)
+
+
+def test_kill_9_then_resume_is_bit_identical(fmnist_folder, tmp_path):
+    subprocess.run(pretrain_cmd(fmnist_folder, tmp_path / "a"), cwd=ROOT, check=True, capture_output=True)
+    proc = subprocess.Popen(pretrain_cmd(fmnist_folder, tmp_path / "b"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "b" / "ckpt.prev.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.Random(0).uniform(0.2, 1.0))  # somewhere mid-run, mid-epoch or mid-write
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    done = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
+    assert done["epoch"] < 60
+    p = subprocess.run(pretrain_cmd(fmnist_folder, tmp_path / "b", "--resume"), cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "resuming at epoch" in p.stdout
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(fmnist_folder, tmp_path, run):
+    args = [*TINY, "--data-dir", fmnist_folder, "--epochs", 3, "--ckpt-every", 4]
+    assert run(pretrain, *args, "--out", tmp_path / "a")[0] == 0
+    assert run(pretrain, *args, "--out", tmp_path / "b")[0] == 0
+    ckpt = tmp_path / "b" / "ckpt.pt"
+    prev = torch.load(tmp_path / "b" / "ckpt.prev.pt", weights_only=True)
+    assert (prev["epoch"], prev["step"]) == (2, 4)  # the mid-epoch checkpoint before the last one
+    ckpt.write_bytes(ckpt.read_bytes()[:5000])  # a truncated write
+    code, out, err = run(pretrain, *args, "--out", tmp_path / "b", "--resume")
+    assert code == 0 and "ckpt.prev.pt" in err and len(err.strip().splitlines()) == 1, err
+    assert "resuming at epoch 3, step 4" in out
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_checkpoint(fmnist_folder, tmp_path, run, monkeypatch):
+    args = [*TINY, "--data-dir", fmnist_folder, "--epochs", 4, "--out", tmp_path]
+    forward = model.MAE.forward
+    calls = []
+
+    def poisoned(self, x, target, generator=None):
+        loss, pred, mask = forward(self, x, target, generator)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 15 else loss), pred, mask
+
+    monkeypatch.setattr(model.MAE, "forward", poisoned)
+    code, _, err = run(pretrain, *args)
+    assert code == 3 and "step 14" in err and "ckpt.pt" in err and len(err.strip().splitlines()) == 1, err
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert len(pretrain.read_log(tmp_path)) == 2
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path, run):
+    torch.save({"model": Payload(), "config": {"mask_ratio": 0.75}}, tmp_path / "evil.pt")
+    code, out, err = run(linprobe, "--ckpt", tmp_path / "evil.pt", "--out", tmp_path / "x")
+    assert one_line_error(code, err) and "pwned" not in out
+
+
+def test_bad_input_matrix(fmnist_folder, tmp_path, run):
+    """Each case: exit 2, one line on stderr, no traceback, nothing left in --out."""
+    ckpt = tmp_path / "run"
+    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", ckpt)[0] == 0
+    (tmp_path / "truncated.pt").write_bytes((ckpt / "ckpt.pt").read_bytes()[:3000])
+    resized = torch.load(ckpt / "ckpt.pt", weights_only=True)
+    resized["config"]["dim"] = 64  # a checkpoint whose weights are of another model size
+    torch.save(resized, tmp_path / "resized.pt")
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "noimages" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "noimages" / "test" / "cat").mkdir(parents=True)
+    tiny = [*TINY, "--data-dir", fmnist_folder, "--epochs", 1]
+    cases = [
+        (pretrain, ["--dataset", "imagenet"]),
+        (pretrain, ["--dataset", "cifar100", "--data-dir", tmp_path / "nothing"]),
+        (pretrain, [*tiny, "--target", "bottom", "--pct", 120]),
+        (pretrain, [*tiny, "--target", "sideways", "--pct", 20]),
+        (pretrain, [*tiny, "--mask-ratio", 1.5]),
+        (pretrain, [*tiny, "--masking", "checkerboard"]),
+        (pretrain, [*tiny, "--patch-size", 3]),
+        (pretrain, [*tiny, "--epochs", -1]),
+        (pretrain, [*tiny, "--batch-size", 0]),
+        (pretrain, [*tiny, "--out", tmp_path / "afile" / "sub"]),
+        (pretrain, [*TINY, "--data-dir", tmp_path / "noimages", "--epochs", 1]),
+        (linprobe, ["--ckpt", tmp_path / "missing.pt"]),
+        (linprobe, ["--ckpt", tmp_path / "truncated.pt"]),
+        (linprobe, ["--ckpt", tmp_path / "resized.pt", "--data-dir", fmnist_folder]),
+        (finetune, ["--ckpt", tmp_path / "truncated.pt", "--dataset", "folder", "--data-dir", fmnist_folder]),
+        (finetune, ["--init", "none", "--epochs", -3]),
+        (pca_project, ["--dataset", "folder", "--data-dir", tmp_path / "noimages"]),
+    ]
+    for i, (script, args) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        if "--out" not in args:
+            args = [*args, "--out", out]
+        code, _, err = run(script, *args)
+        assert one_line_error(code, err), (script.__name__, args, err)
+        assert not out.exists() or not any(out.iterdir()), (script.__name__, args, list(out.iterdir()))

@@ -103,16 +103,16 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
 AUGMENTATIONS = ("none", "flip", "crop")
 
 
-def augment(x, kind, generator=None):
+def augment(x, kind, u=None):
     """Augment a float batch (N, C, H, W) on its device, all images at once.
 
     flip: horizontal flip with probability 1/2. crop: RandomResizedCrop (area 0.2-1, aspect ratio
-    3/4-4/3, resized back to H x W, bilinear) plus the flip.
+    3/4-4/3, resized back to H x W, bilinear) plus the flip. u: the (N, 5) uniform numbers that
+    decide it all, drawn here unless given (distributed runs draw them for the global batch).
     """
     if kind == "none":
         return x
-    n = len(x)
-    u = torch.rand(n, 5, device=x.device, generator=generator)
+    u = torch.rand(len(x), 5, device=x.device) if u is None else u
     flip = torch.where(u[:, 0] < 0.5, -1.0, 1.0)
     if kind == "flip":
         return torch.where(flip[:, None, None, None] < 0, x.flip(3), x)

@@ -11,15 +11,17 @@ import os
 import time
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.transforms import v2
 
 import data
 import pca_project
 from model import Classifier, Encoder, get_lr, param_groups
-from pretrain import (batches, default_patch_size, load_pretrained, log_epoch, make_batch, note_step,
-                      pretrained_encoder, read_log, restore, save_checkpoint, set_lr, stop_if_not_finite, target_name,
-                      train_step)
+from pretrain import (batches, default_patch_size, epoch_loss, load_pretrained, log_epoch, main_process,
+                      make_batch, note_step, pretrained_encoder, read_log, restore, save_checkpoint, set_lr,
+                      setup_distributed, target_name, train_step)
 
 RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "ckpt_every"}
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads")
@@ -83,7 +85,7 @@ def accuracy(model, x_uint8, y, band, autocast, batch_size=1024):
 def main(argv=None):
     args = get_args(argv)
     t_start = time.time()
-    device = data.device(args.device)
+    rank, world, device = setup_distributed(args.device)
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     shape = tuple(x_train.shape[1:])
@@ -127,6 +129,9 @@ def main(argv=None):
     x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
 
     batch_size = min(args.batch_size, len(x_train))
+    if batch_size % world:
+        raise data.UserError(f"batch size {batch_size} does not split over {world} processes")
+    local = slice(rank * batch_size // world, (rank + 1) * batch_size // world)  # this process's share
     steps_per_epoch = len(x_train) // batch_size
     total_steps, warmup_steps = args.epochs * steps_per_epoch, args.warmup_epochs * steps_per_epoch
     lr = args.blr * batch_size / 256
@@ -141,14 +146,18 @@ def main(argv=None):
     def loss_fn(logits, labels):
         return F.cross_entropy(logits.float(), labels, label_smoothing=args.label_smoothing)
 
-    print(f"device {device} | {args.dataset}: {len(x_train):,} train / {n_val:,} val / {len(x_test):,} test images "
-          f"| input: {band_desc} | init: {'pretrained ' + target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
-          f"| ViT dim {args.dim} depth {args.depth} patch {args.patch_size} "
-          f"| {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | {args.epochs} epochs of "
-          f"{steps_per_epoch} steps" + (f" | resuming at epoch {start_epoch + 1}, step {start_step}" if start_epoch or start_step else ""))
+    if main_process():
+        print(f"device {device}{f' x {world} processes' if world > 1 else ''} | {args.dataset}: {len(x_train):,} "
+              f"train / {n_val:,} val / {len(x_test):,} test images | input: {band_desc} | init: "
+              f"{'pretrained ' + target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
+              f"| ViT dim {args.dim} depth {args.depth} patch {args.patch_size} "
+              f"| {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | {args.epochs} epochs of "
+              f"{steps_per_epoch} steps"
+              + (f" | resuming at epoch {start_epoch + 1}, step {start_step}" if start_epoch or start_step else ""))
 
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
-    step_model = torch.compile(model) if args.compile else model
+    step_model = DistributedDataParallel(model) if world > 1 else model
+    step_model = torch.compile(step_model) if args.compile else step_model
     bad_step = torch.full((), -1, device=device)
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
@@ -158,24 +167,28 @@ def main(argv=None):
         for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device, start):
             step = epoch * steps_per_epoch + i
             set_lr(optimizer, get_lr(step, lr, warmup_steps, total_steps))
-            _, x = make_batch(x_train[idx], args.aug, band)
-            labels = y_train[idx]
+            u = torch.rand(batch_size, 5, device=device)[local] if args.aug != "none" else None
+            _, x = make_batch(x_train[idx[local]], args.aug, band, u)
+            labels = y_train[idx[local]]
             if mix is not None:
                 x, labels = mix(x, labels)
             loss = train_step(step_model, optimizer, x, labels, autocast, loss_fn)
             loss_sum += loss
             bad_step = note_step(loss, step, bad_step, steps_per_epoch, args.ckpt_every, args.out, model, optimizer,
                                  cfg, loss_sum)
-        stop_if_not_finite(bad_step, args.out)
+        mean_loss = epoch_loss(loss_sum, bad_step, steps_per_epoch, args.out)
         seconds = time.time() - t0
-        log = {"epoch": epoch + 1, "loss": loss_sum.item() / steps_per_epoch,
+        log = {"epoch": epoch + 1, "loss": mean_loss,
                "lr": max(g["lr"] for g in optimizer.param_groups),
                "images_per_s": (steps_per_epoch - start) * batch_size / seconds, "seconds": seconds}
-        if n_val:
+        if n_val and main_process():
             log["val_accuracy"] = accuracy(model, x_val, y_val, band, autocast)
         log_epoch(args.out, log)
         save_checkpoint(args.out, model, optimizer, cfg, epoch + 1)
 
+    if not main_process():
+        dist.destroy_process_group()
+        return
     test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), band, autocast)
     logs = read_log(args.out)
     results = {"dataset": args.dataset, "target": target_name(pre) if pre else "no pretraining", "eval": "finetune",
@@ -185,6 +198,8 @@ def main(argv=None):
                "config": cfg, "pretrain_config": pre, "commit": data.git_commit()}
     data.save_json(results, os.path.join(args.out, "results.json"))
     print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); wrote {args.out}/results.json")
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

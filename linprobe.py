@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 import data
 from model import extract_features, get_lr, knn_accuracy
+import pretrain
 from pretrain import load_pretrained, pretrained_encoder, target_name
 
 
@@ -30,6 +31,7 @@ def get_args(argv=None):
     p.add_argument("--blr", type=float, default=0.1, help="base lr; lr = blr * batch / 256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/linprobe")
+    p.add_argument("--resume", action="store_true", help="reuse the features OUT/features.pt holds for this run")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size"):
         if getattr(args, name) <= 0:
@@ -84,8 +86,18 @@ def main(argv=None):
     print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, target "
           f"{target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} test images, {args.pool} features")
 
-    feats = extract_features(encoder, x_train.to(device), args.pool)  # once: the head trains on these
-    test_feats = extract_features(encoder, x_test.to(device), args.pool)
+    # Features once, saved: the head trains on them, and a rerun with --resume starts from them
+    # (the head's training is seeded, so it ends with the same weights and accuracy).
+    stamp = {"ckpt": os.path.abspath(args.ckpt), "ckpt_bytes": os.path.getsize(args.ckpt),
+             "ckpt_epoch": ckpt["epoch"], "dataset": dataset, "pool": args.pool}
+    cache = os.path.join(args.out, "features.pt")
+    cached = pretrain.load_checkpoint(cache) if args.resume and os.path.exists(cache) else {}
+    if cached.get("stamp") == stamp:
+        feats, test_feats = cached["train"].to(device), cached["test"].to(device)
+    else:
+        feats = extract_features(encoder, x_train.to(device), args.pool)
+        test_feats = extract_features(encoder, x_test.to(device), args.pool)
+        data.save_atomic({"stamp": stamp, "train": feats.cpu(), "test": test_feats.cpu()}, cache)
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
     accuracy, log = train_probe(feats, y_train, test_feats, y_test, args.epochs, args.warmup_epochs,

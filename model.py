@@ -167,11 +167,13 @@ class MAE(nn.Module):
             x = block(x)
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]
 
-    def forward(self, x, target, generator=None):
-        """Returns (loss, prediction (N, T, p*p*C), mask (N, T) with 1 = masked)."""
+    def forward(self, x, target, generator=None, scores=None):
+        """Returns (loss, prediction (N, T, p*p*C), mask (N, T) with 1 = masked). The mask comes
+        from scores (N, T) when given (distributed runs draw them for the global batch)."""
         n, t = len(x), self.grid ** 2
         n_keep = t - round(self.mask_ratio * t)
-        ids_shuffle = torch.argsort(self.mask_scores(n, x.device, generator), dim=1, stable=True)
+        scores = self.mask_scores(n, x.device, generator) if scores is None else scores
+        ids_shuffle = torch.argsort(scores, dim=1, stable=True)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         mask = torch.ones(n, t, device=x.device)
         mask[:, :n_keep] = 0

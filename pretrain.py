@@ -15,6 +15,8 @@ import time
 import numpy as np
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import save_image
 from tqdm import tqdm
 
@@ -128,6 +130,24 @@ def target_name(cfg):
     return "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
 
 
+def setup_distributed(device_name):
+    """(rank, world size, device). Under torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK) this
+    joins the process group: NCCL on CUDA, one GPU per process, or gloo on CPU."""
+    device = data.device(device_name)
+    if "RANK" not in os.environ:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def main_process():
+    """Only rank 0 prints and writes files."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
 def rng_state():
     """Every random number generator a run may touch: torch (CPU, CUDA), NumPy, Python."""
     np_state = np.random.get_state()
@@ -149,6 +169,8 @@ def set_rng_state(state):
 def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
     """ckpt.pt after `epoch` whole epochs and `step` steps of the next, written crash-safely: a
     flushed temp file renamed over it, the previous checkpoint kept as ckpt.prev.pt meanwhile."""
+    if not main_process():
+        return
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg, "epoch": epoch,
              "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(), "rng": rng_state()}
     path = os.path.join(out, "ckpt.pt")
@@ -174,11 +196,22 @@ def note_step(loss, step, bad_step, steps_per_epoch, ckpt_every, out, model, opt
 
 def stop_if_not_finite(bad_step, out):
     """Exit 3, before anything is saved, when a loss was NaN or inf (bad_step >= 0 names the step)."""
+    if dist.is_initialized():  # every rank stops, or none
+        dist.all_reduce(bad_step, op=dist.ReduceOp.MAX)
     if bad_step.item() >= 0:
         good = os.path.join(out, "ckpt.pt")
         print(f"error: loss is NaN or inf at step {bad_step.item()}; the last good checkpoint is "
               f"{good if os.path.exists(good) else 'none'}", file=sys.stderr)
         sys.exit(3)
+
+
+def epoch_loss(loss_sum, bad_step, steps, out):
+    """The epoch's mean loss over all processes, after stopping (exit 3) if any step's was not finite."""
+    stop_if_not_finite(bad_step, out)
+    if dist.is_initialized():
+        dist.all_reduce(loss_sum)
+        loss_sum /= dist.get_world_size()
+    return loss_sum.item() / steps
 
 
 def restore(out, cfg, model, optimizer, resume):
@@ -191,7 +224,7 @@ def restore(out, cfg, model, optimizer, resume):
     paths = [os.path.join(out, name) for name in ("ckpt.pt", "ckpt.prev.pt")]
     log_path = os.path.join(out, "log.jsonl")
     if not any(os.path.exists(p) for p in paths):
-        if os.path.exists(log_path):
+        if os.path.exists(log_path) and main_process():
             os.remove(log_path)
         return 0, 0, None
     ckpt = None
@@ -213,7 +246,7 @@ def restore(out, cfg, model, optimizer, resume):
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"])
-    if os.path.exists(log_path):  # the log keeps the epochs the checkpoint holds, no more
+    if os.path.exists(log_path) and main_process():  # the log keeps the epochs the checkpoint holds, no more
         with open(log_path) as f:
             kept = [line for line in f if json.loads(line)["epoch"] <= ckpt["epoch"]]
         with open(log_path + ".tmp", "w") as f:
@@ -223,6 +256,8 @@ def restore(out, cfg, model, optimizer, resume):
 
 
 def log_epoch(out, log):
+    if not main_process():
+        return
     print(json.dumps(log))
     with open(os.path.join(out, "log.jsonl"), "a") as f:
         f.write(json.dumps(log) + "\n")
@@ -233,10 +268,10 @@ def read_log(out):
         return [json.loads(line) for line in f]
 
 
-def make_batch(x_uint8, aug, band=None):
+def make_batch(x_uint8, aug, band=None, u=None):
     """Encoder input and reconstruction target from one uint8 batch: the target is computed from
     the same augmented images, so augmentation and band targets go together."""
-    x = data.augment(x_uint8.float().div_(255), aug)
+    x = data.augment(x_uint8.float().div_(255), aug, u)
     return x, (x if band is None else pca_project.project(x, *band))
 
 
@@ -244,8 +279,8 @@ def batches(n, batch_size, seed, epoch, epochs, device, start=0):
     """(step in epoch, indices) of one epoch's batches from step `start` on. The permutation depends
     on (seed, epoch) only, so a resumed run sees the same batches."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).to(device)
-    for i in tqdm(range(start, n // batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=None,
-                  mininterval=1, initial=start, total=n // batch_size):
+    for i in tqdm(range(start, n // batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                  disable=None if main_process() else True, mininterval=1, initial=start, total=n // batch_size):
         yield i, perm[i * batch_size:(i + 1) * batch_size]
 
 
@@ -254,10 +289,10 @@ def set_lr(optimizer, lr):
         group["lr"] = lr * group["lr_scale"]
 
 
-def train_step(model, optimizer, x, target, autocast, loss_fn=None):
+def train_step(model, optimizer, x, target, autocast, loss_fn=None, scores=None):
     """One optimizer step: the MAE's own loss, or loss_fn(model(x), target) for a classifier."""
     with autocast:
-        loss = model(x, target)[0] if loss_fn is None else loss_fn(model(x), target)
+        loss = model(x, target, scores=scores)[0] if loss_fn is None else loss_fn(model(x), target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -283,7 +318,7 @@ def save_grid(model, x_uint8, band, path):
 
 def main(argv=None):
     args = get_args(argv)
-    device = data.device(args.device)
+    rank, world, device = setup_distributed(args.device)
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
@@ -299,7 +334,11 @@ def main(argv=None):
         band = ({"mean": pca["mean"].to(device, torch.float32)}, V.to(device, torch.float32))
         band_desc = f"{target_name(cfg)} band ({V.shape[1]:,} of {len(pca['mean']):,} components)"
 
+    # The global batch and the lr do not depend on the number of processes: each takes a slice.
     batch_size = min(args.batch_size, len(x_train))
+    if batch_size % world:
+        raise data.UserError(f"batch size {batch_size} does not split over {world} processes")
+    local = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
     steps_per_epoch = len(x_train) // batch_size
     total_steps, warmup_steps = args.epochs * steps_per_epoch, args.warmup_epochs * steps_per_epoch
     lr = args.blr * batch_size / 256
@@ -308,18 +347,21 @@ def main(argv=None):
 
     start_epoch, start_step, resumed_sum = restore(args.out, cfg, model, optimizer, args.resume)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"device {device} | {args.dataset}: {len(x_train):,} train images {'x'.join(map(str, x_train.shape[1:]))} "
-          f"| target: {band_desc} | MAE dim {args.dim} depth {args.depth}, decoder {args.decoder_dim}x"
-          f"{args.decoder_depth}, patch {args.patch_size}, {args.masking} masking {args.mask_ratio:g} "
-          f"| {n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {steps_per_epoch} steps"
-          + (f" | resuming at epoch {start_epoch + 1}, step {start_step}" if start_epoch or start_step else ""))
+    if main_process():
+        print(f"device {device}{f' x {world} processes' if world > 1 else ''} | {args.dataset}: {len(x_train):,} "
+              f"train images {'x'.join(map(str, x_train.shape[1:]))} | target: {band_desc} | MAE dim {args.dim} depth "
+              f"{args.depth}, decoder {args.decoder_dim}x{args.decoder_depth}, patch {args.patch_size}, {args.masking} "
+              f"masking {args.mask_ratio:g} | {n_params / 1e6:.2f}M parameters | {args.epochs} epochs of "
+              f"{steps_per_epoch} steps"
+              + (f" | resuming at epoch {start_epoch + 1}, step {start_step}" if start_epoch or start_step else ""))
 
     x_train = x_train.to(device)
     knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()  # fixed subsets
     knn_test = torch.linspace(0, len(x_test) - 1, min(args.knn_test, len(x_test))).long()
     grid_images = x_test[:8].to(device)
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
-    step_model = torch.compile(model) if args.compile else model
+    step_model = DistributedDataParallel(model) if world > 1 else model
+    step_model = torch.compile(step_model) if args.compile else step_model
     t_start = time.time()
 
     bad_step = torch.full((), -1, device=device)
@@ -331,17 +373,21 @@ def main(argv=None):
         for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device, start):
             step = epoch * steps_per_epoch + i
             set_lr(optimizer, get_lr(step, lr, warmup_steps, total_steps))
-            x, target = make_batch(x_train[idx], args.aug, band)
-            loss = train_step(step_model, optimizer, x, target, autocast)
+            # Every process draws the random numbers of the whole global batch and keeps its slice,
+            # so N processes compute what one would.
+            u = torch.rand(batch_size, 5, device=device)[local] if args.aug != "none" else None
+            x, target = make_batch(x_train[idx[local]], args.aug, band, u)
+            scores = model.mask_scores(batch_size, device)[local]
+            loss = train_step(step_model, optimizer, x, target, autocast, scores=scores)
             loss_sum += loss
             bad_step = note_step(loss, step, bad_step, steps_per_epoch, args.ckpt_every, args.out, model, optimizer,
                                  cfg, loss_sum)
-        stop_if_not_finite(bad_step, args.out)
+        mean_loss = epoch_loss(loss_sum, bad_step, steps_per_epoch, args.out)
         seconds = time.time() - t0
-        log = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": loss_sum.item() / steps_per_epoch,
+        log = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": mean_loss,
                "lr": optimizer.param_groups[0]["lr"], "images_per_s": (steps_per_epoch - start) * batch_size / seconds,
                "seconds": seconds}
-        if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
+        if main_process() and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
             feats_train = extract_features(model.encoder, x_train[knn_train.to(device)])
             feats_test = extract_features(model.encoder, x_test[knn_test].to(device))
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
@@ -350,13 +396,16 @@ def main(argv=None):
         log_epoch(args.out, log)
         save_checkpoint(args.out, model, optimizer, cfg, epoch + 1)
 
-    logs = read_log(args.out)
-    summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs,
-               "final_loss": logs[-1]["loss"], "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),
-               "train_seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start}
-    data.save_json(summary, os.path.join(args.out, "summary.json"))
-    print(f"done: loss {summary['final_loss']:.4f}, kNN {summary['final_knn']:.3f}; wrote {args.out}/")
-
+    if main_process():
+        logs = read_log(args.out)
+        summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs,
+                   "final_loss": logs[-1]["loss"],
+                   "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),
+                   "train_seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start}
+        data.save_json(summary, os.path.join(args.out, "summary.json"))
+        print(f"done: loss {summary['final_loss']:.4f}, kNN {summary['final_knn']:.3f}; wrote {args.out}/")
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 if __name__ == "__main__":
     data.main_guard(main)

@@ -99,10 +99,10 @@ def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run,
     seen = []
     forward = model.MAE.forward
 
-    def spy(self, x, target, generator=None):
+    def spy(self, x, target, generator=None, scores=None):
         if self.training:
             seen.append((x.detach().clone(), target.detach().clone()))
-        return forward(self, x, target, generator)
+        return forward(self, x, target, generator, scores)
 
     monkeypatch.setattr(model.MAE, "forward", spy)
     code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path,
@@ -199,6 +199,6 @@ def test_resample_matches_grid_sample():
 
 def test_crop_augmentation_keeps_shape_and_range():
     x = torch.rand(64, 3, 16, 16)
-    y = data.augment(x, "crop", torch.Generator().manual_seed(0))
+    y = data.augment(x, "crop", torch.rand(64, 5, generator=torch.Generator().manual_seed(0)))
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     assert not torch.allclose(y, x) and not torch.allclose(y, x.flip(3))

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 
 import finetune
@@ -73,8 +72,8 @@ def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_checkpoint(fmnist_fo
     forward = model.MAE.forward
     calls = []
 
-    def poisoned(self, x, target, generator=None):
-        loss, pred, mask = forward(self, x, target, generator)
+    def poisoned(self, x, target, generator=None, scores=None):
+        loss, pred, mask = forward(self, x, target, generator, scores)
         calls.append(1)
         return (loss * float("nan") if len(calls) == 15 else loss), pred, mask
 
@@ -135,3 +134,18 @@ def test_bad_input_matrix(fmnist_folder, tmp_path, run):
         code, _, err = run(script, *args)
         assert one_line_error(code, err), (script.__name__, args, err)
         assert not out.exists() or not any(out.iterdir()), (script.__name__, args, list(out.iterdir()))
+
+
+def test_linprobe_resume_reuses_its_features(fmnist_folder, tmp_path, run, monkeypatch):
+    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "pre")[0] == 0
+    args = ["--ckpt", tmp_path / "pre" / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 5, "--out", tmp_path]
+    assert run(linprobe, *args)[0] == 0
+    first = (tmp_path / "results.json").read_text()
+    calls = []
+    features = model.Encoder.features
+    monkeypatch.setattr(model.Encoder, "features", lambda self, x, pool="cls": calls.append(1) or
+                        features(self, x, pool))
+    assert run(linprobe, *args, "--resume")[0] == 0
+    assert calls == []  # no forward pass: the saved features were used
+    strip = lambda text: {k: v for k, v in json.loads(text).items() if k not in ("seconds", "config")}  # noqa: E731
+    assert strip((tmp_path / "results.json").read_text()) == strip(first)

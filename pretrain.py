@@ -190,7 +190,7 @@ def note_step(loss, step, bad_step, steps_per_epoch, ckpt_every, out, model, opt
     epoch, i = divmod(step + 1, steps_per_epoch)
     if ckpt_every and (step + 1) % ckpt_every == 0 and i:
         stop_if_not_finite(bad_step, out)
-        save_checkpoint(out, model, optimizer, cfg, epoch, i, loss_sum)
+        save_checkpoint(out, model, optimizer, cfg, epoch, i, mean_over_processes(loss_sum))
     return bad_step
 
 
@@ -200,18 +200,24 @@ def stop_if_not_finite(bad_step, out):
         dist.all_reduce(bad_step, op=dist.ReduceOp.MAX)
     if bad_step.item() >= 0:
         good = os.path.join(out, "ckpt.pt")
-        print(f"error: loss is NaN or inf at step {bad_step.item()}; the last good checkpoint is "
-              f"{good if os.path.exists(good) else 'none'}", file=sys.stderr)
+        if main_process():
+            print(f"error: loss is NaN or inf at step {bad_step.item()}; the last good checkpoint is "
+                  f"{good if os.path.exists(good) else 'none'}", file=sys.stderr)
         sys.exit(3)
 
 
 def epoch_loss(loss_sum, bad_step, steps, out):
     """The epoch's mean loss over all processes, after stopping (exit 3) if any step's was not finite."""
     stop_if_not_finite(bad_step, out)
-    if dist.is_initialized():
-        dist.all_reduce(loss_sum)
-        loss_sum /= dist.get_world_size()
-    return loss_sum.item() / steps
+    return mean_over_processes(loss_sum).item() / steps
+
+
+def mean_over_processes(t):
+    if not dist.is_initialized():
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / dist.get_world_size()
 
 
 def restore(out, cfg, model, optimizer, resume):

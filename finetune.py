@@ -29,7 +29,7 @@ VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
 
 
 def get_args(argv=None):
-    p = data.parser(__doc__.splitlines()[0])
+    p = data.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.add_argument("--ckpt", help="a pretrain.py checkpoint to start from")
     p.add_argument("--init", choices=("none",), help="none: random initialisation (no pretraining)")
     p.add_argument("--input", default="original", choices=("original", "bottom", "top"))

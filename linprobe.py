@@ -21,7 +21,7 @@ from pretrain import load_pretrained, pretrained_encoder, target_name
 
 
 def get_args(argv=None):
-    p = data.parser(__doc__.splitlines()[0])
+    p = data.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.set_defaults(dataset=None)  # the checkpoint's dataset unless told otherwise
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"), help="class token or mean patch token")

@@ -117,7 +117,7 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
 
 
 def main():
-    p = data.parser("Fit PCA on a dataset's train split and show its bottom/top variance bands.")
+    p = data.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.add_argument("--pct", type=float, default=25, help="bottom band share in percent; the top band is 100 - pct")
     p.add_argument("--refit", action="store_true", help="fit again even when a cached fit exists")
     p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")

@@ -29,7 +29,7 @@ RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "
 
 
 def get_args(argv=None):
-    p = data.parser(__doc__.splitlines()[0])
+    p = data.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.add_argument("--target", default="original", choices=("original", "bottom", "top"))
     p.add_argument("--pct", type=float, help="variance share of the target band in percent (bottom/top only)")
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS, help="none reproduces the original work")

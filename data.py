@@ -142,12 +142,18 @@ def resample(x, scale_x, shift_x, scale_y, shift_y):
     return out.view(n, h, c, w).transpose(1, 2)
 
 
-def save_atomic(obj, path):
-    """torch.save to a temp file, then os.replace: a crash never leaves a half-written file."""
+def save_atomic(obj, path, keep_previous=None):
+    """torch.save to a flushed temp file, then os.replace: a crash never leaves a half-written
+    file. With keep_previous, the file being replaced is moved there first."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous and os.path.exists(path):
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -19,9 +19,9 @@ from torchvision.transforms import v2
 import data
 import pca_project
 from model import Classifier, Encoder, get_lr, param_groups
-from pretrain import (batches, default_patch_size, epoch_loss, load_pretrained, log_epoch, main_process,
-                      make_batch, note_step, pretrained_encoder, read_log, restore, save_checkpoint, set_lr,
-                      setup_distributed, target_name, train_step)
+from pretrain import (batches, check_sizes, default_patch_size, epoch_loss, load_pretrained, log_epoch,
+                      main_process, make_batch, note_step, pretrained_encoder, read_log, restore, save_checkpoint,
+                      set_lr, setup_distributed, target_name, train_step)
 
 RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "ckpt_every"}
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads")
@@ -107,9 +107,7 @@ def main(argv=None):
         args.patch_size = args.patch_size or default_patch_size(shape[-1])
         for name, value in VIT_TINY.items():
             setattr(args, name, getattr(args, name) or value)
-        if shape[1] != shape[2] or shape[1] % args.patch_size or args.dim % args.heads or args.dim % 4:
-            raise data.UserError(f"image size {shape[1]}x{shape[2]}, patch size {args.patch_size}, dim {args.dim} "
-                                 f"and {args.heads} heads do not fit together")
+        check_sizes(shape, args.patch_size, (args.dim, args.heads))
         encoder = Encoder(shape[1], args.patch_size, shape[0], args.dim, args.depth, args.heads, args.drop_path)
     num_classes = int(y_train.max()) + 1
     model = Classifier(encoder, num_classes, args.pool).to(device)

@@ -79,17 +79,24 @@ def default_patch_size(image_size):
     return min((p for p in range(1, image_size + 1) if image_size % p == 0), key=lambda p: abs(image_size / p - 16))
 
 
+def check_sizes(image_shape, patch_size, *widths_and_heads):
+    """A UserError unless the images are square, divisible into patches, and every transformer
+    width is divisible by 4 (sin-cos positions) and by its number of heads."""
+    _, h, w = image_shape
+    if h != w or h % patch_size:
+        raise data.UserError(f"image size {h}x{w} is not a square divisible by patch size {patch_size}")
+    for d, heads in widths_and_heads:
+        if d % heads or d % 4:
+            raise data.UserError(f"width {d} must be divisible by 4 and by its number of heads ({heads})")
+
+
 def build_model(cfg, image_shape):
     """The MAE a config describes, for images of shape (C, H, W); a UserError when they do not fit."""
-    c, h, w = image_shape
-    if h != w or h % cfg["patch_size"]:
-        raise data.UserError(f"image size {h}x{w} is not a square divisible by patch size {cfg['patch_size']}")
+    c, h, _ = image_shape
+    check_sizes(image_shape, cfg["patch_size"], (cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"]))
     if cfg["masking"] == "grid" and (h // cfg["patch_size"]) % grid_cell(cfg["mask_ratio"]):
         raise data.UserError(f"--masking grid needs the patch grid ({h // cfg['patch_size']}) divisible by "
                              f"{grid_cell(cfg['mask_ratio'])}")
-    for d, heads in ((cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"])):
-        if d % heads or d % 4:
-            raise data.UserError(f"width {d} must be divisible by 4 and by its number of heads ({heads})")
     return MAE(h, cfg["patch_size"], c, cfg["dim"], cfg["depth"], cfg["heads"], cfg["decoder_dim"],
                cfg["decoder_depth"], cfg["decoder_heads"], cfg["mask_ratio"], cfg["masking"], cfg["norm_pix_loss"])
 
@@ -167,20 +174,13 @@ def set_rng_state(state):
 
 
 def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
-    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, written crash-safely: a
-    flushed temp file renamed over it, the previous checkpoint kept as ckpt.prev.pt meanwhile."""
+    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, written crash-safely, the
+    previous checkpoint kept as ckpt.prev.pt."""
     if not main_process():
         return
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg, "epoch": epoch,
              "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(), "rng": rng_state()}
-    path = os.path.join(out, "ckpt.pt")
-    with open(path + ".tmp", "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if os.path.exists(path):
-        os.replace(path, os.path.join(out, "ckpt.prev.pt"))
-    os.replace(path + ".tmp", path)
+    data.save_atomic(state, os.path.join(out, "ckpt.pt"), keep_previous=os.path.join(out, "ckpt.prev.pt"))
 
 
 def note_step(loss, step, bad_step, steps_per_epoch, ckpt_every, out, model, optimizer, cfg, loss_sum):

@@ -14,8 +14,9 @@ demo: .venv/ready $(FASHION_MNIST)
 	$(PY) pretrain.py $(DEMO)
 	$(PY) linprobe.py --ckpt runs/demo/ckpt.pt --epochs 30 --warmup-epochs 3 --out runs/demo/linprobe
 
-# Laptop scale (2 CPU cores, ~40 min): Balestriero & LeCun's supervised-on-a-band experiment and
-# MAE pretraining with the original, bottom-25% and top-75% targets, on Fashion-MNIST.
+# Laptop scale (2 CPU cores, ~45 min): Balestriero & LeCun's supervised-on-a-band experiment and
+# MAE pretraining with the original, bottom-25% and top-75% targets, and with PCA masking
+# (original and bottom-25% targets), on Fashion-MNIST.
 VIT := --patch-size 4 --dim 64 --depth 4 --heads 4
 MAE := $(VIT) --decoder-dim 64 --decoder-depth 2 --decoder-heads 4 --epochs 5 --warmup-epochs 1 \
 	--batch-size 256 --blr 1.5e-3 --eval-every 5 --resume
@@ -24,8 +25,8 @@ laptop: .venv/ready $(FASHION_MNIST)
 	$(PY) finetune.py $(SUP) --out runs/laptop/sup-original
 	for band in "bottom --pct 25" "top --pct 75" "bottom --pct 10" "top --pct 90"; do \
 	  $(PY) finetune.py $(SUP) --input $$band --out runs/laptop/sup-$$(echo $$band | tr -d ' -' | sed s/pct//) || exit 1; done
-	for target in "original" "bottom --pct 25" "top --pct 75"; do \
-	  out=runs/laptop/mae-$$(echo $$target | tr -d ' -' | sed s/pct//); \
+	for target in "original" "bottom --pct 25" "top --pct 75" "original --masking pca" "bottom --pct 25 --masking pca"; do \
+	  out=runs/laptop/mae-$$(echo $$target | tr -d ' -' | sed 's/pct//; s/masking//'); \
 	  $(PY) pretrain.py --dataset fashion-mnist --target $$target $(MAE) --out $$out || exit 1; \
 	  $(PY) linprobe.py --ckpt $$out/ckpt.pt --epochs 30 --warmup-epochs 3 --out $$out/linprobe || exit 1; done
 	$(PY) report.py runs/laptop

@@ -19,6 +19,7 @@ import torch
 from torchvision import datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, make_dataset
 from torchvision.transforms.v2 import functional as TF
+from torchvision.utils import save_image
 
 DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "folder")
 SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test
@@ -176,6 +177,13 @@ def save_json(obj, path):
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def save_png(images, path, **grid):
+    """torchvision's save_image (make_grid options in grid) to a temp file, then os.replace."""
+    tmp = f"{path}.tmp{os.getpid()}.png"
+    save_image(images, tmp, **grid)
     os.replace(tmp, path)
 
 

@@ -72,11 +72,11 @@ def get_args(argv=None):
 
 
 @torch.no_grad()
-def accuracy(model, x_uint8, y, band, autocast, batch_size=1024):
+def accuracy(model, x_uint8, y, pca, band, autocast, batch_size=1024):
     model.eval()
     correct = 0
     for i in range(0, len(x_uint8), batch_size):
-        _, x = make_batch(x_uint8[i:i + batch_size], "none", band)
+        _, x = make_batch(x_uint8[i:i + batch_size], "none", pca, band)
         with autocast:
             correct += (model(x).argmax(1) == y[i:i + batch_size]).sum().item()
     return correct / len(x_uint8)
@@ -112,13 +112,15 @@ def main(argv=None):
     num_classes = int(y_train.max()) + 1
     model = Classifier(encoder, num_classes, args.pool).to(device)
 
-    band, band_desc = None, "the image"
+    pca = band = None
+    band_desc = "the image"
     if args.input != "original":
-        pca, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
+        fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
                                          device=device)
-        V = pca_project.band(pca, args.input, args.pct)
-        band = ({"mean": pca["mean"].to(device, torch.float32)}, V.to(device, torch.float32))
-        band_desc = f"its {args.input} {args.pct:g}% band ({V.shape[1]:,} of {len(pca['mean']):,} components)"
+        pca = {k: fit[k].to(device, torch.float32) for k in ("mean", "eigvecs")}
+        band = pca_project.band_slice(fit, args.input, args.pct)
+        band_desc = f"its {args.input} {args.pct:g}% band ({pca['eigvecs'][:, band].shape[1]:,} of " \
+                    f"{len(fit['mean']):,} components)"
 
     # A validation split cut from train by a fixed permutation, for anyone who selects on it.
     n_val = round(args.val_split * len(x_train))
@@ -166,7 +168,7 @@ def main(argv=None):
             step = epoch * steps_per_epoch + i
             set_lr(optimizer, get_lr(step, lr, warmup_steps, total_steps))
             u = torch.rand(batch_size, 5, device=device)[local] if args.aug != "none" else None
-            _, x = make_batch(x_train[idx[local]], args.aug, band, u)
+            _, x = make_batch(x_train[idx[local]], args.aug, pca, band, u)
             labels = y_train[idx[local]]
             if mix is not None:
                 x, labels = mix(x, labels)
@@ -180,14 +182,14 @@ def main(argv=None):
                "lr": max(g["lr"] for g in optimizer.param_groups),
                "images_per_s": (steps_per_epoch - start) * batch_size / seconds, "seconds": seconds}
         if n_val and main_process():
-            log["val_accuracy"] = accuracy(model, x_val, y_val, band, autocast)
+            log["val_accuracy"] = accuracy(model, x_val, y_val, pca, band, autocast)
         log_epoch(args.out, log)
         save_checkpoint(args.out, model, optimizer, cfg, epoch + 1)
 
     if not main_process():
         dist.destroy_process_group()
         return
-    test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), band, autocast)
+    test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), pca, band, autocast)
     logs = read_log(args.out)
     results = {"dataset": args.dataset, "target": target_name(pre) if pre else "no pretraining", "eval": "finetune",
                "input": "original" if band is None else f"{args.input} {args.pct:g}%", "accuracy": test_accuracy,

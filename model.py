@@ -10,7 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MASKINGS = ("random", "block", "grid")
+# Patch maskings hide mask_ratio of the patches; "pca" hides no patch: the input and target are
+# already split into principal components (pca_project.hide_components, PMAE).
+MASKINGS = ("random", "block", "grid", "pca")
 
 
 def get_lr(it, lr, warmup_iters, total_iters, min_lr=0.0):
@@ -169,16 +171,20 @@ class MAE(nn.Module):
 
     def forward(self, x, target, generator=None, scores=None):
         """Returns (loss, prediction (N, T, p*p*C), mask (N, T) with 1 = masked). The mask comes
-        from scores (N, T) when given (distributed runs draw them for the global batch)."""
+        from scores (N, T) when given (distributed runs draw them for the global batch). With
+        masking "pca" no patch is masked, and the loss is on every patch."""
         n, t = len(x), self.grid ** 2
-        n_keep = t - round(self.mask_ratio * t)
-        scores = self.mask_scores(n, x.device, generator) if scores is None else scores
-        ids_shuffle = torch.argsort(scores, dim=1, stable=True)
-        ids_restore = torch.argsort(ids_shuffle, dim=1)
         mask = torch.ones(n, t, device=x.device)
-        mask[:, :n_keep] = 0
-        mask = torch.gather(mask, 1, ids_restore)
-        pred = self.decode(self.encoder(x, ids_shuffle[:, :n_keep]), ids_restore)
+        if self.masking == "pca":  # every patch is seen, and predicted
+            pred = self.decode(self.encoder(x), torch.arange(t, device=x.device).expand(n, t))
+        else:
+            n_keep = t - round(self.mask_ratio * t)
+            scores = self.mask_scores(n, x.device, generator) if scores is None else scores
+            ids_shuffle = torch.argsort(scores, dim=1, stable=True)
+            ids_restore = torch.argsort(ids_shuffle, dim=1)
+            mask[:, :n_keep] = 0
+            mask = torch.gather(mask, 1, ids_restore)
+            pred = self.decode(self.encoder(x, ids_shuffle[:, :n_keep]), ids_restore)
 
         target = self.patchify(target)
         if self.norm_pix_loss:

@@ -16,7 +16,6 @@ import os
 import time
 
 import torch
-from torchvision.utils import save_image
 
 import data
 
@@ -62,8 +61,20 @@ def fit(x, device=None):
     return {"mean": mean.cpu(), "eigvals": eigvals.cpu(), "eigvecs": eigvecs.cpu(), "shape": shape}
 
 
-def band(pca, target, pct):
-    """Eigenvectors (D, k) of the bottom-p% or top-p% variance band, by the exact rule of SPEC 2.4.
+def variance_share(pca):
+    """Each component's share of the total variance (D,), ascending like the eigenvalues."""
+    share = pca["eigvals"].clamp(min=0)  # eigh may return -1e-17 for a zero eigenvalue
+    return share / share.sum()
+
+
+def n_bottom(pca, pct):
+    """How many of the smallest components have a cumulative variance share <= pct/100."""
+    return int((variance_share(pca).cumsum(0) <= pct / 100).sum())
+
+
+def band_slice(pca, target, pct):
+    """The components (a slice of the ascending eigenvectors) of the bottom-p% or top-p% variance
+    band, by the exact rule of SPEC 2.4.
 
     bottom p: the smallest components whose cumulative variance share is <= p/100.
     top q: the complement of bottom (100 - q), so bottom p and top 100 - p partition the space.
@@ -72,10 +83,43 @@ def band(pca, target, pct):
         raise data.UserError(f"band target must be bottom or top, got {target!r}")
     if not 0 < pct < 100:
         raise data.UserError(f"--pct must be in (0, 100), got {pct:g}")
-    share = pca["eigvals"].clamp(min=0)  # eigh may return -1e-17 for a zero eigenvalue
-    share = share / share.sum()
-    k = int((share.cumsum(0) <= (pct if target == "bottom" else 100 - pct) / 100).sum())
-    return pca["eigvecs"][:, :k] if target == "bottom" else pca["eigvecs"][:, k:]
+    return slice(0, n_bottom(pca, pct)) if target == "bottom" else slice(n_bottom(pca, 100 - pct), len(pca["eigvals"]))
+
+
+def band(pca, target, pct):
+    """Eigenvectors (D, k) of the bottom-p% or top-p% variance band (see band_slice)."""
+    return pca["eigvecs"][:, band_slice(pca, target, pct)]
+
+
+def spectrum_bands(pca, edges):
+    """The spectrum cut at cumulative variance shares `edges` (percent, ascending, from the bottom):
+    [(name, slice)] from the top band down; edges 10 25 give top 75%, 10-25%, bottom 10%."""
+    d = len(pca["eigvals"])
+    cuts = [0] + [n_bottom(pca, e) for e in edges] + [d]
+    names = [f"bottom {edges[0]:g}%"] + [f"{a:g}-{b:g}%" for a, b in zip(edges, edges[1:])] + \
+        [f"top {100 - edges[-1]:g}%"]
+    return [(name, slice(a, b)) for name, a, b in zip(names, cuts, cuts[1:])][::-1]
+
+
+def hide_components(share, mask_share, u):
+    """PMAE's mask (Bizeul et al.): per image, components taken in the random order of u (N, D)
+    are hidden until their variance share (share (D,)) reaches mask_share. Bool (N, D), True = hidden."""
+    order = u.argsort(1)
+    s = share[order]
+    hidden = s.cumsum(1) - s < mask_share
+    return torch.empty_like(hidden).scatter_(1, order, hidden)
+
+
+def split(x, pca, hidden, band=None):
+    """x (N, C, H, W) rebuilt from its visible components and from its hidden ones (only those in
+    the band slice, when given), each plus the mean: with no band, visible + hidden - mean = x."""
+    mean, V = pca["mean"].to(x.device, x.dtype), pca["eigvecs"].to(x.device, x.dtype)
+    coef = (x.flatten(1) - mean) @ V
+    target = hidden.clone()
+    if band is not None:
+        target[:, :band.start] = False
+        target[:, band.stop:] = False
+    return [((coef * keep) @ V.T + mean).view_as(x) for keep in (~hidden, target)]
 
 
 def project(x, pca, V):
@@ -84,6 +128,16 @@ def project(x, pca, V):
     V = V.to(x.device, x.dtype)
     xc = x.flatten(1) - mean
     return ((xc @ V) @ V.T + mean).view_as(x)
+
+
+def explained(x, seen, guess, pca, bands):
+    """Per band (name, slice): the share of the variance of what a model did not see, x - seen, that
+    its guess of x explains, 1 - |(guess - x) V|^2 / |(x - seen) V|^2 summed over the images; a guess
+    equal to x gives 1, a guess that adds nothing to what was seen gives 0 (None: no such variance)."""
+    V = pca["eigvecs"].to(x.device, x.dtype)
+    err = ((guess - x).flatten(1) @ V).pow(2).sum(0)
+    var = ((x - seen).flatten(1) @ V).pow(2).sum(0)
+    return {name: 1 - (err[b].sum() / var[b].sum()).item() if var[b].sum() > 0 else None for name, b in bands}
 
 
 def fingerprint(x):
@@ -132,7 +186,7 @@ def main():
     d = len(pca["eigvals"])
     print(f"{args.dataset} train split, {'x'.join(map(str, pca['shape']))} = {d:,} dims: "
           + (f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"))
-    share = pca["eigvals"].clamp(min=0) / pca["eigvals"].clamp(min=0).sum()
+    share = variance_share(pca)
     bands = [("bottom", args.pct), ("top", 100 - args.pct)]
     Vs = [band(pca, t, q) for t, q in bands]
     for (t, q), V in zip(bands, Vs):
@@ -148,9 +202,7 @@ def main():
     rows = [x] + [project(x, pca, V).clamp(0, 1) for V in Vs]
     out = args.out or f"out/pca-{args.dataset}-{args.pct:g}.png"
     data.out_dir(os.path.dirname(os.path.abspath(out)))
-    tmp = out + ".tmp.png"
-    save_image(torch.cat(rows).float(), tmp, nrow=len(x), padding=1)
-    os.replace(tmp, out)
+    data.save_png(torch.cat(rows).float(), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%)")
 
 

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torchvision.utils import save_image
 from tqdm import tqdm
 
 import data
 import pca_project
+import report
 from model import MAE, MASKINGS, extract_features, get_lr, grid_cell, knn_accuracy, param_groups
 
 # Flags that change where or how fast a run goes, not what it computes.
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "eval_every", "ckpt_every"}
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "eval_every", "ckpt_every", "band_edges"}
 
 
 def get_args(argv=None):
@@ -34,7 +34,9 @@ def get_args(argv=None):
     p.add_argument("--pct", type=float, help="variance share of the target band in percent (bottom/top only)")
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS, help="none reproduces the original work")
     p.add_argument("--masking", default="random", choices=MASKINGS)
-    p.add_argument("--mask-ratio", type=float, default=0.75)
+    p.add_argument("--mask-ratio", type=float, default=0.75, help="share of the patches masked (patch maskings)")
+    p.add_argument("--pca-mask-share", type=float, default=0.2,
+                   help="with --masking pca: variance share of the principal components hidden from each image")
     p.add_argument("--norm-pix-loss", action="store_true", help="normalise each target patch (MAE paper)")
     p.add_argument("--patch-size", type=int, help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
     p.add_argument("--dim", type=int, default=192)
@@ -51,7 +53,11 @@ def get_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=10, help="epochs between kNN monitor and grids")
     p.add_argument("--knn-train", type=int, default=5000, help="train images in the kNN monitor")
-    p.add_argument("--knn-test", type=int, default=1000, help="test images in the kNN monitor")
+    p.add_argument("--knn-test", type=int, default=1000, help="test images in the kNN and band monitors")
+    p.add_argument("--band-edges", type=float, nargs="*", default=[10, 25],
+                   help="cumulative variance shares (percent, from the bottom) cutting the spectrum into the bands "
+                        "whose explained variance is logged every epoch; 10 25: top 75%%, 10-25%%, bottom 10%%; "
+                        "none given: no band monitor")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
     p.add_argument("--out", default="runs/pretrain")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -65,6 +71,10 @@ def get_args(argv=None):
         p.error(f"--pct must be in (0, 100), got {args.pct:g}")
     if not 0 < args.mask_ratio < 1:
         p.error(f"--mask-ratio must be in (0, 1), got {args.mask_ratio:g}")
+    if not 0 < args.pca_mask_share < 1:
+        p.error(f"--pca-mask-share must be in (0, 1), got {args.pca_mask_share:g}")
+    if any(not 0 < e < 100 for e in args.band_edges) or sorted(set(args.band_edges)) != args.band_edges:
+        p.error("--band-edges must be increasing percentages in (0, 100)")
     if args.masking == "grid" and grid_cell(args.mask_ratio) is None:
         p.error(f"--masking grid keeps one patch of every s x s cell: mask ratio 1 - 1/s^2 (0.75, 0.8889, ...), "
                 f"not {args.mask_ratio:g}")
@@ -133,8 +143,9 @@ def pretrained_encoder(ckpt, image_shape, path):
 
 
 def target_name(cfg):
-    """How results name a pretraining target: original, bottom 25%, top 75%."""
-    return "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
+    """How results name a pretraining target: original, bottom 25%, top 75%, and PCA masking when used."""
+    name = "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
+    return name + (f", PCA masking {100 * cfg['pca_mask_share']:g}%" if cfg["masking"] == "pca" else "")
 
 
 def setup_distributed(device_name):
@@ -274,11 +285,15 @@ def read_log(out):
         return [json.loads(line) for line in f]
 
 
-def make_batch(x_uint8, aug, band=None, u=None):
-    """Encoder input and reconstruction target from one uint8 batch: the target is computed from
-    the same augmented images, so augmentation and band targets go together."""
+def make_batch(x_uint8, aug, pca=None, band=None, u=None, hidden=None):
+    """Encoder input and reconstruction target from one uint8 batch, both from the same augmented
+    images: the image and the image (or its projection on the band, a slice of pca's components);
+    with PCA masking (hidden (N, D) components), the images rebuilt from the visible components
+    and from the hidden ones (only those in the band, with a band)."""
     x = data.augment(x_uint8.float().div_(255), aug, u)
-    return x, (x if band is None else pca_project.project(x, *band))
+    if hidden is not None:
+        return pca_project.split(x, pca, hidden, band)
+    return x, (x if band is None else pca_project.project(x, pca, pca["eigvecs"][:, band]))
 
 
 def batches(n, batch_size, seed, epoch, epochs, device, start=0):
@@ -306,20 +321,45 @@ def train_step(model, optimizer, x, target, autocast, loss_fn=None, scores=None)
 
 
 @torch.no_grad()
-def save_grid(model, x_uint8, band, path):
-    """Rows: masked input, prediction (visible patches from the target), target, original."""
+def predict(model, x_uint8, pca, band, mask_share):
+    """The model on fixed images with the same masks every time: (images, input, target, prediction,
+    mask image (1 = masked patch)), the prediction in pixels even with norm-pix-loss."""
     model.eval()
-    x, target = make_batch(x_uint8, "none", band)
-    _, pred, mask = model(x, target, generator=torch.Generator(x.device).manual_seed(0))  # same masks every time
+    g = torch.Generator(x_uint8.device).manual_seed(0)
+    hidden = None
+    if model.masking == "pca":
+        u = torch.rand(len(x_uint8), len(pca["share"]), device=x_uint8.device, generator=g)
+        hidden = pca_project.hide_components(pca["share"], mask_share, u)
+    inp, target = make_batch(x_uint8, "none", pca, band, hidden=hidden)
+    _, pred, mask = model(inp, target, generator=g)
     tp = model.patchify(target)
     if model.norm_pix_loss:  # undo the per-patch normalisation with the target's own statistics
         pred = pred * (tp.var(-1, keepdim=True) + 1e-6).sqrt() + tp.mean(-1, keepdim=True)
-    m = mask[..., None]
-    masked = model.unpatchify(model.patchify(x) * (1 - m) + 0.5 * m)
-    shown = model.unpatchify(pred.float() * m + tp * (1 - m))
-    tmp = path + ".tmp.png"
-    save_image(torch.cat([masked, shown, target, x]).clamp(0, 1), tmp, nrow=len(x), padding=1)
-    os.replace(tmp, path)
+    m = model.unpatchify(mask[..., None].expand_as(tp))
+    return x_uint8.float() / 255, inp, target, model.unpatchify(pred.float()), m
+
+
+def save_grid(model, x_uint8, pca, band, mask_share, path):
+    """Rows: input (masked patches grey), prediction (visible patches from the target; with PCA
+    masking, input plus predicted hidden components), target, original."""
+    x, inp, target, pred, m = predict(model, x_uint8, pca, band, mask_share)
+    if model.masking == "pca":
+        rows = [inp, inp + pred - pca["mean"].view_as(x[0]), target, x]
+    else:
+        rows = [inp * (1 - m) + 0.5 * m, pred * m + target * (1 - m), target, x]
+    data.save_png(torch.cat(rows).clamp(0, 1), path, nrow=len(x), padding=1)
+
+
+def explained_by_band(model, x_uint8, pca, band, mask_share, bands):
+    """Per band of the spectrum, the share of the variance of the hidden part of each image (masked
+    patches, or hidden components) that the model's reconstruction explains (pca_project.explained)."""
+    x, inp, _, pred, m = predict(model, x_uint8, pca, band, mask_share)
+    mean = pca["mean"].view_as(x[0])
+    if model.masking == "pca":
+        seen, guess = inp, inp + pred - mean
+    else:
+        seen, guess = x * (1 - m) + mean * m, x * (1 - m) + pred * m
+    return pca_project.explained(x, seen, guess, pca, bands)
 
 
 def main(argv=None):
@@ -332,13 +372,20 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     model = build_model(cfg, tuple(x_train.shape[1:])).to(device)
 
-    band, band_desc = None, "the image"
-    if args.target != "original":
-        pca, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
+    pca = band = bands = None
+    band_desc = "the image"
+    if args.target != "original" or args.masking == "pca" or args.band_edges:
+        fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
                                          device=device)
-        V = pca_project.band(pca, args.target, args.pct)
-        band = ({"mean": pca["mean"].to(device, torch.float32)}, V.to(device, torch.float32))
-        band_desc = f"{target_name(cfg)} band ({V.shape[1]:,} of {len(pca['mean']):,} components)"
+        pca = {"mean": fit["mean"].to(device, torch.float32), "eigvecs": fit["eigvecs"].to(device, torch.float32),
+               "share": pca_project.variance_share(fit).to(device, torch.float32)}
+        bands = pca_project.spectrum_bands(fit, args.band_edges) if args.band_edges else None
+    if args.target != "original":
+        band = pca_project.band_slice(fit, args.target, args.pct)
+        band_desc = f"{args.target} {args.pct:g}% band ({pca['eigvecs'][:, band].shape[1]:,} of " \
+                    f"{len(fit['mean']):,} components)"
+    if args.masking == "pca":
+        band_desc = f"the hidden components' part of {band_desc}"
 
     # The global batch and the lr do not depend on the number of processes: each takes a slice.
     batch_size = min(args.batch_size, len(x_train))
@@ -357,14 +404,15 @@ def main(argv=None):
         print(f"device {device}{f' x {world} processes' if world > 1 else ''} | {args.dataset}: {len(x_train):,} "
               f"train images {'x'.join(map(str, x_train.shape[1:]))} | target: {band_desc} | MAE dim {args.dim} depth "
               f"{args.depth}, decoder {args.decoder_dim}x{args.decoder_depth}, patch {args.patch_size}, {args.masking} "
-              f"masking {args.mask_ratio:g} | {n_params / 1e6:.2f}M parameters | {args.epochs} epochs of "
-              f"{steps_per_epoch} steps"
+              f"masking {args.pca_mask_share if args.masking == 'pca' else args.mask_ratio:g} | "
+              f"{n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {steps_per_epoch} steps"
               + (f" | resuming at epoch {start_epoch + 1}, step {start_step}" if start_epoch or start_step else ""))
 
     x_train = x_train.to(device)
     knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()  # fixed subsets
     knn_test = torch.linspace(0, len(x_test) - 1, min(args.knn_test, len(x_test))).long()
     grid_images = x_test[:8].to(device)
+    x_monitor = x_test[knn_test].to(device)
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
     step_model = DistributedDataParallel(model) if world > 1 else model
     step_model = torch.compile(step_model) if args.compile else step_model
@@ -382,8 +430,13 @@ def main(argv=None):
             # Every process draws the random numbers of the whole global batch and keeps its slice,
             # so N processes compute what one would.
             u = torch.rand(batch_size, 5, device=device)[local] if args.aug != "none" else None
-            x, target = make_batch(x_train[idx[local]], args.aug, band, u)
-            scores = model.mask_scores(batch_size, device)[local]
+            hidden = scores = None
+            if args.masking == "pca":
+                hidden = pca_project.hide_components(pca["share"], args.pca_mask_share,
+                                                     torch.rand(batch_size, len(pca["share"]), device=device)[local])
+            else:
+                scores = model.mask_scores(batch_size, device)[local]
+            x, target = make_batch(x_train[idx[local]], args.aug, pca, band, u, hidden)
             loss = train_step(step_model, optimizer, x, target, autocast, scores=scores)
             loss_sum += loss
             bad_step = note_step(loss, step, bad_step, steps_per_epoch, args.ckpt_every, args.out, model, optimizer,
@@ -393,12 +446,15 @@ def main(argv=None):
         log = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "loss": mean_loss,
                "lr": optimizer.param_groups[0]["lr"], "images_per_s": (steps_per_epoch - start) * batch_size / seconds,
                "seconds": seconds}
+        if main_process() and bands:
+            log["explained"] = explained_by_band(model, x_monitor, pca, band, args.pca_mask_share, bands)
         if main_process() and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
             feats_train = extract_features(model.encoder, x_train[knn_train.to(device)])
-            feats_test = extract_features(model.encoder, x_test[knn_test].to(device))
+            feats_test = extract_features(model.encoder, x_monitor)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
-            save_grid(model, grid_images, band, os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
+            save_grid(model, grid_images, pca, band, args.pca_mask_share,
+                      os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
         log_epoch(args.out, log)
         save_checkpoint(args.out, model, optimizer, cfg, epoch + 1)
 
@@ -407,8 +463,11 @@ def main(argv=None):
         summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs,
                    "final_loss": logs[-1]["loss"],
                    "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),
+                   "final_explained": logs[-1].get("explained"),
                    "train_seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start}
         data.save_json(summary, os.path.join(args.out, "summary.json"))
+        if bands:
+            report.explained_chart(logs, os.path.join(args.out, "explained.png"))
         print(f"done: loss {summary['final_loss']:.4f}, kNN {summary['final_knn']:.3f}; wrote {args.out}/")
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -57,7 +57,7 @@ def main():
     torch.manual_seed(0)
     x_train = cifar_shaped(10000)
     pca = pca_project.fit(x_train)
-    band = ({"mean": pca["mean"].float()}, pca_project.band(pca, "bottom", 25).float())
+    band = ({k: pca[k].float() for k in ("mean", "eigvecs")}, pca_project.band_slice(pca, "bottom", 25))
     cfg = vars(pretrain.get_args(["--patch-size", "2"])) | {"patch_size": 2}
     model = pretrain.build_model(cfg, (3, 32, 32))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
@@ -65,7 +65,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; ViT-Tiny MAE "
           f"({sum(q.numel() for q in model.parameters()) / 1e6:.2f}M parameters), batch {b}, {args.steps} steps each")
 
-    x_pre, t_pre = pretrain.make_batch(x_train[:b], "crop", band)
+    x_pre, t_pre = pretrain.make_batch(x_train[:b], "crop", *band)
     perm = torch.randperm(len(x_train))
     with FlopCounterMode(display=False) as counter:
         pretrain.train_step(model, opt, x_pre, t_pre, autocast)
@@ -78,7 +78,7 @@ def main():
 
         def full():  # as in pretrain.py's loop: index the uint8 split, augment, project, step
             i = torch.randint(0, len(x_train) // b, ()).item()
-            x, target = pretrain.make_batch(x_train[perm[i * b:(i + 1) * b]], "crop", band)
+            x, target = pretrain.make_batch(x_train[perm[i * b:(i + 1) * b]], "crop", *band)
             pretrain.train_step(step_model, opt, x, target, autocast)
 
         a, m = torch.randn(2048, 2048), torch.randn(2048, 2048)

@@ -72,7 +72,7 @@ def test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch(fmnis
     clf = model.Classifier(pretrain.build_model(cfg, cfg["image_shape"]).encoder, 10)
     clf.load_state_dict(after)
     x, y = finetune.data.load("folder", "test", str(fmnist_folder), 16)
-    acc = finetune.accuracy(clf, x, y, None, torch.autocast("cuda", enabled=False))
+    acc = finetune.accuracy(clf, x, y, None, None, torch.autocast("cuda", enabled=False))
     assert results["accuracy"] == acc and results["target"] == "bottom 25%"
 
 
@@ -158,3 +158,22 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     row = next(line for line in out.splitlines() if "bottom 25%" in line)
     assert "0.500, 5 ep" in row and "0.250 (kNN 0.200), 5 ep" in row and "0.902" in row and "0.638" in row
     assert one_line_error(*run(report, tmp_path / "empty")[::2])
+    # --charts draws explained.png next to each log that has explained variance.
+    logs = [{"epoch": e, "explained": {"top 75%": e / 4, "bottom 25%": 0.0}} for e in (1, 2)]
+    (tmp_path / "a" / "log.jsonl").write_text("".join(json.dumps(log) + "\n" for log in logs))
+    (tmp_path / "b" / "log.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")
+    assert run(report, tmp_path, "--charts")[0] == 0
+    assert (tmp_path / "a" / "explained.png").exists() and not (tmp_path / "b" / "explained.png").exists()
+
+
+def test_chart_draws_each_band_where_its_values_are():
+    red, blue = torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0])
+    img = report.line_chart([[0, 0.5, 1], [1, 1, None]], [red, blue], width=101, height=51, pad=5, low=-0.25)
+    assert img.shape == (3, 61, 111)
+    # y runs from -0.25 (row 55) to 1 (row 5). The red line rises from 0 through 0.5 to 1; the
+    # blue line has a missing value, so it is left out.
+    for x, y in ((5, 45), (55, 25), (105, 5)):
+        assert torch.equal(img[:, y, x], red), (x, y)
+    assert not (img == blue[:, None, None]).all(0).any()
+    assert torch.equal(img[:, 25, 20], torch.full((3,), 0.85))  # the gridline at 1/2
+    assert torch.equal(img[:, 45, 80], torch.full((3,), 0.3))  # the line at 0

@@ -52,6 +52,43 @@ def test_bands_partition_and_follow_the_share_rule(x, pct):
     check_bands(x, pca, pct)
 
 
+@pytest.mark.parametrize("mask_share", [0.05, 0.2, 0.5])
+def test_pca_masking_hides_the_asked_share_and_splits_the_image(mask_share):
+    x = planted()
+    pca = pca_project.fit(x)
+    share = pca_project.variance_share(pca)
+    u = torch.rand(len(x), len(share), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    hidden = pca_project.hide_components(share, mask_share, u)
+    # Hidden components come first in each image's random order; their share reaches the asked
+    # share, and fell short of it before the last one was added.
+    order = u.argsort(1)
+    n_hidden = hidden.sum(1)
+    assert all(hidden[i, order[i, :k]].all() for i, k in enumerate(n_hidden))
+    hidden_share = (hidden * share).sum(1)
+    last = share[order.gather(1, n_hidden[:, None] - 1)[:, 0]]
+    assert (hidden_share >= mask_share - 1e-12).all() and (hidden_share - last < mask_share).all()
+    assert len({tuple(h.tolist()) for h in hidden}) > 10  # a new draw for each image
+
+    mean = pca["mean"].view_as(x[0])
+    visible, target = pca_project.split(x, pca, hidden)
+    assert torch.allclose(visible + target - mean, x, atol=1e-12)
+    # With a band, the target holds the hidden components inside the band, and nothing else.
+    bottom = pca_project.band_slice(pca, "bottom", 25)
+    _, target = pca_project.split(x, pca, hidden, bottom)
+    expected = ((x - mean).flatten(1) @ pca["eigvecs"]) * hidden
+    expected[:, bottom.stop:] = 0
+    assert torch.allclose((target - mean).flatten(1) @ pca["eigvecs"], expected, atol=1e-12)
+
+
+def test_spectrum_bands_cut_at_the_band_rule():
+    pca = pca_project.fit(planted())
+    bands = pca_project.spectrum_bands(pca, [10, 25])
+    assert [name for name, _ in bands] == ["top 75%", "10-25%", "bottom 10%"]
+    top, middle, bottom = (b for _, b in bands)
+    assert bottom == pca_project.band_slice(pca, "bottom", 10) and top == pca_project.band_slice(pca, "top", 75)
+    assert (bottom.stop, middle.stop) == (middle.start, top.start)
+
+
 def test_gram_route_gives_the_same_spectrum_and_a_full_basis():
     x = planted(n=20, shape=(3, 4, 4))  # N < D = 48
     pca = pca_project.fit(x)

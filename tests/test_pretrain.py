@@ -82,7 +82,9 @@ def test_no_weight_decay_on_norms_biases_and_tokens():
 
 
 @pytest.mark.parametrize("target", [["--target", "original"], ["--target", "bottom", "--pct", 25],
-                                    ["--target", "top", "--pct", 75]], ids=["original", "bottom", "top"])
+                                    ["--target", "top", "--pct", 75], ["--target", "original", "--masking", "pca"],
+                                    ["--target", "bottom", "--pct", 25, "--masking", "pca"]],
+                         ids=["original", "bottom", "top", "pca-masking", "pca-masking-bottom"])
 def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
     code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 40, "--out", tmp_path, *target)
     assert code == 0, err
@@ -93,6 +95,67 @@ def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert 0 <= summary["final_knn"] <= 1 and summary["config"]["target"] == target[1]
     assert (tmp_path / "recon-0040.png").exists() and "parameters" in out
+    # The band monitor: every epoch, and the model explains more of the top band than at first.
+    assert all(set(l["explained"]) == {"top 75%", "10-25%", "bottom 10%"} for l in log)
+    if target[1] != "bottom":
+        assert log[-1]["explained"]["top 75%"] > log[0]["explained"]["top 75%"] + 0.1, log
+    assert (tmp_path / "explained.png").exists()
+
+
+def monitored(fmnist_folder):
+    """The PCA (float32, as pretrain.py keeps it), its bands and the test images of the tiny folder."""
+    fit, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
+    pca = {"mean": fit["mean"].float(), "eigvecs": fit["eigvecs"].float(),
+           "share": pca_project.variance_share(fit).float()}
+    x, _ = data.load("folder", "test", str(fmnist_folder), 16)
+    return fit, pca, pca_project.spectrum_bands(fit, [10, 25]), x
+
+
+@pytest.mark.parametrize("masking,target", [("random", "original"), ("pca", "original"), ("pca", "bottom")])
+def test_band_monitor_gives_1_for_the_target_and_0_for_the_mean_image(fmnist_folder, masking, target):
+    fit, pca, bands, x = monitored(fmnist_folder)
+    band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
+    mae = model.MAE(image_size=16, patch_size=4, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
+                    decoder_depth=1, decoder_heads=2, masking=masking)
+    forward = mae.forward
+    oracle, mean_image = (lambda target: target), (lambda target: pca["mean"].view_as(target[0]).expand_as(target))
+    for predict, expected in ((oracle, 1), (mean_image, 0)):
+        mae.forward = lambda x, t, generator=None, scores=None: (None, mae.patchify(predict(t)),
+                                                                 forward(x, t, generator)[2])
+        got = pretrain.explained_by_band(mae, x, pca, band, 0.2, bands)
+        if target == "bottom" and expected == 1:  # the top 75% is no part of the target
+            expected = {"top 75%": 0, "10-25%": 1, "bottom 10%": 1}
+        else:
+            expected = dict.fromkeys(got, expected)
+        assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_pca_masking_feeds_visible_components_and_predicts_hidden_ones(fmnist_folder, tmp_path, run, monkeypatch):
+    seen = []
+    forward = model.MAE.forward
+
+    def spy(self, x, target, generator=None, scores=None):
+        loss, pred, mask = forward(self, x, target, generator, scores)
+        if self.training:
+            seen.append((x.detach().clone(), target.detach().clone(), mask))
+        return loss, pred, mask
+
+    monkeypatch.setattr(model.MAE, "forward", spy)
+    code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path,
+                       "--masking", "pca", "--aug", "none")
+    assert code == 0, err
+    fit, pca, _, _ = monitored(fmnist_folder)
+    stored, _ = data.load("folder", "train", str(fmnist_folder), 16)
+    mean = pca["mean"].view(1, *stored.shape[1:])
+    stored = stored.float().flatten(1) / 255
+    for x, target, mask in seen:
+        assert mask.all()  # the loss is on every patch
+        # Input and target add up to images of the train split, and each holds its own part.
+        rebuilt = (x + target - mean).flatten(1)
+        assert (torch.cdist(rebuilt, stored, compute_mode="donot_use_mm_for_euclid_dist").min(1).values < 1e-4).all()
+        hidden_share = (((target - mean).flatten(1) @ pca["eigvecs"]) ** 2).sum(1) / \
+            (((x + target - 2 * mean).flatten(1) @ pca["eigvecs"]) ** 2).sum(1)
+        assert 0 < hidden_share.mean() < 0.6
 
 
 def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run, monkeypatch):

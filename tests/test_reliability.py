@@ -74,7 +74,7 @@ def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_checkpoint(fmnist_fo
 
     def poisoned(self, x, target, generator=None, scores=None):
         loss, pred, mask = forward(self, x, target, generator, scores)
-        calls.append(1)
+        calls.extend([1] if self.training else [])  # training steps only, not the monitors' calls
         return (loss * float("nan") if len(calls) == 15 else loss), pred, mask
 
     monkeypatch.setattr(model.MAE, "forward", poisoned)
@@ -115,6 +115,9 @@ def test_bad_input_matrix(fmnist_folder, tmp_path, run):
         (pretrain, [*tiny, "--target", "sideways", "--pct", 20]),
         (pretrain, [*tiny, "--mask-ratio", 1.5]),
         (pretrain, [*tiny, "--masking", "checkerboard"]),
+        (pretrain, [*tiny, "--masking", "pca", "--pca-mask-share", 0]),
+        (pretrain, [*tiny, "--band-edges", 25, 10]),
+        (pretrain, [*tiny, "--band-edges", 100]),
         (pretrain, [*tiny, "--patch-size", 3]),
         (pretrain, [*tiny, "--epochs", -1]),
         (pretrain, [*tiny, "--batch-size", 0]),

@@ -351,15 +351,20 @@ def save_grid(model, x_uint8, pca, band, mask_share, path):
 
 
 def explained_by_band(model, x_uint8, pca, band, mask_share, bands):
-    """Per band of the spectrum, the share of the variance of the hidden part of each image (masked
-    patches, or hidden components) that the model's reconstruction explains (pca_project.explained)."""
-    x, inp, _, pred, m = predict(model, x_uint8, pca, band, mask_share)
-    mean = pca["mean"].view_as(x[0])
+    """Per band of the spectrum, the share of the variance of the hidden part of the target (its
+    masked patches, or hidden components) that the model's reconstruction explains
+    (pca_project.explained); None for bands outside the target band. Measured against the target,
+    not the image: cutting patches out of the image would leak its top band into the others."""
+    _, inp, target, pred, m = predict(model, x_uint8, pca, band, mask_share)
+    mean = pca["mean"].view_as(inp[0])
     if model.masking == "pca":
-        seen, guess = inp, inp + pred - mean
+        truth, seen, guess = inp + target - mean, inp, inp + pred - mean
     else:
-        seen, guess = x * (1 - m) + mean * m, x * (1 - m) + pred * m
-    return pca_project.explained(x, seen, guess, pca, bands)
+        truth, seen, guess = target, target * (1 - m) + mean * m, target * (1 - m) + pred * m
+    explained = pca_project.explained(truth, seen, guess, pca, bands)
+    if band is not None:
+        explained |= {name: None for name, b in bands if b.stop <= band.start or b.start >= band.stop}
+    return explained
 
 
 def main(argv=None):

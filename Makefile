@@ -31,7 +31,7 @@ laptop: .venv/ready $(FASHION_MNIST)
 	  $(PY) linprobe.py --ckpt $$out/ckpt.pt --epochs 30 --warmup-epochs 3 --out $$out/linprobe || exit 1; done
 	$(PY) report.py runs/laptop
 
-# The original and bottom-25% MAE runs of `laptop` with 20 pretraining epochs (~45 min).
+# The original and bottom-25% MAE runs of `laptop` with 20 pretraining epochs (~50 min).
 MAE20 := $(VIT) --decoder-dim 64 --decoder-depth 2 --decoder-heads 4 --epochs 20 --warmup-epochs 2 \
 	--batch-size 256 --blr 1.5e-3 --eval-every 20 --resume
 laptop20: .venv/ready $(FASHION_MNIST)

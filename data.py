@@ -1,25 +1,22 @@
-"""Datasets as whole uint8 tensors, and the command-line plumbing every script shares.
+"""Datasets as whole uint8 tensors, and their augmentation done in batches on the device.
 
 load(name, split, data_dir) -> (x, y): x uint8 (N, C, H, W), y int64 (N,) (-1 where unlabelled).
 The first load decodes the files on disk (torchvision's own layouts) and caches the tensors in
 DATA_DIR/cache, so later loads are one torch.load.
 """
-import argparse
 import gzip
 import hashlib
-import json
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import torch
 from torchvision import datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, make_dataset
 from torchvision.transforms.v2 import functional as TF
-from torchvision.utils import save_image
+
+from cli import UserError, save_atomic
 
 DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "folder")
 SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test
@@ -33,47 +30,6 @@ WHERE = {
     "fashion-mnist": "DATA_DIR/FashionMNIST/raw/ (or `apt-get install dataset-fashion-mnist`, or pass --download)",
     "folder": "DATA_DIR/train/CLASS/*.jpg and DATA_DIR/test/CLASS/*.jpg",
 }
-
-
-class UserError(ValueError):
-    """Bad input from the user: reported as one line on stderr, exit status 2."""
-
-
-def main_guard(main):
-    """Run main(); a UserError becomes one line on stderr and exit status 2, never a traceback."""
-    try:
-        main()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse prints usage too; our contract is one line
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-def parser(description):
-    """An argument parser with the data flags every script takes."""
-    p = Parser(description=description)
-    p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
-    p.add_argument("--data-dir", default="./data", help="where the dataset's files are (and its cache goes)")
-    p.add_argument("--image-size", type=int, default=32, help="side length for --dataset folder")
-    p.add_argument("--download", action="store_true", help="fetch missing files with torchvision (needs internet)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return p
-
-
-def device(name):
-    """torch.device(name), refusing CUDA where there is none."""
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown --device {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA device is available")
-    return dev
 
 
 def load(name, split, data_dir="./data", image_size=32, download=False):
@@ -141,57 +97,6 @@ def resample(x, scale_x, shift_x, scale_y, shift_y):
     rows = torch.bmm(x.reshape(n, c * h, w), weights(scale_x, shift_x, w).transpose(1, 2))
     out = torch.bmm(weights(scale_y, shift_y, h), rows.view(n, c, h, w).transpose(1, 2).reshape(n, h, c * w))
     return out.view(n, h, c, w).transpose(1, 2)
-
-
-def save_atomic(obj, path, keep_previous=None):
-    """torch.save to a flushed temp file, then os.replace: a crash never leaves a half-written
-    file. With keep_previous, the file being replaced is moved there first."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous and os.path.exists(path):
-            os.replace(path, keep_previous)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def out_dir(path):
-    """Create the output folder up front, so a run never fails at its end for want of it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create --out {path}: {e.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise UserError(f"cannot write to --out {path}")
-    return path
-
-
-def save_json(obj, path):
-    """JSON to a temp file, then os.replace."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def save_png(images, path, **grid):
-    """torchvision's save_image (make_grid options in grid) to a temp file, then os.replace."""
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    save_image(images, tmp, **grid)
-    os.replace(tmp, path)
-
-
-def git_commit():
-    """The commit of this code, for results files (None outside a git checkout)."""
-    p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                       capture_output=True, text=True)
-    return p.stdout.strip() if p.returncode == 0 else None
 
 
 def _missing(name, data_dir):

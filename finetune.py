@@ -11,17 +11,14 @@ import os
 import time
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 from torchvision.transforms import v2
 
+import cli
 import data
 import pca_project
-from model import Classifier, Encoder, get_lr, param_groups
-from pretrain import (batches, check_sizes, default_patch_size, epoch_loss, load_pretrained, log_epoch,
-                      main_process, make_batch, note_step, pretrained_encoder, read_log, restore, save_checkpoint,
-                      set_lr, setup_distributed, target_name, train_step)
+import training
+from model import Classifier, Encoder, check_sizes, default_patch_size, param_groups
 
 RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "ckpt_every"}
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads")
@@ -29,17 +26,17 @@ VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
 
 
 def get_args(argv=None):
-    p = data.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
+    p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.add_argument("--ckpt", help="a pretrain.py checkpoint to start from")
     p.add_argument("--init", choices=("none",), help="none: random initialisation (no pretraining)")
     p.add_argument("--input", default="original", choices=("original", "bottom", "top"))
     p.add_argument("--pct", type=float, help="variance share of the input band in percent")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"))
     for name in SIZE_FLAGS:  # from the checkpoint with --ckpt; ViT-Tiny with --init none
-        p.add_argument("--" + name.replace("_", "-"), type=int)
-    p.add_argument("--epochs", type=int, default=100)
+        p.add_argument("--" + name.replace("_", "-"), type=cli.positive)
+    p.add_argument("--epochs", type=cli.positive, default=100)
     p.add_argument("--warmup-epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=cli.positive, default=1024)
     p.add_argument("--blr", type=float, default=1e-3, help="base lr; lr = blr * batch / 256")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--layer-decay", type=float, default=0.75, help="lr factor per layer below the head")
@@ -65,9 +62,6 @@ def get_args(argv=None):
         p.error(f"--pct must be in (0, 100), got {args.pct:g}")
     if not 0 <= args.val_split < 1:
         p.error(f"--val-split must be in [0, 1), got {args.val_split:g}")
-    for name in ("epochs", "batch_size") + SIZE_FLAGS:
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive")
     return args
 
 
@@ -76,7 +70,7 @@ def accuracy(model, x_uint8, y, pca, band, autocast, batch_size=1024):
     model.eval()
     correct = 0
     for i in range(0, len(x_uint8), batch_size):
-        _, x = make_batch(x_uint8[i:i + batch_size], "none", pca, band)
+        x = pca_project.to_band(x_uint8[i:i + batch_size].float() / 255, pca, band)
         with autocast:
             correct += (model(x).argmax(1) == y[i:i + batch_size]).sum().item()
     return correct / len(x_uint8)
@@ -85,21 +79,21 @@ def accuracy(model, x_uint8, y, pca, band, autocast, batch_size=1024):
 def main(argv=None):
     args = get_args(argv)
     t_start = time.time()
-    rank, world, device = setup_distributed(args.device)
+    device = training.setup_distributed(cli.device(args.device))
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     shape = tuple(x_train.shape[1:])
 
     torch.manual_seed(args.seed)
     if args.ckpt:
-        ckpt = load_pretrained(args.ckpt)
+        ckpt = training.load_pretrained(args.ckpt)
         pre = ckpt["config"]
         for name in SIZE_FLAGS:
             if getattr(args, name) is not None and getattr(args, name) != pre[name]:
-                raise data.UserError(f"--{name.replace('_', '-')} {getattr(args, name)} contradicts the checkpoint's "
-                                     f"{pre[name]}; leave it out to use the checkpoint's")
+                raise cli.UserError(f"--{name.replace('_', '-')} {getattr(args, name)} contradicts the checkpoint's "
+                                    f"{pre[name]}; leave it out to use the checkpoint's")
             setattr(args, name, pre[name])
-        encoder = pretrained_encoder(ckpt, shape, args.ckpt)
+        encoder = training.pretrained_encoder(ckpt, shape, args.ckpt)
         for block, rate in zip(encoder.blocks, torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()):
             block.drop_path = rate
     else:
@@ -128,17 +122,11 @@ def main(argv=None):
     x_val, y_val = x_train[split[:n_val]].to(device), y_train[split[:n_val]].to(device)
     x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
 
-    batch_size = min(args.batch_size, len(x_train))
-    if batch_size % world:
-        raise data.UserError(f"batch size {batch_size} does not split over {world} processes")
-    local = slice(rank * batch_size // world, (rank + 1) * batch_size // world)  # this process's share
-    steps_per_epoch = len(x_train) // batch_size
-    total_steps, warmup_steps = args.epochs * steps_per_epoch, args.warmup_epochs * steps_per_epoch
-    lr = args.blr * batch_size / 256
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), lr=lr,
-                                  betas=(0.9, 0.999), fused=device.type == "cuda")
+    # No lr here: run.batches() sets each step's, scaled per layer by its group's lr_scale.
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), betas=(0.9, 0.999),
+                                  fused=device.type == "cuda")
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
-    start_epoch, start_step, resumed_sum = restore(args.out, cfg, model, optimizer, args.resume)
+    run = training.Run(args, cfg, model, optimizer, len(x_train), device)
     mixes = [mixer(alpha=alpha, num_classes=num_classes) for mixer, alpha in ((v2.MixUp, args.mixup),
                                                                               (v2.CutMix, args.cutmix)) if alpha > 0]
     mix = v2.RandomChoice(mixes) if mixes else None
@@ -146,61 +134,40 @@ def main(argv=None):
     def loss_fn(logits, labels):
         return F.cross_entropy(logits.float(), labels, label_smoothing=args.label_smoothing)
 
-    if main_process():
-        print(f"device {device}{f' x {world} processes' if world > 1 else ''} | {args.dataset}: {len(x_train):,} "
-              f"train / {n_val:,} val / {len(x_test):,} test images | input: {band_desc} | init: "
-              f"{'pretrained ' + target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
+    if training.main_process():
+        print(f"device {device}{f' x {run.world} processes' if run.world > 1 else ''} | {args.dataset}: "
+              f"{len(x_train):,} train / {n_val:,} val / {len(x_test):,} test images | input: {band_desc} | init: "
+              f"{'pretrained ' + training.target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
               f"| ViT dim {args.dim} depth {args.depth} patch {args.patch_size} "
               f"| {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | {args.epochs} epochs of "
-              f"{steps_per_epoch} steps"
-              + (f" | resuming at epoch {start_epoch + 1}, step {start_step}" if start_epoch or start_step else ""))
+              f"{run.steps_per_epoch} steps" + run.resuming())
 
-    autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
-    step_model = DistributedDataParallel(model) if world > 1 else model
-    step_model = torch.compile(step_model) if args.compile else step_model
-    bad_step = torch.full((), -1, device=device)
-    for epoch in range(start_epoch, args.epochs):
-        t0 = time.time()
-        model.train()
-        start = start_step if epoch == start_epoch else 0
-        loss_sum = resumed_sum.to(device) if start else torch.zeros((), device=device)
-        for i, idx in batches(len(x_train), batch_size, args.seed, epoch, args.epochs, device, start):
-            step = epoch * steps_per_epoch + i
-            set_lr(optimizer, get_lr(step, lr, warmup_steps, total_steps))
-            u = torch.rand(batch_size, 5, device=device)[local] if args.aug != "none" else None
-            _, x = make_batch(x_train[idx[local]], args.aug, pca, band, u)
-            labels = y_train[idx[local]]
+    for epoch in run.epochs():
+        for idx in run.batches():
+            u = torch.rand(run.batch_size, 5, device=device)[run.local] if args.aug != "none" else None
+            x = pca_project.to_band(data.augment(x_train[idx[run.local]].float().div_(255), args.aug, u), pca, band)
+            labels = y_train[idx[run.local]]
             if mix is not None:
                 x, labels = mix(x, labels)
-            loss = train_step(step_model, optimizer, x, labels, autocast, loss_fn)
-            loss_sum += loss
-            bad_step = note_step(loss, step, bad_step, steps_per_epoch, args.ckpt_every, args.out, model, optimizer,
-                                 cfg, loss_sum)
-        mean_loss = epoch_loss(loss_sum, bad_step, steps_per_epoch, args.out)
-        seconds = time.time() - t0
-        log = {"epoch": epoch + 1, "loss": mean_loss,
-               "lr": max(g["lr"] for g in optimizer.param_groups),
-               "images_per_s": (steps_per_epoch - start) * batch_size / seconds, "seconds": seconds}
-        if n_val and main_process():
-            log["val_accuracy"] = accuracy(model, x_val, y_val, pca, band, autocast)
-        log_epoch(args.out, log)
-        save_checkpoint(args.out, model, optimizer, cfg, epoch + 1)
+            run.step(x, labels, loss_fn)
+        log = run.end_epoch()
+        if n_val and training.main_process():
+            log["val_accuracy"] = accuracy(model, x_val, y_val, pca, band, run.autocast)
+        run.save(log)
 
-    if not main_process():
-        dist.destroy_process_group()
-        return
-    test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), pca, band, autocast)
-    logs = read_log(args.out)
-    results = {"dataset": args.dataset, "target": target_name(pre) if pre else "no pretraining", "eval": "finetune",
-               "input": "original" if band is None else f"{args.input} {args.pct:g}%", "accuracy": test_accuracy,
-               "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
-               "seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start,
-               "config": cfg, "pretrain_config": pre, "commit": data.git_commit()}
-    data.save_json(results, os.path.join(args.out, "results.json"))
-    print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); wrote {args.out}/results.json")
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if training.main_process():
+        test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), pca, band, run.autocast)
+        logs = training.read_log(args.out)
+        results = {"dataset": args.dataset, "target": training.target_name(pre) if pre else "no pretraining",
+                   "eval": "finetune", "input": "original" if band is None else f"{args.input} {args.pct:g}%",
+                   "accuracy": test_accuracy, "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
+                   "seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start,
+                   "config": cfg, "pretrain_config": pre, "commit": cli.git_commit()}
+        cli.save_json(results, os.path.join(args.out, "results.json"))
+        print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "
+              f"wrote {args.out}/results.json")
+    training.end_distributed()
 
 
 if __name__ == "__main__":
-    data.main_guard(main)
+    cli.main_guard(main)

@@ -14,29 +14,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import cli
 import data
+import training
 from model import extract_features, get_lr, knn_accuracy
-import pretrain
-from pretrain import load_pretrained, pretrained_encoder, target_name
 
 
 def get_args(argv=None):
-    p = data.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
+    p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.set_defaults(dataset=None)  # the checkpoint's dataset unless told otherwise
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"), help="class token or mean patch token")
-    p.add_argument("--epochs", type=int, default=90)
+    p.add_argument("--epochs", type=cli.positive, default=90)
     p.add_argument("--warmup-epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=cli.positive, default=256)
     p.add_argument("--blr", type=float, default=0.1, help="base lr; lr = blr * batch / 256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/linprobe")
     p.add_argument("--resume", action="store_true", help="reuse the features OUT/features.pt holds for this run")
-    args = p.parse_args(argv)
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive")
-    return args
+    return p.parse_args(argv)
 
 
 def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size, blr, seed=0):
@@ -74,43 +70,43 @@ def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size,
 def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
-    device = data.device(args.device)
-    data.out_dir(args.out)
-    ckpt = load_pretrained(args.ckpt)
+    device = cli.device(args.device)
+    training.out_dir(args.out)
+    ckpt = training.load_pretrained(args.ckpt)
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]
     image_size = pre["image_size"] if dataset == pre["dataset"] else args.image_size
     x_train, y_train = data.load(dataset, "train", args.data_dir, image_size, args.download)
     x_test, y_test = data.load(dataset, "test", args.data_dir, image_size, args.download)
-    encoder = pretrained_encoder(ckpt, x_train.shape[1:], args.ckpt).to(device)
+    encoder = training.pretrained_encoder(ckpt, x_train.shape[1:], args.ckpt).to(device)
     print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, target "
-          f"{target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} test images, {args.pool} features")
+          f"{training.target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} test images, {args.pool} features")
 
     # Features once, saved: the head trains on them, and a rerun with --resume starts from them
     # (the head's training is seeded, so it ends with the same weights and accuracy).
     stamp = {"ckpt": os.path.abspath(args.ckpt), "ckpt_bytes": os.path.getsize(args.ckpt),
              "ckpt_epoch": ckpt["epoch"], "dataset": dataset, "pool": args.pool}
     cache = os.path.join(args.out, "features.pt")
-    cached = pretrain.load_checkpoint(cache) if args.resume and os.path.exists(cache) else {}
+    cached = cli.load_checkpoint(cache) if args.resume and os.path.exists(cache) else {}
     if cached.get("stamp") == stamp:
         feats, test_feats = cached["train"].to(device), cached["test"].to(device)
     else:
         feats = extract_features(encoder, x_train.to(device), args.pool)
         test_feats = extract_features(encoder, x_test.to(device), args.pool)
-        data.save_atomic({"stamp": stamp, "train": feats.cpu(), "test": test_feats.cpu()}, cache)
+        cli.save_atomic({"stamp": stamp, "train": feats.cpu(), "test": test_feats.cpu()}, cache)
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
     accuracy, log = train_probe(feats, y_train, test_feats, y_test, args.epochs, args.warmup_epochs,
                                 args.batch_size, args.blr, args.seed)
 
-    results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
+    results = {"dataset": dataset, "target": training.target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
                "epochs": args.epochs, "seconds": time.time() - t0, "final_loss": log[-1]["loss"] if log else None,
                "config": {k: v for k, v in vars(args).items()} | {"dataset": dataset}, "pretrain_config": pre,
-               "commit": data.git_commit()}
-    data.save_json(results, os.path.join(args.out, "results.json"))
+               "commit": cli.git_commit()}
+    cli.save_json(results, os.path.join(args.out, "results.json"))
     print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), kNN {knn:.4f}; "
           f"wrote {args.out}/results.json")
 
 
 if __name__ == "__main__":
-    data.main_guard(main)
+    cli.main_guard(main)

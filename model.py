@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cli import UserError
+
 # Patch maskings hide mask_ratio of the patches; "pca" hides no patch: the input and target are
 # already split into principal components (pca_project.hide_components, PMAE).
 MASKINGS = ("random", "block", "grid", "pca")
@@ -191,6 +193,34 @@ class MAE(nn.Module):
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         loss = ((pred.float() - target) ** 2).mean(-1)
         return (loss * mask).sum() / mask.sum(), pred, mask
+
+
+def default_patch_size(image_size):
+    """The divisor of the image size that gives the patch grid closest to 16 x 16."""
+    return min((p for p in range(1, image_size + 1) if image_size % p == 0), key=lambda p: abs(image_size / p - 16))
+
+
+def check_sizes(image_shape, patch_size, *widths_and_heads):
+    """A UserError unless the images are square, divisible into patches, and every transformer
+    width is divisible by 4 (sin-cos positions) and by its number of heads."""
+    _, h, w = image_shape
+    if h != w or h % patch_size:
+        raise UserError(f"image size {h}x{w} is not a square divisible by patch size {patch_size}")
+    for d, heads in widths_and_heads:
+        if d % heads or d % 4:
+            raise UserError(f"width {d} must be divisible by 4 and by its number of heads ({heads})")
+
+
+def build_model(cfg, image_shape):
+    """The MAE a config (pretrain.py's flags) describes, for images of shape (C, H, W); a UserError
+    when they do not fit."""
+    c, h, _ = image_shape
+    check_sizes(image_shape, cfg["patch_size"], (cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"]))
+    if cfg["masking"] == "grid" and (h // cfg["patch_size"]) % grid_cell(cfg["mask_ratio"]):
+        raise UserError(f"--masking grid needs the patch grid ({h // cfg['patch_size']}) divisible by "
+                        f"{grid_cell(cfg['mask_ratio'])}")
+    return MAE(h, cfg["patch_size"], c, cfg["dim"], cfg["depth"], cfg["heads"], cfg["decoder_dim"],
+               cfg["decoder_depth"], cfg["decoder_heads"], cfg["mask_ratio"], cfg["masking"], cfg["norm_pix_loss"])
 
 
 def grid_cell(mask_ratio):

@@ -17,7 +17,9 @@ import time
 
 import torch
 
+import cli
 import data
+from cli import UserError
 
 
 def fit(x, device=None):
@@ -80,9 +82,9 @@ def band_slice(pca, target, pct):
     top q: the complement of bottom (100 - q), so bottom p and top 100 - p partition the space.
     """
     if target not in ("bottom", "top"):
-        raise data.UserError(f"band target must be bottom or top, got {target!r}")
+        raise UserError(f"band target must be bottom or top, got {target!r}")
     if not 0 < pct < 100:
-        raise data.UserError(f"--pct must be in (0, 100), got {pct:g}")
+        raise UserError(f"--pct must be in (0, 100), got {pct:g}")
     return slice(0, n_bottom(pca, pct)) if target == "bottom" else slice(n_bottom(pca, 100 - pct), len(pca["eigvals"]))
 
 
@@ -130,6 +132,11 @@ def project(x, pca, V):
     return ((xc @ V) @ V.T + mean).view_as(x)
 
 
+def to_band(x, pca, band):
+    """x rebuilt from the band (a slice of pca's ascending components); x itself when band is None."""
+    return x if band is None else project(x, pca, pca["eigvecs"][:, band])
+
+
 def explained(x, seen, guess, pca, bands):
     """Per band (name, slice): the share of the variance of what a model did not see, x - seen, that
     its guess of x explains, 1 - |(guess - x) V|^2 / |(x - seen) V|^2 summed over the images; a guess
@@ -157,21 +164,21 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
         try:
             pca = torch.load(cache, weights_only=True)
         except Exception as e:
-            raise data.UserError(f"PCA cache {cache} is unreadable ({type(e).__name__}); delete it or pass --refit") from None
+            raise UserError(f"PCA cache {cache} is unreadable ({type(e).__name__}); delete it or pass --refit") from None
         if pca.get("dataset") != dataset:
-            raise data.UserError(f"PCA cache {cache} holds a fit of {pca.get('dataset')!r}, not {dataset!r}; "
+            raise UserError(f"PCA cache {cache} holds a fit of {pca.get('dataset')!r}, not {dataset!r}; "
                                  "delete it or pass --refit")
         pca["shape"] = tuple(pca["shape"])
         if all(pca[k] == v for k, v in stamp.items()):
             return pca, None
     t0 = time.time()
     pca = fit(x, device=device) | stamp
-    data.save_atomic(pca, cache)
+    cli.save_atomic(pca, cache)
     return pca, time.time() - t0
 
 
 def main():
-    p = data.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
+    p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.add_argument("--pct", type=float, default=25, help="bottom band share in percent; the top band is 100 - pct")
     p.add_argument("--refit", action="store_true", help="fit again even when a cached fit exists")
     p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
@@ -179,10 +186,10 @@ def main():
     p.add_argument("--n-images", type=int, default=8, help="test images in the grid")
     args = p.parse_args()
     if not 0 < args.pct < 100:
-        raise data.UserError(f"--pct must be in (0, 100), got {args.pct:g}")
+        raise UserError(f"--pct must be in (0, 100), got {args.pct:g}")
 
     pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
-                               args.download, data.device(args.device))
+                               args.download, cli.device(args.device))
     d = len(pca["eigvals"])
     print(f"{args.dataset} train split, {'x'.join(map(str, pca['shape']))} = {d:,} dims: "
           + (f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"))
@@ -201,10 +208,9 @@ def main():
     x = x[:args.n_images].double() / 255
     rows = [x] + [project(x, pca, V).clamp(0, 1) for V in Vs]
     out = args.out or f"out/pca-{args.dataset}-{args.pct:g}.png"
-    data.out_dir(os.path.dirname(os.path.abspath(out)))
-    data.save_png(torch.cat(rows).float(), out, nrow=len(x), padding=1)
+    cli.save_png(torch.cat(rows).float(), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%)")
 
 
 if __name__ == "__main__":
-    data.main_guard(main)
+    cli.main_guard(main)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torchvision import datasets, transforms
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cli  # noqa: E402
 import data  # noqa: E402
 import pca_project  # noqa: E402
 
@@ -83,7 +84,7 @@ def main():
         t0 = time.time()
         with PeakRSS() as mem:
             pca = pca_project.fit(x, device="cpu")
-            data.save_atomic(pca, os.path.join(root, "fit.pt"))
+            cli.save_atomic(pca, os.path.join(root, "fit.pt"))
         t_fit = time.time() - t0
         ours = t_load + t_fit
 

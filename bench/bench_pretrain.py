@@ -22,7 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
 import pca_project  # noqa: E402
 import pretrain  # noqa: E402
+import training  # noqa: E402
 from bench_pca import cifar_shaped  # noqa: E402
+from model import build_model  # noqa: E402
 
 
 def interleaved(fns, rounds):
@@ -59,7 +61,7 @@ def main():
     pca = pca_project.fit(x_train)
     band = ({k: pca[k].float() for k in ("mean", "eigvecs")}, pca_project.band_slice(pca, "bottom", 25))
     cfg = vars(pretrain.get_args(["--patch-size", "2"])) | {"patch_size": 2}
-    model = pretrain.build_model(cfg, (3, 32, 32))
+    model = build_model(cfg, (3, 32, 32))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
     autocast, b = torch.autocast("cuda", enabled=False), args.batch_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; ViT-Tiny MAE "
@@ -68,18 +70,18 @@ def main():
     x_pre, t_pre = pretrain.make_batch(x_train[:b], "crop", *band)
     perm = torch.randperm(len(x_train))
     with FlopCounterMode(display=False) as counter:
-        pretrain.train_step(model, opt, x_pre, t_pre, autocast)
+        training.train_step(model, opt, x_pre, t_pre, autocast)
     flops = counter.get_total_flops()
     print(f"model FLOPs/image  {flops / b / 1e9:8.2f} GFLOP (forward + backward, counted by FlopCounterMode)")
 
     for name, step_model in (("eager", model), ("compiled", torch.compile(model))):
         def bare():
-            pretrain.train_step(step_model, opt, x_pre, t_pre, autocast)
+            training.train_step(step_model, opt, x_pre, t_pre, autocast)
 
         def full():  # as in pretrain.py's loop: index the uint8 split, augment, project, step
             i = torch.randint(0, len(x_train) // b, ()).item()
             x, target = pretrain.make_batch(x_train[perm[i * b:(i + 1) * b]], "crop", *band)
-            pretrain.train_step(step_model, opt, x, target, autocast)
+            training.train_step(step_model, opt, x, target, autocast)
 
         a, m = torch.randn(2048, 2048), torch.randn(2048, 2048)
         t_bare, t_full, t_matmul = interleaved([bare, full, lambda: a @ m], args.steps)

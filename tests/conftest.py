@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cli  # noqa: E402
 import data  # noqa: E402
 
 FASHION_MNIST = os.path.isdir(data.DEBIAN_FASHION_MNIST)
@@ -50,7 +51,7 @@ def run(capsys, monkeypatch):
     def _run(module, *args):
         monkeypatch.setattr(sys, "argv", [module.__name__ + ".py", *map(str, args)])
         try:
-            data.main_guard(module.main)
+            cli.main_guard(module.main)
             code = 0
         except SystemExit as e:
             code = e.code

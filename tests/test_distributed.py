@@ -5,6 +5,7 @@ import sys
 import torch
 
 import pretrain
+import training
 from conftest import TINY
 from test_pca import ROOT
 
@@ -20,7 +21,7 @@ def test_two_processes_match_one(fmnist_folder, tmp_path):
                          text=True)
     assert two.returncode == 0, two.stderr[-2000:]
     assert "x 2 processes" in two.stdout and two.stdout.count("done:") == 1  # rank 0 alone prints
-    for a, b in zip(pretrain.read_log(tmp_path / "one"), pretrain.read_log(tmp_path / "two"), strict=True):
+    for a, b in zip(training.read_log(tmp_path / "one"), training.read_log(tmp_path / "two"), strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-5 and a["lr"] == b["lr"]
     wa = torch.load(tmp_path / "one" / "ckpt.pt", weights_only=True)["model"]
     wb = torch.load(tmp_path / "two" / "ckpt.pt", weights_only=True)["model"]

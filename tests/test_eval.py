@@ -9,6 +9,7 @@ import model
 import pca_project
 import pretrain
 import report
+import training
 from conftest import TINY
 from test_pca import one_line_error
 
@@ -21,7 +22,7 @@ def pretrained(fmnist_folder, tmp_path_factory):
                                     "--target", "bottom", "--pct", 25]])
     ckpt = torch.load(out / "run" / "ckpt.pt", weights_only=True)
     torch.manual_seed(123)
-    ckpt["model"] = pretrain.build_model(ckpt["config"], ckpt["config"]["image_shape"]).state_dict()
+    ckpt["model"] = model.build_model(ckpt["config"], ckpt["config"]["image_shape"]).state_dict()
     torch.save(ckpt, out / "random.pt")
     return out / "run" / "ckpt.pt", out / "random.pt"
 
@@ -69,7 +70,7 @@ def test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch(fmnis
     # The reported accuracy is that of the final weights on the test split.
     results = json.loads((tmp_path / "results.json").read_text())
     cfg = results["pretrain_config"]
-    clf = model.Classifier(pretrain.build_model(cfg, cfg["image_shape"]).encoder, 10)
+    clf = model.Classifier(model.build_model(cfg, cfg["image_shape"]).encoder, 10)
     clf.load_state_dict(after)
     x, y = finetune.data.load("folder", "test", str(fmnist_folder), 16)
     acc = finetune.accuracy(clf, x, y, None, None, torch.autocast("cuda", enabled=False))
@@ -80,8 +81,8 @@ def test_init_none_loads_nothing(fmnist_folder, tmp_path, run, monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a checkpoint was loaded")
 
-    monkeypatch.setattr(finetune, "load_pretrained", refuse)
-    monkeypatch.setattr(pretrain, "load_checkpoint", refuse)
+    monkeypatch.setattr(training, "load_pretrained", refuse)
+    monkeypatch.setattr(training, "load_checkpoint", refuse)
     code, _, err = run(finetune, "--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder,
                        "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
                        "--epochs", 1, "--batch-size", 64, "--out", tmp_path)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import cli
 import data
 import pca_project
 from conftest import needs_fashion_mnist, write_cifar10, write_folder
@@ -113,7 +114,7 @@ def test_uint8_input_is_scaled_to_unit_range():
 def test_band_rejects_bad_target_and_pct():
     pca = pca_project.fit(torch.rand(50, 1, 3, 3))
     for target, pct in [("middle", 25), ("bottom", 0), ("top", 100), ("bottom", -5)]:
-        with pytest.raises(data.UserError):
+        with pytest.raises(cli.UserError):
             pca_project.band(pca, target, pct)
 
 

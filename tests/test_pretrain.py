@@ -7,6 +7,7 @@ import data
 import model
 import pca_project
 import pretrain
+import training
 from conftest import TINY
 from test_pca import one_line_error
 
@@ -88,7 +89,7 @@ def test_no_weight_decay_on_norms_biases_and_tokens():
 def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
     code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 40, "--out", tmp_path, *target)
     assert code == 0, err
-    log = pretrain.read_log(tmp_path)
+    log = training.read_log(tmp_path)
     assert len(log) == 40 and log[-1]["step"] == 40 * 6  # 200 images / batch 32 = 6 steps an epoch
     first, last = log[0]["loss"], sum(l["loss"] for l in log[-5:]) / 5
     assert last < 0.5 * first, (first, last)
@@ -190,17 +191,17 @@ def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, run, monkeyp
     class Interrupt(Exception):
         pass
 
-    save = pretrain.save_checkpoint
+    save = training.save_checkpoint
 
     def save_then_stop(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
         save(out, model, optimizer, cfg, epoch, step, loss_sum)
         if epoch == 2:
             raise Interrupt
 
-    monkeypatch.setattr(pretrain, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
     with pytest.raises(Interrupt):
         run(pretrain, *args, "--out", tmp_path / "b")
-    monkeypatch.setattr(pretrain, "save_checkpoint", save)
+    monkeypatch.setattr(training, "save_checkpoint", save)
     code, out, err = run(pretrain, *args, "--out", tmp_path / "b", "--resume")
     assert code == 0 and "resuming at epoch 3, step 0" in out, err
 
@@ -209,7 +210,7 @@ def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, run, monkeyp
     assert a["epoch"] == b["epoch"] == 4
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    logs = [[{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in pretrain.read_log(d)]
+    logs = [[{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in training.read_log(d)]
             for d in (tmp_path / "a", tmp_path / "b")]
     assert logs[0] == logs[1]
 

@@ -14,6 +14,7 @@ import linprobe
 import model
 import pca_project
 import pretrain
+import training
 from conftest import TINY
 from test_pca import ROOT, one_line_error
 
@@ -25,7 +26,7 @@ def pretrain_cmd(folder, out, *extra):
 
 
 def logs_without_timing(out):
-    return [{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in pretrain.read_log(out)]
+    return [{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in training.read_log(out)]
 
 
 def assert_same_run(a, b):
@@ -82,7 +83,7 @@ def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_checkpoint(fmnist_fo
     assert code == 3 and "step 14" in err and "ckpt.pt" in err and len(err.strip().splitlines()) == 1, err
     ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
-    assert len(pretrain.read_log(tmp_path)) == 2
+    assert len(training.read_log(tmp_path)) == 2
 
 
 class Payload:

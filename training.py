@@ -1,0 +1,273 @@
+"""The life of a training run, shared by pretrain.py and finetune.py (and linprobe.py's loading):
+the output folder, checkpoints and --resume, the log, torchrun processes, the NaN stop, and
+`Run`, which does what surrounds each step so that a script's loop shows only the method:
+
+    run = Run(args, cfg, model, optimizer, len(x_train), device)   # restores OUT with --resume
+    for epoch in run.epochs():
+        for idx in run.batches():                  # the lr is set for the step
+            run.step(x, target)                    # x, target from x_train[idx[run.local]]
+        log = run.end_epoch()                      # exit 3 if a loss was NaN; add monitors to log
+        run.save(log)                              # log line and checkpoint
+"""
+import json
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from cli import UserError, load_checkpoint, save_atomic
+from model import build_model, get_lr
+
+
+def out_dir(path):
+    """Create the output folder up front, so a run never fails at its end for want of it."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create --out {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"cannot write to --out {path}")
+    return path
+
+
+def setup_distributed(device):
+    """The device of this process. Under torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK) this
+    joins the process group: NCCL on CUDA, one GPU per process, or gloo on CPU."""
+    if "RANK" not in os.environ:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def main_process():
+    """Only rank 0 prints and writes files."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def end_distributed():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean_over_processes(t):
+    if not dist.is_initialized():
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / dist.get_world_size()
+
+
+def rng_state():
+    """Every random number generator a run may touch: torch (CPU, CUDA), NumPy, Python."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": np_state[2],
+                      "has_gauss": np_state[3], "gauss": np_state[4]}} | \
+        ({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
+    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, written crash-safely, the
+    previous checkpoint kept as ckpt.prev.pt."""
+    if not main_process():
+        return
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg, "epoch": epoch,
+             "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(), "rng": rng_state()}
+    save_atomic(state, os.path.join(out, "ckpt.pt"), keep_previous=os.path.join(out, "ckpt.prev.pt"))
+
+
+def restore(out, cfg, model, optimizer, resume):
+    """Continue the run in OUT (weights, optimizer, RNG, log) when --resume.
+
+    Returns (whole epochs done, steps done in the next, that epoch's loss sum so far or None).
+    A corrupt ckpt.pt is reported and ckpt.prev.pt used instead. OUT holding a checkpoint of
+    another config is refused, and so is OUT holding this run without --resume."""
+    out_dir(out)
+    paths = [os.path.join(out, name) for name in ("ckpt.pt", "ckpt.prev.pt")]
+    log_path = os.path.join(out, "log.jsonl")
+    if not any(os.path.exists(p) for p in paths):
+        if os.path.exists(log_path) and main_process():
+            os.remove(log_path)
+        return 0, 0, None
+    ckpt = None
+    for path in paths:
+        try:
+            ckpt = load_checkpoint(path)
+            break
+        except UserError as e:
+            if path == paths[-1] or not os.path.exists(paths[-1]):
+                raise
+            print(f"warning: {e}; resuming from {paths[-1]}", file=sys.stderr)
+    if ckpt.get("config") != cfg:
+        old = ckpt.get("config", {})
+        diff = sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
+        raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); choose another --out")
+    if not resume:
+        raise UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"])
+    if os.path.exists(log_path) and main_process():  # the log keeps the epochs the checkpoint holds, no more
+        with open(log_path) as f:
+            kept = [line for line in f if json.loads(line)["epoch"] <= ckpt["epoch"]]
+        with open(log_path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(log_path + ".tmp", log_path)
+    return ckpt["epoch"], ckpt["step"], ckpt["loss_sum"]
+
+
+def read_log(out):
+    with open(os.path.join(out, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
+
+
+def train_step(model, optimizer, x, target, autocast, loss_fn=None, scores=None):
+    """One optimizer step: the MAE's own loss, or loss_fn(model(x), target) for a classifier."""
+    with autocast:
+        loss = model(x, target, scores=scores)[0] if loss_fn is None else loss_fn(model(x), target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()  # no .item(): the host does not wait for the device
+
+
+class Run:
+    """One training run in args.out: batches of a per-epoch permutation, the lr of model.get_lr
+    (peak args.blr * batch / 256, warmup, cosine) set each step, the step itself (under torchrun
+    through DDP, each process on its slice `local` of the global batch; bf16 autocast on CUDA;
+    torch.compile with args.compile), the loss summed on the device, a checkpoint every
+    args.ckpt_every steps and at each epoch's end, and resume from either."""
+
+    def __init__(self, args, cfg, model, optimizer, n_train, device):
+        self.args, self.cfg, self.model, self.optimizer, self.n_train, self.device = \
+            args, cfg, model, optimizer, n_train, device
+        rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        # The global batch and the lr do not depend on the number of processes: each takes a slice.
+        self.batch_size = min(args.batch_size, n_train)
+        if self.batch_size % self.world:
+            raise UserError(f"batch size {self.batch_size} does not split over {self.world} processes")
+        self.local = slice(rank * self.batch_size // self.world, (rank + 1) * self.batch_size // self.world)
+        self.steps_per_epoch = n_train // self.batch_size
+        self.lr = args.blr * self.batch_size / 256
+        self.start_epoch, self.start_step, self.resumed_sum = restore(args.out, cfg, model, optimizer, args.resume)
+        self.autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+        step_model = DistributedDataParallel(model) if self.world > 1 else model
+        self.step_model = torch.compile(step_model) if args.compile else step_model
+        self.bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite
+
+    def resuming(self):
+        return f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}" \
+            if self.start_epoch or self.start_step else ""
+
+    def epochs(self):
+        """The epochs still to run, each with the model in training mode and its clock started."""
+        for epoch in range(self.start_epoch, self.args.epochs):
+            self.epoch, self.t0 = epoch, time.time()
+            self.start = self.start_step if epoch == self.start_epoch else 0
+            self.loss_sum = self.resumed_sum.to(self.device) if self.start else torch.zeros((), device=self.device)
+            self.model.train()
+            yield epoch
+
+    def batches(self):
+        """The epoch's global batches (indices into the train split) from where it stands. The
+        permutation depends on (seed, epoch) only, so a resumed run sees the same batches."""
+        n, size, steps = self.n_train, self.batch_size, self.steps_per_epoch
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.args.seed * 100003 + self.epoch))
+        perm = perm.to(self.device)
+        for i in tqdm(range(self.start, steps), desc=f"epoch {self.epoch + 1}/{self.args.epochs}", leave=False,
+                      disable=None if main_process() else True, mininterval=1, initial=self.start, total=steps):
+            self.i = i
+            step = self.epoch * steps + self.i
+            set_lr(self.optimizer, get_lr(step, self.lr, self.args.warmup_epochs * steps, self.args.epochs * steps))
+            yield perm[i * size:(i + 1) * size]
+
+    def step(self, x, target, loss_fn=None, scores=None):
+        """One optimizer step on this process's share of the batch; the mid-epoch checkpoint when due."""
+        loss = train_step(self.step_model, self.optimizer, x, target, self.autocast, loss_fn, scores)
+        self.loss_sum += loss
+        step = self.epoch * self.steps_per_epoch + self.i
+        self.bad_step = torch.where(torch.isfinite(loss) | (self.bad_step >= 0), self.bad_step, step)  # no sync
+        every = self.args.ckpt_every
+        if every and (step + 1) % every == 0 and self.i + 1 < self.steps_per_epoch:
+            self.stop_if_not_finite()
+            save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch, self.i + 1,
+                            mean_over_processes(self.loss_sum))
+
+    def stop_if_not_finite(self):
+        """Exit 3, before anything is saved, when a loss was NaN or inf."""
+        if dist.is_initialized():  # every rank stops, or none
+            dist.all_reduce(self.bad_step, op=dist.ReduceOp.MAX)
+        if self.bad_step.item() >= 0:
+            good = os.path.join(self.args.out, "ckpt.pt")
+            if main_process():
+                print(f"error: loss is NaN or inf at step {self.bad_step.item()}; the last good checkpoint is "
+                      f"{good if os.path.exists(good) else 'none'}", file=sys.stderr)
+            sys.exit(3)
+
+    def end_epoch(self):
+        """The epoch's log line: mean loss over all processes (after the NaN stop), lr, speed, time."""
+        self.stop_if_not_finite()
+        seconds = time.time() - self.t0
+        return {"epoch": self.epoch + 1, "step": (self.epoch + 1) * self.steps_per_epoch,
+                "loss": mean_over_processes(self.loss_sum).item() / self.steps_per_epoch,
+                "lr": max(g["lr"] for g in self.optimizer.param_groups),
+                "images_per_s": (self.steps_per_epoch - self.start) * self.batch_size / seconds, "seconds": seconds}
+
+    def save(self, log):
+        """The epoch's line appended to log.jsonl, and its checkpoint (rank 0 only)."""
+        if main_process():
+            print(json.dumps(log))
+            with open(os.path.join(self.args.out, "log.jsonl"), "a") as f:
+                f.write(json.dumps(log) + "\n")
+        save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch + 1)
+
+
+def load_pretrained(path):
+    """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "mask_ratio" not in ckpt.get("config", {}) or "model" not in ckpt:
+        raise UserError(f"{path} is not a pretrain.py checkpoint")
+    return ckpt
+
+
+def pretrained_encoder(ckpt, image_shape, path):
+    """The encoder of a pretrain.py checkpoint, for images of image_shape (C, H, W)."""
+    cfg = ckpt["config"]
+    if tuple(cfg["image_shape"]) != tuple(image_shape):
+        raise UserError(f"{path} was pretrained on {'x'.join(map(str, cfg['image_shape']))} images; "
+                        f"this dataset has {'x'.join(map(str, image_shape))}")
+    mae = build_model(cfg, image_shape)
+    try:
+        mae.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise UserError(f"{path} holds weights of another model than its config describes") from None
+    return mae.encoder
+
+
+def target_name(cfg):
+    """How results name a pretraining target: original, bottom 25%, top 75%, and PCA masking when used."""
+    name = "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
+    return name + (f", PCA masking {100 * cfg['pca_mask_share']:g}%" if cfg["masking"] == "pca" else "")

@@ -1,4 +1,5 @@
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 import torch
@@ -159,22 +160,37 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     row = next(line for line in out.splitlines() if "bottom 25%" in line)
     assert "0.500, 5 ep" in row and "0.250 (kNN 0.200), 5 ep" in row and "0.902" in row and "0.638" in row
     assert one_line_error(*run(report, tmp_path / "empty")[::2])
-    # --charts draws explained.png next to each log that has explained variance.
+    # --charts draws explained.svg next to each log that has explained variance.
     logs = [{"epoch": e, "explained": {"top 75%": e / 4, "bottom 25%": 0.0}} for e in (1, 2)]
     (tmp_path / "a" / "log.jsonl").write_text("".join(json.dumps(log) + "\n" for log in logs))
     (tmp_path / "b" / "log.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")
     assert run(report, tmp_path, "--charts")[0] == 0
-    assert (tmp_path / "a" / "explained.png").exists() and not (tmp_path / "b" / "explained.png").exists()
+    assert (tmp_path / "a" / "explained.svg").exists() and not (tmp_path / "b" / "explained.svg").exists()
+    ET.fromstring((tmp_path / "a" / "explained.svg").read_text())  # well-formed
 
 
 def test_chart_draws_each_band_where_its_values_are():
-    red, blue = torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0])
-    img = report.line_chart([[0, 0.5, 1], [1, 1, None]], [red, blue], width=101, height=51, pad=5, low=-0.25)
-    assert img.shape == (3, 61, 111)
-    # y runs from -0.25 (row 55) to 1 (row 5). The red line rises from 0 through 0.5 to 1; the
-    # blue line has a missing value, so it is left out.
-    for x, y in ((5, 45), (55, 25), (105, 5)):
-        assert torch.equal(img[:, y, x], red), (x, y)
-    assert not (img == blue[:, None, None]).all(0).any()
-    assert torch.equal(img[:, 25, 20], torch.full((3,), 0.85))  # the gridline at 1/2
-    assert torch.equal(img[:, 45, 80], torch.full((3,), 0.3))  # the line at 0
+    svg = ET.fromstring(report.line_chart({"top 75%": [0, 0.5, 1, -3], "bottom 25%": [1, None, 1, 1],
+                                           "10-25%": [None, None, None, None]},
+                                          "Title & co", "target: bottom 25%", "epoch", "share explained"))
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in svg.iter(ns + "text")]
+    for words in ("Title & co", "target: bottom 25%", "epoch", "share explained", "top 75%", "bottom 25%",
+                  "10-25% (none)", "-0.25", "0", "0.5", "1", "2", "4", "open triangle: beyond the axis"):
+        assert words in texts, words
+    lines = [[tuple(map(float, p.split(","))) for p in line.get("points").split()]
+             for line in svg.iter(ns + "polyline")]
+    top, bottom_1, bottom_2 = lines  # a missing value breaks the bottom band's line in two
+    assert [len(top), len(bottom_1), len(bottom_2)] == [4, 1, 2]
+    xs, ys = zip(*top)
+    assert xs[1] - xs[0] == pytest.approx(xs[2] - xs[1], abs=0.1) == pytest.approx(xs[3] - xs[2], abs=0.1)
+    assert xs[1] > xs[0]  # epochs evenly spaced, left to right
+    assert ys[1] == pytest.approx((ys[0] + ys[2]) / 2, abs=0.1) and ys[2] < ys[0]  # 0.5 halfway between 0 and 1, up is more
+    zero = [float(line.get("y1")) for line in svg.iter(ns + "line") if line.get("stroke") == "black"
+            and line.get("y1") == line.get("y2")]
+    assert zero == [pytest.approx(ys[0], abs=0.1)]  # the dark line is at 0
+    # -3 is beyond the axis: drawn at its lower edge (-0.25, 0.25 below 0 as 0.5 is above it) as a triangle.
+    assert ys[3] == pytest.approx(ys[0] + (ys[0] - ys[1]) / 2, abs=0.1)
+    triangle = next(svg.iter(ns + "polygon"))
+    assert max(float(p.split(",")[1]) for p in triangle.get("points").split()) > ys[3]  # points down, off the chart
+    assert len(list(svg.iter(ns + "circle"))) == 3 + 3  # a dot per value inside the axis

@@ -100,7 +100,7 @@ def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
     assert all(set(l["explained"]) == {"top 75%", "10-25%", "bottom 10%"} for l in log)
     if target[1] != "bottom":
         assert log[-1]["explained"]["top 75%"] > log[0]["explained"]["top 75%"] + 0.1, log
-    assert (tmp_path / "explained.png").exists()
+    assert (tmp_path / "explained.svg").exists()
 
 
 def monitored(fmnist_folder):

@@ -31,10 +31,19 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive(text):
-    """argparse type: an integer > 0."""
-    if not text.lstrip("-").isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    """argparse type: an integer > 0 (argparse reports a ValueError as an invalid value)."""
+    if int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return int(text)
+
+
+def between(low, high):
+    """argparse type: a number strictly between low and high (not NaN)."""
+    def number(text):
+        if not low < float(text) < high:
+            raise argparse.ArgumentTypeError(f"must be in ({low:g}, {high:g}), got {text}")
+        return float(text)
+    return number
 
 
 def parser(description):

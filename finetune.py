@@ -20,7 +20,6 @@ import pca_project
 import training
 from model import Classifier, Encoder, check_sizes, default_patch_size, param_groups
 
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "ckpt_every"}
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads")
 VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
 
@@ -30,15 +29,11 @@ def get_args(argv=None):
     p.add_argument("--ckpt", help="a pretrain.py checkpoint to start from")
     p.add_argument("--init", choices=("none",), help="none: random initialisation (no pretraining)")
     p.add_argument("--input", default="original", choices=("original", "bottom", "top"))
-    p.add_argument("--pct", type=float, help="variance share of the input band in percent")
+    p.add_argument("--pct", type=cli.between(0, 100), help="variance share of the input band in percent")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"))
     for name in SIZE_FLAGS:  # from the checkpoint with --ckpt; ViT-Tiny with --init none
         p.add_argument("--" + name.replace("_", "-"), type=cli.positive)
-    p.add_argument("--epochs", type=cli.positive, default=100)
-    p.add_argument("--warmup-epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=cli.positive, default=1024)
-    p.add_argument("--blr", type=float, default=1e-3, help="base lr; lr = blr * batch / 256")
-    p.add_argument("--weight-decay", type=float, default=0.05)
+    training.add_flags(p, epochs=100, warmup_epochs=5, batch_size=1024, blr=1e-3, out="runs/finetune")
     p.add_argument("--layer-decay", type=float, default=0.75, help="lr factor per layer below the head")
     p.add_argument("--drop-path", type=float, default=0.1)
     p.add_argument("--label-smoothing", type=float, default=0.1)
@@ -46,20 +41,11 @@ def get_args(argv=None):
     p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off; MAE used 0.8)")
     p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0: off; MAE used 1.0)")
     p.add_argument("--val-split", type=float, default=0.0, help="share of train held out for validation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--out", default="runs/finetune")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints within an epoch (0: none)")
     args = p.parse_args(argv)
     if (args.ckpt is None) == (args.init is None):
         p.error("give --ckpt RUN/ckpt.pt to fine-tune, or --init none for the no-pretraining baseline")
-    if args.input == "original" and args.pct is not None:
-        p.error("--pct selects a band: it goes with --input bottom or top")
-    if args.input != "original" and args.pct is None:
-        p.error(f"--input {args.input} needs --pct")
-    if args.pct is not None and not 0 < args.pct < 100:
-        p.error(f"--pct must be in (0, 100), got {args.pct:g}")
+    if (args.input == "original") != (args.pct is None):
+        p.error("--pct selects the band: give it with --input bottom or top, and only then")
     if not 0 <= args.val_split < 1:
         p.error(f"--val-split must be in [0, 1), got {args.val_split:g}")
     return args
@@ -113,8 +99,7 @@ def main(argv=None):
                                          device=device)
         pca = {k: fit[k].to(device, torch.float32) for k in ("mean", "eigvecs")}
         band = pca_project.band_slice(fit, args.input, args.pct)
-        band_desc = f"its {args.input} {args.pct:g}% band ({pca['eigvecs'][:, band].shape[1]:,} of " \
-                    f"{len(fit['mean']):,} components)"
+        band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     # A validation split cut from train by a fixed permutation, for anyone who selects on it.
     n_val = round(args.val_split * len(x_train))
@@ -125,7 +110,7 @@ def main(argv=None):
     # No lr here: run.batches() sets each step's, scaled per layer by its group's lr_scale.
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), betas=(0.9, 0.999),
                                   fused=device.type == "cuda")
-    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
+    cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
     run = training.Run(args, cfg, model, optimizer, len(x_train), device)
     mixes = [mixer(alpha=alpha, num_classes=num_classes) for mixer, alpha in ((v2.MixUp, args.mixup),
                                                                               (v2.CutMix, args.cutmix)) if alpha > 0]
@@ -140,7 +125,7 @@ def main(argv=None):
               f"{'pretrained ' + training.target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
               f"| ViT dim {args.dim} depth {args.depth} patch {args.patch_size} "
               f"| {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | {args.epochs} epochs of "
-              f"{run.steps_per_epoch} steps" + run.resuming())
+              f"{run.steps_per_epoch} steps" + run.resuming)
 
     for epoch in run.epochs():
         for idx in run.batches():

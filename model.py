@@ -212,8 +212,7 @@ def check_sizes(image_shape, patch_size, *widths_and_heads):
 
 
 def build_model(cfg, image_shape):
-    """The MAE a config (pretrain.py's flags) describes, for images of shape (C, H, W); a UserError
-    when they do not fit."""
+    """The MAE a config (pretrain.py's flags) describes, for images (C, H, W); a UserError if they do not fit."""
     c, h, _ = image_shape
     check_sizes(image_shape, cfg["patch_size"], (cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"]))
     if cfg["masking"] == "grid" and (h // cfg["patch_size"]) % grid_cell(cfg["mask_ratio"]):

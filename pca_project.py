@@ -88,6 +88,13 @@ def band_slice(pca, target, pct):
     return slice(0, n_bottom(pca, pct)) if target == "bottom" else slice(n_bottom(pca, 100 - pct), len(pca["eigvals"]))
 
 
+def band_name(pca, target, pct):
+    """How the scripts name a band: "bottom 25% band (770 of 784 components, 24.68% of the variance)"."""
+    b = band_slice(pca, target, pct)
+    return f"{target} {pct:g}% band ({b.stop - b.start:,} of {len(pca['eigvals']):,} components, " \
+           f"{100 * float(variance_share(pca)[b].sum()):.2f}% of the variance)"
+
+
 def band(pca, target, pct):
     """Eigenvectors (D, k) of the bottom-p% or top-p% variance band (see band_slice)."""
     return pca["eigvecs"][:, band_slice(pca, target, pct)]
@@ -147,11 +154,6 @@ def explained(x, seen, guess, pca, bands):
     return {name: 1 - (err[b].sum() / var[b].sum()).item() if var[b].sum() > 0 else None for name, b in bands}
 
 
-def fingerprint(x):
-    """A hash of the images' bytes: a cached fit is reused only for the very same data."""
-    return hashlib.sha1(x.contiguous().numpy()).hexdigest()
-
-
 def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=False, download=False, device=None):
     """The PCA of the dataset's train split: read from the cache file, or fitted and cached.
 
@@ -159,7 +161,9 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
     """
     x, _ = data.load(dataset, "train", data_dir, image_size, download)
     cache = cache or os.path.join(data_dir, "cache", f"pca-{dataset}-{'x'.join(map(str, x.shape[1:]))}.pt")
-    stamp = {"dataset": dataset, "split": "train", "shape": tuple(x.shape[1:]), "fingerprint": fingerprint(x)}
+    # A cached fit is reused only for the very same images: a hash of their bytes.
+    stamp = {"dataset": dataset, "split": "train", "shape": tuple(x.shape[1:]),
+             "fingerprint": hashlib.sha1(x.contiguous().numpy()).hexdigest()}
     if os.path.exists(cache) and not refit:
         try:
             pca = torch.load(cache, weights_only=True)
@@ -167,7 +171,7 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
             raise UserError(f"PCA cache {cache} is unreadable ({type(e).__name__}); delete it or pass --refit") from None
         if pca.get("dataset") != dataset:
             raise UserError(f"PCA cache {cache} holds a fit of {pca.get('dataset')!r}, not {dataset!r}; "
-                                 "delete it or pass --refit")
+                            "delete it or pass --refit")
         pca["shape"] = tuple(pca["shape"])
         if all(pca[k] == v for k, v in stamp.items()):
             return pca, None
@@ -179,34 +183,28 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
 
 def main():
     p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
-    p.add_argument("--pct", type=float, default=25, help="bottom band share in percent; the top band is 100 - pct")
+    p.add_argument("--pct", type=cli.between(0, 100), default=25,
+                   help="bottom band share in percent; the top band is 100 - pct")
     p.add_argument("--refit", action="store_true", help="fit again even when a cached fit exists")
     p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
     p.add_argument("--out", help="PNG grid to write (default out/pca-DATASET-PCT.png)")
     p.add_argument("--n-images", type=int, default=8, help="test images in the grid")
     args = p.parse_args()
-    if not 0 < args.pct < 100:
-        raise UserError(f"--pct must be in (0, 100), got {args.pct:g}")
 
     pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
                                args.download, cli.device(args.device))
     d = len(pca["eigvals"])
     print(f"{args.dataset} train split, {'x'.join(map(str, pca['shape']))} = {d:,} dims: "
           + (f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"))
-    share = variance_share(pca)
     bands = [("bottom", args.pct), ("top", 100 - args.pct)]
-    Vs = [band(pca, t, q) for t, q in bands]
-    for (t, q), V in zip(bands, Vs):
-        k = V.shape[1]
-        held = share[:k].sum() if t == "bottom" else share[d - k:].sum()
-        print(f"{t} {q:g}%: {k:,} of {d:,} components ({100 * float(held):.2f}% of the variance)")
-    desc = share.flip(0).cumsum(0)
+    print("\n".join(band_name(pca, t, q) for t, q in bands))
+    desc = variance_share(pca).flip(0).cumsum(0)
     print("largest components needed for 50% / 90% / 99% of the variance: "
           + " / ".join(f"{int((desc < s).sum()) + 1:,}" for s in (0.5, 0.9, 0.99)))
 
     x, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     x = x[:args.n_images].double() / 255
-    rows = [x] + [project(x, pca, V).clamp(0, 1) for V in Vs]
+    rows = [x] + [project(x, pca, band(pca, t, q)).clamp(0, 1) for t, q in bands]
     out = args.out or f"out/pca-{args.dataset}-{args.pct:g}.png"
     cli.save_png(torch.cat(rows).float(), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%)")

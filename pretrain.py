@@ -19,18 +19,17 @@ import training
 from model import MASKINGS, build_model, default_patch_size, extract_features, grid_cell, knn_accuracy, \
     param_groups
 
-# Flags that change where or how fast a run goes, not what it computes.
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "eval_every", "ckpt_every", "band_edges"}
+RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges"}  # monitors: not part of the run's config
 
 
 def get_args(argv=None):
     p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.add_argument("--target", default="original", choices=("original", "bottom", "top"))
-    p.add_argument("--pct", type=float, help="variance share of the target band in percent (bottom/top only)")
+    p.add_argument("--pct", type=cli.between(0, 100), help="variance share of the target band in percent")
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS, help="none reproduces the original work")
     p.add_argument("--masking", default="random", choices=MASKINGS)
-    p.add_argument("--mask-ratio", type=float, default=0.75, help="share of the patches masked (patch maskings)")
-    p.add_argument("--pca-mask-share", type=float, default=0.2,
+    p.add_argument("--mask-ratio", type=cli.between(0, 1), default=0.75, help="share of the patches masked (patch maskings)")
+    p.add_argument("--pca-mask-share", type=cli.between(0, 1), default=0.2,
                    help="with --masking pca: variance share of the principal components hidden from each image")
     p.add_argument("--norm-pix-loss", action="store_true", help="normalise each target patch (MAE paper)")
     p.add_argument("--patch-size", type=int, help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
@@ -40,12 +39,7 @@ def get_args(argv=None):
     p.add_argument("--decoder-dim", type=cli.positive, default=192)
     p.add_argument("--decoder-depth", type=cli.positive, default=4)
     p.add_argument("--decoder-heads", type=cli.positive, default=3)
-    p.add_argument("--epochs", type=cli.positive, default=400)
-    p.add_argument("--warmup-epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=cli.positive, default=512)
-    p.add_argument("--blr", type=float, default=1.5e-4, help="base lr; lr = blr * batch / 256")
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
+    training.add_flags(p, epochs=400, warmup_epochs=40, batch_size=512, blr=1.5e-4, out="runs/pretrain")
     p.add_argument("--eval-every", type=int, default=10, help="epochs between kNN monitor and grids")
     p.add_argument("--knn-train", type=int, default=5000, help="train images in the kNN monitor")
     p.add_argument("--knn-test", type=int, default=1000, help="test images in the kNN and band monitors")
@@ -53,21 +47,9 @@ def get_args(argv=None):
                    help="cumulative variance shares (percent, from the bottom) cutting the spectrum into the bands "
                         "whose explained variance is logged every epoch; 10 25: top 75%%, 10-25%%, bottom 10%%; "
                         "none given: no band monitor")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
-    p.add_argument("--out", default="runs/pretrain")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints within an epoch (0: none)")
     args = p.parse_args(argv)
-    if args.target == "original" and args.pct is not None:
-        p.error("--pct selects a band: it goes with --target bottom or top, not original")
-    if args.target != "original" and args.pct is None:
-        p.error(f"--target {args.target} needs --pct")
-    if args.pct is not None and not 0 < args.pct < 100:
-        p.error(f"--pct must be in (0, 100), got {args.pct:g}")
-    if not 0 < args.mask_ratio < 1:
-        p.error(f"--mask-ratio must be in (0, 1), got {args.mask_ratio:g}")
-    if not 0 < args.pca_mask_share < 1:
-        p.error(f"--pca-mask-share must be in (0, 1), got {args.pca_mask_share:g}")
+    if (args.target == "original") != (args.pct is None):
+        p.error("--pct selects the band: give it with --target bottom or top, and only then")
     if any(not 0 < e < 100 for e in args.band_edges) or sorted(set(args.band_edges)) != args.band_edges:
         p.error("--band-edges must be increasing percentages in (0, 100)")
     if args.masking == "grid" and grid_cell(args.mask_ratio) is None:
@@ -154,8 +136,7 @@ def main(argv=None):
         bands = pca_project.spectrum_bands(fit, args.band_edges) if args.band_edges else None
     if args.target != "original":
         band = pca_project.band_slice(fit, args.target, args.pct)
-        band_desc = f"{args.target} {args.pct:g}% band ({pca['eigvecs'][:, band].shape[1]:,} of " \
-                    f"{len(fit['mean']):,} components)"
+        band_desc = pca_project.band_name(fit, args.target, args.pct)
     if args.masking == "pca":
         band_desc = f"the hidden components' part of {band_desc}"
 
@@ -169,7 +150,7 @@ def main(argv=None):
               f"{len(x_train):,} train images {'x'.join(map(str, x_train.shape[1:]))} | target: {band_desc} | MAE dim "
               f"{args.dim} depth {args.depth}, decoder {args.decoder_dim}x{args.decoder_depth}, patch {args.patch_size}, "
               f"{args.masking} masking {args.pca_mask_share if args.masking == 'pca' else args.mask_ratio:g} | "
-              f"{n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {run.steps_per_epoch} steps" + run.resuming())
+              f"{n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {run.steps_per_epoch} steps" + run.resuming)
 
     x_train = x_train.to(device)
     knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()  # fixed subsets

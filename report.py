@@ -10,8 +10,8 @@ explained_chart draws pretrain.py's per-band explained variance over epochs.
 import glob
 import itertools
 import json
-import math
 import os
+import pathlib
 from xml.sax.saxutils import escape
 
 import cli
@@ -67,60 +67,58 @@ def table(results):
     return "\n".join(lines)
 
 
+def svg(name, text=None, **attrs):
+    """One SVG element as text; attribute names with _ for - (stroke_width="2")."""
+    a = " ".join(f'{k.replace("_", "-")}="{v}"' for k, v in attrs.items())
+    return f"<{name} {a}/>" if text is None else f"<{name} {a}>{escape(text)}</{name}>"
+
+
 def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, step=0.25):
-    """An SVG line chart, as text: series {name: [value at x = 1, 2, ...; None where there is none]},
-    coloured from red (the first) to blue (the last), y ticks every `step` with the 0 line dark, a
-    legend naming each series. A value beyond [low, high] is drawn at the edge as an open triangle
-    pointing off the chart; the log keeps the exact number."""
-    width, height, left, right, top, bottom = 600, 340, 64, 180, 50, 50
-    pw, ph = width - left - right, height - top - bottom
+    """An SVG line chart, as text: series {name: [value at x = 1, 2, ...; None: none]} from red (the first)
+    to blue (the last), y ticks every `step`, the 0 line dark, a legend naming each series; a value
+    beyond [low, high] is drawn at the edge as an open triangle pointing off the chart."""
+    width, height, left, top, pw, ph = 600, 340, 64, 50, 356, 240  # pw x ph: the plot; the legend to its right
     n = max(len(values) for values in series.values())
-    x = lambda i: left + pw * i / max(n - 1, 1)  # noqa: E731  (value i sits at x = i + 1)
-    y = lambda v: top + ph * (high - min(max(v, low), high)) / (high - low)  # noqa: E731
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-           'font-size="12">', '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="{left + pw / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>',
-           f'<text x="{left + pw / 2}" y="38" text-anchor="middle">{escape(subtitle)}</text>',
-           f'<text x="{left + pw / 2}" y="{height - 12}" text-anchor="middle">{escape(xlabel)}</text>',
-           f'<text transform="translate(16 {top + ph / 2}) rotate(-90)" text-anchor="middle">{escape(ylabel)}</text>']
+    x = lambda i: round(left + pw * i / max(n - 1, 1), 1)  # noqa: E731  (value i sits at x = i + 1)
+    y = lambda v: round(top + ph * (high - min(max(v, low), high)) / (high - low), 1)  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="12">', svg("rect", width="100%", height="100%", fill="white"),
+           svg("text", title, x=left + pw / 2, y=20, text_anchor="middle", font_size=14),
+           svg("text", subtitle, x=left + pw / 2, y=38, text_anchor="middle"),
+           svg("text", xlabel, x=left + pw / 2, y=height - 12, text_anchor="middle"),
+           svg("text", ylabel, transform=f"translate(16 {top + ph / 2}) rotate(-90)", text_anchor="middle")]
     for v in [low + k * step for k in range(round((high - low) / step) + 1)]:
         zero = abs(v) < 1e-9
-        svg += [f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-                f'stroke="{"black" if zero else "#ddd"}" stroke-width="{1.5 if zero else 1}"/>',
-                f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>']
-    for i in range(0, n, math.ceil(n / 10)):
-        svg += [f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{top + ph}" y2="{top + ph + 5}" stroke="black"/>',
-                f'<text x="{x(i):.1f}" y="{top + ph + 18}" text-anchor="middle">{i + 1}</text>']
-    svg.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
-    clipped = False
+        out += [svg("line", x1=left, x2=left + pw, y1=y(v), y2=y(v), stroke="black" if zero else "#ddd",
+                    stroke_width=1.5 if zero else 1),
+                svg("text", f"{v:g}", x=left - 6, y=y(v) + 4, text_anchor="end")]
+    out += [svg("text", str(i + 1), x=x(i), y=top + ph + 18, text_anchor="middle") for i in range(0, n, -(-n // 10))]
+    out.append(svg("rect", x=left, y=top, width=pw, height=ph, fill="none", stroke="#888"))
     for k, (name, values) in enumerate(series.items()):
         color = f"hsl({240 * k / max(len(series) - 1, 1):.0f}, 80%, 42%)"
-        points = [(i, v) for i, v in enumerate(values) if v is not None]
         for missing, run in itertools.groupby(enumerate(values), key=lambda p: p[1] is None):
             if not missing:  # one polyline per unbroken stretch
-                svg.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
-                           + " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in run) + '"/>')
-        for i, v in points:
-            if low <= v <= high:
-                svg.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"/>')
-            else:
-                clipped, tip = True, (6 if v < low else -6)
-                svg.append(f'<polygon points="{x(i) - 5:.1f},{y(v) - tip:.1f} {x(i) + 5:.1f},{y(v) - tip:.1f} '
-                           f'{x(i):.1f},{y(v) + tip:.1f}" fill="white" stroke="{color}" stroke-width="1.5"/>')
-        ly = top + 10 + 20 * k
-        svg += [f'<line x1="{left + pw + 14}" x2="{left + pw + 38}" y1="{ly}" y2="{ly}" stroke="{color}" '
-                'stroke-width="2"/>',
-                f'<text x="{left + pw + 44}" y="{ly + 4}">{escape(name)}{"" if points else " (none)"}</text>']
-    if clipped:
-        svg.append(f'<text x="{left + pw + 14}" y="{top + ph}" font-size="10">open triangle: beyond the axis</text>')
-    return "\n".join(svg + ["</svg>\n"])
+                out.append(svg("polyline", fill="none", stroke=color, stroke_width=2,
+                               points=" ".join(f"{x(i)},{y(v)}" for i, v in run)))
+        for i, v in enumerate(values):
+            if v is not None and low <= v <= high:
+                out.append(svg("circle", cx=x(i), cy=y(v), r=3, fill=color))
+            elif v is not None:
+                tip = 6 if v < low else -6
+                out.append(svg("polygon", points=f"{x(i) - 5},{y(v) - tip} {x(i) + 5},{y(v) - tip} {x(i)},{y(v) + tip}",
+                               fill="white", stroke=color, stroke_width=1.5))
+        out.append(svg("text", name, x=left + pw + 14, y=top + 14 + 20 * k, fill=color, font_weight="bold"))
+    if any(v is not None and not low <= v <= high for values in series.values() for v in values):
+        out.append(svg("text", "open triangle: beyond the axis", x=left + pw + 14, y=top + ph, font_size=10))
+    return "\n".join(out + ["</svg>\n"])
 
 
 def explained_chart(logs, path, target):
     """explained.svg: the share of the hidden variance of each spectrum band that the model explains,
     over epochs, from pretrain.py's log rows (bands outside a band target have no line)."""
     rows = [log["explained"] for log in logs if "explained" in log]
-    series = {name: [row.get(name) for row in rows] for name in rows[-1]}
+    series = {name + ("" if rows[-1][name] is not None else " (outside the target)"): [row.get(name) for row in rows]
+              for name in rows[-1]}
     cli.save_text(line_chart(series, "Hidden variance explained, per PCA band", f"target: {target}", "epoch",
                              "share explained (1 = all, 0 = none)"), path)
 
@@ -134,12 +132,9 @@ def main():
         with open(path) as f:
             logs = [json.loads(line) for line in f]
         run, summary = os.path.dirname(path), os.path.join(os.path.dirname(path), "summary.json")
-        target = run  # until the run ends and its summary.json names the target
-        if os.path.exists(summary):
-            with open(summary) as f:
-                target = json.load(f)["target"]
-        if any("explained" in log for log in logs):
-            explained_chart(logs, os.path.join(run, "explained.svg"), target)
+        if any("explained" in log for log in logs):  # the target: from summary.json once the run has ended
+            explained_chart(logs, os.path.join(run, "explained.svg"),
+                            json.loads(pathlib.Path(summary).read_text())["target"] if os.path.exists(summary) else run)
     paths = sorted(glob.glob(os.path.join(args.folder, "**", "results.json"), recursive=True))
     if not paths:
         raise cli.UserError(f"no results.json under {args.folder}: run finetune.py or linprobe.py first")

@@ -1,28 +1,43 @@
 """The life of a training run, shared by pretrain.py and finetune.py (and linprobe.py's loading):
-the output folder, checkpoints and --resume, the log, torchrun processes, the NaN stop, and
-`Run`, which does what surrounds each step so that a script's loop shows only the method:
+its flags, the output folder, checkpoints and --resume, the log, torchrun processes, the NaN stop,
+and `Run`, which does what surrounds each step so that a script's loop shows only the method:
 
     run = Run(args, cfg, model, optimizer, len(x_train), device)   # restores OUT with --resume
     for epoch in run.epochs():
-        for idx in run.batches():                  # the lr is set for the step
-            run.step(x, target)                    # x, target from x_train[idx[run.local]]
-        log = run.end_epoch()                      # exit 3 if a loss was NaN; add monitors to log
-        run.save(log)                              # log line and checkpoint
+        for idx in run.batches():                  # sets the step's lr
+            run.step(x, target)                    # x, target made from x_train[idx[run.local]]
+        run.save(run.end_epoch() | monitors)       # exit 3 on a NaN loss; log line, checkpoint
 """
 import json
 import os
-import random
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cli import UserError, load_checkpoint, save_atomic
+from cli import UserError, load_checkpoint, positive, save_atomic, save_text
 from model import build_model, get_lr
+
+
+# Flags that change where or how fast a run goes, not what it computes: left out of its config.
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "ckpt_every"}
+
+
+def add_flags(p, epochs, warmup_epochs, batch_size, blr, out):
+    """The flags of a training run (schedule, seed, output, resume), with the script's defaults."""
+    p.add_argument("--epochs", type=positive, default=epochs)
+    p.add_argument("--warmup-epochs", type=int, default=warmup_epochs)
+    p.add_argument("--batch-size", type=positive, default=batch_size)
+    p.add_argument("--blr", type=float, default=blr, help="base lr; lr = blr * batch / 256")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
+    p.add_argument("--out", default=out)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints within an epoch (0: none)")
 
 
 def out_dir(path):
@@ -33,7 +48,6 @@ def out_dir(path):
         raise UserError(f"cannot create --out {path}: {e.strerror}") from None
     if not os.access(path, os.W_OK):
         raise UserError(f"cannot write to --out {path}")
-    return path
 
 
 def setup_distributed(device):
@@ -67,19 +81,13 @@ def mean_over_processes(t):
 
 
 def rng_state():
-    """Every random number generator a run may touch: torch (CPU, CUDA), NumPy, Python."""
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": np_state[2],
-                      "has_gauss": np_state[3], "gauss": np_state[4]}} | \
+    """The generators a run draws from (nothing here uses NumPy's or Python's): torch's, CPU and CUDA."""
+    return {"torch": torch.get_rng_state()} | \
         ({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
 
 
 def set_rng_state(state):
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -107,15 +115,13 @@ def restore(out, cfg, model, optimizer, resume):
         if os.path.exists(log_path) and main_process():
             os.remove(log_path)
         return 0, 0, None
-    ckpt = None
-    for path in paths:
-        try:
-            ckpt = load_checkpoint(path)
-            break
-        except UserError as e:
-            if path == paths[-1] or not os.path.exists(paths[-1]):
-                raise
-            print(f"warning: {e}; resuming from {paths[-1]}", file=sys.stderr)
+    try:
+        ckpt = load_checkpoint(paths[0])
+    except UserError as e:
+        if not os.path.exists(paths[1]):
+            raise
+        print(f"warning: {e}; resuming from {paths[1]}", file=sys.stderr)
+        ckpt = load_checkpoint(paths[1])
     if ckpt.get("config") != cfg:
         old = ckpt.get("config", {})
         diff = sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
@@ -127,21 +133,13 @@ def restore(out, cfg, model, optimizer, resume):
     set_rng_state(ckpt["rng"])
     if os.path.exists(log_path) and main_process():  # the log keeps the epochs the checkpoint holds, no more
         with open(log_path) as f:
-            kept = [line for line in f if json.loads(line)["epoch"] <= ckpt["epoch"]]
-        with open(log_path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(log_path + ".tmp", log_path)
+            save_text("".join(line for line in f if json.loads(line)["epoch"] <= ckpt["epoch"]), log_path)
     return ckpt["epoch"], ckpt["step"], ckpt["loss_sum"]
 
 
 def read_log(out):
     with open(os.path.join(out, "log.jsonl")) as f:
         return [json.loads(line) for line in f]
-
-
-def set_lr(optimizer, lr):
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_scale"]
 
 
 def train_step(model, optimizer, x, target, autocast, loss_fn=None, scores=None):
@@ -155,11 +153,9 @@ def train_step(model, optimizer, x, target, autocast, loss_fn=None, scores=None)
 
 
 class Run:
-    """One training run in args.out: batches of a per-epoch permutation, the lr of model.get_lr
-    (peak args.blr * batch / 256, warmup, cosine) set each step, the step itself (under torchrun
-    through DDP, each process on its slice `local` of the global batch; bf16 autocast on CUDA;
-    torch.compile with args.compile), the loss summed on the device, a checkpoint every
-    args.ckpt_every steps and at each epoch's end, and resume from either."""
+    """One training run in args.out: per-epoch permutations, model.get_lr each step (peak blr * batch
+    / 256), the step (DDP under torchrun, each process on its slice `local` of the global batch; bf16
+    autocast on CUDA; --compile), checkpoints every --ckpt-every steps and each epoch, resume."""
 
     def __init__(self, args, cfg, model, optimizer, n_train, device):
         self.args, self.cfg, self.model, self.optimizer, self.n_train, self.device = \
@@ -173,14 +169,12 @@ class Run:
         self.steps_per_epoch = n_train // self.batch_size
         self.lr = args.blr * self.batch_size / 256
         self.start_epoch, self.start_step, self.resumed_sum = restore(args.out, cfg, model, optimizer, args.resume)
+        self.resuming = f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}" \
+            if self.start_epoch or self.start_step else ""
         self.autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
         step_model = DistributedDataParallel(model) if self.world > 1 else model
         self.step_model = torch.compile(step_model) if args.compile else step_model
         self.bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite
-
-    def resuming(self):
-        return f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}" \
-            if self.start_epoch or self.start_step else ""
 
     def epochs(self):
         """The epochs still to run, each with the model in training mode and its clock started."""
@@ -192,16 +186,17 @@ class Run:
             yield epoch
 
     def batches(self):
-        """The epoch's global batches (indices into the train split) from where it stands. The
-        permutation depends on (seed, epoch) only, so a resumed run sees the same batches."""
+        """The epoch's global batches from where it stands: a permutation of (seed, epoch) only, as on resume."""
         n, size, steps = self.n_train, self.batch_size, self.steps_per_epoch
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.args.seed * 100003 + self.epoch))
-        perm = perm.to(self.device)
+        g = torch.Generator().manual_seed(self.args.seed * 100003 + self.epoch)
+        perm = torch.randperm(n, generator=g).to(self.device)
         for i in tqdm(range(self.start, steps), desc=f"epoch {self.epoch + 1}/{self.args.epochs}", leave=False,
                       disable=None if main_process() else True, mininterval=1, initial=self.start, total=steps):
             self.i = i
-            step = self.epoch * steps + self.i
-            set_lr(self.optimizer, get_lr(step, self.lr, self.args.warmup_epochs * steps, self.args.epochs * steps))
+            step = self.epoch * steps + i
+            lr = get_lr(step, self.lr, self.args.warmup_epochs * steps, self.args.epochs * steps)
+            for group in self.optimizer.param_groups:  # lr_scale: layer-wise decay in fine-tuning
+                group["lr"] = lr * group["lr_scale"]
             yield perm[i * size:(i + 1) * size]
 
     def step(self, x, target, loss_fn=None, scores=None):

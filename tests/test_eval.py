@@ -176,7 +176,7 @@ def test_chart_draws_each_band_where_its_values_are():
     ns = "{http://www.w3.org/2000/svg}"
     texts = [t.text for t in svg.iter(ns + "text")]
     for words in ("Title & co", "target: bottom 25%", "epoch", "share explained", "top 75%", "bottom 25%",
-                  "10-25% (none)", "-0.25", "0", "0.5", "1", "2", "4", "open triangle: beyond the axis"):
+                  "10-25%", "-0.25", "0", "0.5", "1", "2", "4", "open triangle: beyond the axis"):
         assert words in texts, words
     lines = [[tuple(map(float, p.split(","))) for p in line.get("points").split()]
              for line in svg.iter(ns + "polyline")]

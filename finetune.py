@@ -52,11 +52,11 @@ def get_args(argv=None):
 
 
 @torch.no_grad()
-def accuracy(model, x_uint8, y, pca, band, autocast, batch_size=1024):
+def accuracy(model, x_uint8, y, pcs, autocast, batch_size=1024):
     model.eval()
     correct = 0
     for i in range(0, len(x_uint8), batch_size):
-        x = pca_project.to_band(x_uint8[i:i + batch_size].float() / 255, pca, band)
+        x = pca_project.to_band(x_uint8[i:i + batch_size].float() / 255, pcs)
         with autocast:
             correct += (model(x).argmax(1) == y[i:i + batch_size]).sum().item()
     return correct / len(x_uint8)
@@ -92,13 +92,12 @@ def main(argv=None):
     num_classes = int(y_train.max()) + 1
     model = Classifier(encoder, num_classes, args.pool).to(device)
 
-    pca = band = None
+    pcs = None
     band_desc = "the image"
     if args.input != "original":
         fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
                                          device=device)
-        pca = {k: fit[k].to(device, torch.float32) for k in ("mean", "eigvecs")}
-        band = pca_project.band_slice(fit, args.input, args.pct)
+        pcs = pca_project.on_device(fit, device, pca_project.band_slice(fit, args.input, args.pct))
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     # A validation split cut from train by a fixed permutation, for anyone who selects on it.
@@ -130,21 +129,21 @@ def main(argv=None):
     for epoch in run.epochs():
         for idx in run.batches():
             u = torch.rand(run.batch_size, 5, device=device)[run.local] if args.aug != "none" else None
-            x = pca_project.to_band(data.augment(x_train[idx[run.local]].float().div_(255), args.aug, u), pca, band)
+            x = pca_project.to_band(data.augment(x_train[idx[run.local]].float().div_(255), args.aug, u), pcs)
             labels = y_train[idx[run.local]]
             if mix is not None:
                 x, labels = mix(x, labels)
             run.step(x, labels, loss_fn)
         log = run.end_epoch()
         if n_val and training.main_process():
-            log["val_accuracy"] = accuracy(model, x_val, y_val, pca, band, run.autocast)
+            log["val_accuracy"] = accuracy(model, x_val, y_val, pcs, run.autocast)
         run.save(log)
 
     if training.main_process():
-        test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), pca, band, run.autocast)
+        test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), pcs, run.autocast)
         logs = training.read_log(args.out)
         results = {"dataset": args.dataset, "target": training.target_name(pre) if pre else "no pretraining",
-                   "eval": "finetune", "input": "original" if band is None else f"{args.input} {args.pct:g}%",
+                   "eval": "finetune", "input": "original" if pcs is None else f"{args.input} {args.pct:g}%",
                    "accuracy": test_accuracy, "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
                    "seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start,
                    "config": cfg, "pretrain_config": pre, "commit": cli.git_commit()}

@@ -139,19 +139,51 @@ def project(x, pca, V):
     return ((xc @ V) @ V.T + mean).view_as(x)
 
 
-def to_band(x, pca, band):
-    """x rebuilt from the band (a slice of pca's ascending components); x itself when band is None."""
-    return x if band is None else project(x, pca, pca["eigvecs"][:, band])
+def on_device(fit, device, band=None, bands=(), full=False):
+    """What a run keeps of a fit on its device, in float32: the mean; for a band target, the
+    eigenvectors of the smaller side of the split (the band or its complement: a bottom-25% band
+    holds nearly every component, its complement a few dozen); for the band monitor, those of every
+    band but the one with the most components; for PCA masking (full), all and the variance shares."""
+    f32, d = (lambda t: t.to(device, torch.float32)), len(fit["eigvals"])
+    pcs = {"mean": f32(fit["mean"]), "band": band, "bands": bands}
+    if band is not None:
+        pcs["complement"] = band.stop - band.start > d / 2
+        side = [slice(0, band.start), slice(band.stop, d)] if pcs["complement"] else [band]
+        pcs["side"] = f32(torch.cat([fit["eigvecs"][:, s] for s in side], 1))
+    if bands:
+        sizes = [b.stop - b.start for _, b in bands]
+        pcs["largest"] = sizes.index(max(sizes))
+        kept = [i for i in range(len(bands)) if i != pcs["largest"]]
+        pcs["watch"] = f32(torch.cat([fit["eigvecs"][:, bands[i][1]] for i in kept], 1))
+        pcs["which"] = torch.cat([torch.full((sizes[i],), i) for i in kept]).to(device)  # the band of each column
+    if full:
+        pcs |= {"eigvecs": f32(fit["eigvecs"]), "share": f32(variance_share(fit))}
+    return pcs
 
 
-def explained(x, seen, guess, pca, bands):
-    """Per band (name, slice): the share of the variance of what a model did not see, x - seen, that
+def to_band(x, pcs):
+    """x (N, C, H, W) rebuilt from the band, through whichever side of the split is smaller (the
+    bands partition the space): (x - mu) V V^T + mu, or x - (x - mu) W W^T with W the complement's
+    eigenvectors. x itself without a band."""
+    if pcs is None or pcs["band"] is None:
+        return x
+    part = ((x.flatten(1) - pcs["mean"]) @ pcs["side"]) @ pcs["side"].T
+    return (x.flatten(1) - part if pcs["complement"] else part + pcs["mean"]).view_as(x)
+
+
+def explained(x, seen, guess, pcs):
+    """Per monitored band: the share of the variance of what a model did not see, x - seen, that
     its guess of x explains, 1 - |(guess - x) V|^2 / |(x - seen) V|^2 summed over the images; a guess
-    equal to x gives 1, a guess that adds nothing to what was seen gives 0 (None: no such variance)."""
-    V = pca["eigvecs"].to(x.device, x.dtype)
-    err = ((guess - x).flatten(1) @ V).pow(2).sum(0)
-    var = ((x - seen).flatten(1) @ V).pow(2).sum(0)
-    return {name: 1 - (err[b].sum() / var[b].sum()).item() if var[b].sum() > 0 else None for name, b in bands}
+    equal to x gives 1, a guess that adds nothing to what was seen gives 0 (None: no such variance).
+    The band with the most components gets the rest of |.|^2, so its eigenvectors are not needed."""
+    def per_band(diff):  # |diff V|^2 per band, the largest band's as the rest of |diff|^2
+        diff = diff.flatten(1)
+        sq = torch.zeros(len(pcs["bands"]), device=diff.device)
+        sq.index_add_(0, pcs["which"], (diff @ pcs["watch"]).pow(2).sum(0))
+        sq[pcs["largest"]] = diff.pow(2).sum() - sq.sum()
+        return sq
+    err, var = per_band(guess - x), per_band(x - seen)
+    return {name: 1 - (e / v).item() if v > 1e-6 * var.sum() else None for (name, _), e, v in zip(pcs["bands"], err, var)}
 
 
 def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=False, download=False, device=None):

@@ -58,28 +58,28 @@ def get_args(argv=None):
     return args
 
 
-def make_batch(x_uint8, aug, pca=None, band=None, u=None, hidden=None):
+def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
     """Encoder input and reconstruction target from one uint8 batch, both from the same augmented
-    images: the image and the image (or its projection on the band, a slice of pca's components);
+    images: the image and the image (or its projection on the band of pcs, pca_project.on_device);
     with PCA masking (hidden (N, D) components), the images rebuilt from the visible components
     and from the hidden ones (only those in the band, with a band)."""
     x = data.augment(x_uint8.float().div_(255), aug, u)
     if hidden is not None:
-        return pca_project.split(x, pca, hidden, band)
-    return x, pca_project.to_band(x, pca, band)
+        return pca_project.split(x, pcs, hidden, pcs["band"])
+    return x, pca_project.to_band(x, pcs)
 
 
 @torch.no_grad()
-def predict(model, x_uint8, pca, band, mask_share):
+def predict(model, x_uint8, pcs, mask_share):
     """The model on fixed images with the same masks every time: (images, input, target, prediction,
     mask image (1 = masked patch)), the prediction in pixels even with norm-pix-loss."""
     model.eval()
     g = torch.Generator(x_uint8.device).manual_seed(0)
     hidden = None
     if model.masking == "pca":
-        u = torch.rand(len(x_uint8), len(pca["share"]), device=x_uint8.device, generator=g)
-        hidden = pca_project.hide_components(pca["share"], mask_share, u)
-    inp, target = make_batch(x_uint8, "none", pca, band, hidden=hidden)
+        u = torch.rand(len(x_uint8), len(pcs["share"]), device=x_uint8.device, generator=g)
+        hidden = pca_project.hide_components(pcs["share"], mask_share, u)
+    inp, target = make_batch(x_uint8, "none", pcs, hidden=hidden)
     _, pred, mask = model(inp, target, generator=g)
     tp = model.patchify(target)
     if model.norm_pix_loss:  # undo the per-patch normalisation with the target's own statistics
@@ -88,31 +88,32 @@ def predict(model, x_uint8, pca, band, mask_share):
     return x_uint8.float() / 255, inp, target, model.unpatchify(pred.float()), m
 
 
-def save_grid(model, x_uint8, pca, band, mask_share, path):
+def save_grid(model, x_uint8, pcs, mask_share, path):
     """Rows: input (masked patches grey), prediction (visible patches from the target; with PCA
     masking, input plus predicted hidden components), target, original."""
-    x, inp, target, pred, m = predict(model, x_uint8, pca, band, mask_share)
+    x, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share)
     if model.masking == "pca":
-        rows = [inp, inp + pred - pca["mean"].view_as(x[0]), target, x]
+        rows = [inp, inp + pred - pcs["mean"].view_as(x[0]), target, x]
     else:
         rows = [inp * (1 - m) + 0.5 * m, pred * m + target * (1 - m), target, x]
     cli.save_png(torch.cat(rows).clamp(0, 1), path, nrow=len(x), padding=1)
 
 
-def explained_by_band(model, x_uint8, pca, band, mask_share, bands):
+def explained_by_band(model, x_uint8, pcs, mask_share):
     """Per band of the spectrum, the share of the variance of the hidden part of the target (its
     masked patches, or hidden components) that the model's reconstruction explains
     (pca_project.explained); None for bands outside the target band. Measured against the target,
     not the image: cutting patches out of the image would leak its top band into the others."""
-    _, inp, target, pred, m = predict(model, x_uint8, pca, band, mask_share)
-    mean = pca["mean"].view_as(inp[0])
+    _, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share)
+    mean = pcs["mean"].view_as(inp[0])
     if model.masking == "pca":
         truth, seen, guess = inp + target - mean, inp, inp + pred - mean
     else:
         truth, seen, guess = target, target * (1 - m) + mean * m, target * (1 - m) + pred * m
-    explained = pca_project.explained(truth, seen, guess, pca, bands)
+    explained = pca_project.explained(truth, seen, guess, pcs)
+    band = pcs["band"]
     if band is not None:
-        explained |= {name: None for name, b in bands if b.stop <= band.start or b.start >= band.stop}
+        explained |= {name: None for name, b in pcs["bands"] if b.stop <= band.start or b.start >= band.stop}
     return explained
 
 
@@ -126,17 +127,16 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     model = build_model(cfg, tuple(x_train.shape[1:])).to(device)
 
-    pca = band = bands = None
+    pcs = None
     band_desc = "the image"
     if args.target != "original" or args.masking == "pca" or args.band_edges:
         fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
                                          device=device)
-        pca = {"mean": fit["mean"].to(device, torch.float32), "eigvecs": fit["eigvecs"].to(device, torch.float32),
-               "share": pca_project.variance_share(fit).to(device, torch.float32)}
-        bands = pca_project.spectrum_bands(fit, args.band_edges) if args.band_edges else None
-    if args.target != "original":
-        band = pca_project.band_slice(fit, args.target, args.pct)
-        band_desc = pca_project.band_name(fit, args.target, args.pct)
+        band = pca_project.band_slice(fit, args.target, args.pct) if args.target != "original" else None
+        bands = pca_project.spectrum_bands(fit, args.band_edges) if args.band_edges else ()
+        pcs = pca_project.on_device(fit, device, band, bands, full=args.masking == "pca")
+        if band is not None:
+            band_desc = pca_project.band_name(fit, args.target, args.pct)
     if args.masking == "pca":
         band_desc = f"the hidden components' part of {band_desc}"
 
@@ -166,21 +166,21 @@ def main(argv=None):
             u = torch.rand(run.batch_size, 5, device=device)[run.local] if args.aug != "none" else None
             hidden = scores = None
             if args.masking == "pca":
-                u_pca = torch.rand(run.batch_size, len(pca["share"]), device=device)[run.local]
-                hidden = pca_project.hide_components(pca["share"], args.pca_mask_share, u_pca)
+                u_pca = torch.rand(run.batch_size, len(pcs["share"]), device=device)[run.local]
+                hidden = pca_project.hide_components(pcs["share"], args.pca_mask_share, u_pca)
             else:
                 scores = model.mask_scores(run.batch_size, device)[run.local]
-            x, target = make_batch(x_train[idx[run.local]], args.aug, pca, band, u, hidden)
+            x, target = make_batch(x_train[idx[run.local]], args.aug, pcs, u, hidden)
             run.step(x, target, scores=scores)
         log = run.end_epoch()
-        if training.main_process() and bands:
-            log["explained"] = explained_by_band(model, x_monitor, pca, band, args.pca_mask_share, bands)
+        if training.main_process() and args.band_edges:
+            log["explained"] = explained_by_band(model, x_monitor, pcs, args.pca_mask_share)
         if training.main_process() and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
             feats_train = extract_features(model.encoder, x_train[knn_train.to(device)])
             feats_test = extract_features(model.encoder, x_monitor)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
-            save_grid(model, grid_images, pca, band, args.pca_mask_share,
+            save_grid(model, grid_images, pcs, args.pca_mask_share,
                       os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
         run.save(log)
 
@@ -192,7 +192,7 @@ def main(argv=None):
                    "final_explained": logs[-1].get("explained"),
                    "train_seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start}
         cli.save_json(summary, os.path.join(args.out, "summary.json"))
-        if bands:
+        if args.band_edges:
             report.explained_chart(logs, os.path.join(args.out, "explained.svg"), band_desc)
         print(f"done: loss {summary['final_loss']:.4f}, kNN {summary['final_knn']:.3f}; wrote {args.out}/")
     training.end_distributed()

@@ -74,7 +74,7 @@ def test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch(fmnis
     clf = model.Classifier(model.build_model(cfg, cfg["image_shape"]).encoder, 10)
     clf.load_state_dict(after)
     x, y = finetune.data.load("folder", "test", str(fmnist_folder), 16)
-    acc = finetune.accuracy(clf, x, y, None, None, torch.autocast("cuda", enabled=False))
+    acc = finetune.accuracy(clf, x, y, None, torch.autocast("cuda", enabled=False))
     assert results["accuracy"] == acc and results["target"] == "bottom 25%"
 
 

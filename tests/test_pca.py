@@ -212,3 +212,30 @@ def test_script_as_a_process_reports_one_line(tmp_path):
     p = subprocess.run([sys.executable, "pca_project.py", "--dataset", "stl10", "--data-dir", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True)
     assert one_line_error(p.returncode, p.stderr) and "stl10_binary" in p.stderr
+
+
+@pytest.mark.parametrize("gram", [False, True], ids=["covariance", "gram"])
+def test_targets_through_the_smaller_side_equal_the_full_projection(gram):
+    x = planted(n=30 if gram else 600).float()  # 30 images of 36 pixels: the Gram route
+    fit = pca_project.fit(x)
+    d = x[0].numel()
+    bands = pca_project.spectrum_bands(fit, [10, 25])
+    for target, pct in (("bottom", 25), ("bottom", 10), ("top", 75), ("top", 10)):
+        band = pca_project.band_slice(fit, target, pct)
+        pcs = pca_project.on_device(fit, "cpu", band, bands)
+        k = band.stop - band.start
+        assert pcs["side"].shape == (d, min(k, d - k)) and pcs["complement"] == (k > d / 2)
+        full = pca_project.project(x.double(), fit, fit["eigvecs"][:, band])  # today's way, in float64
+        assert (pca_project.to_band(x, pcs) - full).abs().max() < 1e-5
+        assert pcs["side"].dtype == torch.float32
+    assert pca_project.to_band(x, None) is x
+    # The monitor keeps every band but the largest, and measures that one as the rest.
+    sizes = [b.stop - b.start for _, b in bands]
+    assert pcs["watch"].shape == (d, d - max(sizes))
+    g = torch.Generator().manual_seed(0)
+    seen, guess = x + 0.1 * torch.randn(x.shape, generator=g), x + 0.05 * torch.randn(x.shape, generator=g)
+    V = fit["eigvecs"]
+    err = (((guess - x).flatten(1).double() @ V) ** 2).sum(0)
+    var = (((x - seen).flatten(1).double() @ V) ** 2).sum(0)
+    expected = {name: 1 - (err[b].sum() / var[b].sum()).item() for name, b in bands}
+    assert pca_project.explained(x, seen, guess, pcs) == pytest.approx(expected, abs=1e-5)

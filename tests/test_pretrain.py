@@ -104,19 +104,18 @@ def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
 
 
 def monitored(fmnist_folder):
-    """The PCA (float32, as pretrain.py keeps it), its bands and the test images of the tiny folder."""
+    """The PCA fit, its bands and the test images of the tiny folder."""
     fit, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
-    pca = {"mean": fit["mean"].float(), "eigvecs": fit["eigvecs"].float(),
-           "share": pca_project.variance_share(fit).float()}
     x, _ = data.load("folder", "test", str(fmnist_folder), 16)
-    return fit, pca, pca_project.spectrum_bands(fit, [10, 25]), x
+    return fit, pca_project.spectrum_bands(fit, [10, 25]), x
 
 
 @pytest.mark.parametrize("masking,target", [("random", "original"), ("random", "bottom"), ("pca", "original"),
                                             ("pca", "bottom")])
 def test_band_monitor_gives_1_for_the_target_and_0_for_the_mean_image(fmnist_folder, masking, target):
-    fit, pca, bands, x = monitored(fmnist_folder)
+    fit, bands, x = monitored(fmnist_folder)
     band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
+    pca = pca_project.on_device(fit, "cpu", band, bands, full=masking == "pca")  # as pretrain.py keeps it
     mae = model.MAE(image_size=16, patch_size=4, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
                     decoder_depth=1, decoder_heads=2, masking=masking)
     forward = mae.forward
@@ -124,7 +123,7 @@ def test_band_monitor_gives_1_for_the_target_and_0_for_the_mean_image(fmnist_fol
     for predict, expected in ((oracle, 1), (mean_image, 0)):
         mae.forward = lambda x, t, generator=None, scores=None: (None, mae.patchify(predict(t)),
                                                                  forward(x, t, generator)[2])
-        got = pretrain.explained_by_band(mae, x, pca, band, 0.2, bands)
+        got = pretrain.explained_by_band(mae, x, pca, 0.2)
         expected = dict.fromkeys(got, expected)
         if target == "bottom":  # the top 75% is no part of the target
             expected["top 75%"] = None
@@ -145,7 +144,8 @@ def test_pca_masking_feeds_visible_components_and_predicts_hidden_ones(fmnist_fo
     code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path,
                        "--masking", "pca", "--aug", "none")
     assert code == 0, err
-    fit, pca, _, _ = monitored(fmnist_folder)
+    fit, _, _ = monitored(fmnist_folder)
+    pca = pca_project.on_device(fit, "cpu", full=True)
     stored, _ = data.load("folder", "train", str(fmnist_folder), 16)
     mean = pca["mean"].view(1, *stored.shape[1:])
     stored = stored.float().flatten(1) / 255

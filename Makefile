@@ -46,7 +46,12 @@ test: .venv/ready $(FASHION_MNIST)
 
 bench: .venv/ready $(FASHION_MNIST)
 	$(PY) bench/bench_pca.py
+	$(PY) bench/bench_projection.py
 	$(PY) bench/bench_pretrain.py
+
+# On a CUDA machine: the pipeline on the GPU, ViT-Tiny throughput and a PCA fit, then a summary (exit 2 without CUDA).
+gpu-check: .venv/ready $(FASHION_MNIST)
+	$(PY) bench/gpu_check.py
 
 .venv/ready: requirements.txt
 	python3 -m venv .venv
@@ -56,4 +61,4 @@ bench: .venv/ready $(FASHION_MNIST)
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
-.PHONY: demo test bench laptop laptop20
+.PHONY: demo test bench gpu-check laptop laptop20

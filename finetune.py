@@ -106,11 +106,9 @@ def main(argv=None):
     x_val, y_val = x_train[split[:n_val]].to(device), y_train[split[:n_val]].to(device)
     x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
 
-    # No lr here: run.batches() sets each step's, scaled per layer by its group's lr_scale.
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), betas=(0.9, 0.999),
-                                  fused=device.type == "cuda")
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
-    run = training.Run(args, cfg, model, optimizer, len(x_train), device)
+    run = training.Run(args, cfg, model, param_groups(model, args.weight_decay, args.layer_decay), (0.9, 0.999),
+                       len(x_train), device)
     mixes = [mixer(alpha=alpha, num_classes=num_classes) for mixer, alpha in ((v2.MixUp, args.mixup),
                                                                               (v2.CutMix, args.cutmix)) if alpha > 0]
     mix = v2.RandomChoice(mixes) if mixes else None
@@ -124,7 +122,7 @@ def main(argv=None):
               f"{'pretrained ' + training.target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
               f"| ViT dim {args.dim} depth {args.depth} patch {args.patch_size} "
               f"| {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | {args.epochs} epochs of "
-              f"{run.steps_per_epoch} steps" + run.resuming)
+              f"{run.steps_per_epoch} steps{run.notes}")
 
     for epoch in run.epochs():
         for idx in run.batches():
@@ -146,7 +144,7 @@ def main(argv=None):
                    "eval": "finetune", "input": "original" if pcs is None else f"{args.input} {args.pct:g}%",
                    "accuracy": test_accuracy, "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
                    "seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start,
-                   "config": cfg, "pretrain_config": pre, "commit": cli.git_commit()}
+                   "config": cfg, "pretrain_config": pre, "commit": cli.git_commit(), "amp": run.amp}
         cli.save_json(results, os.path.join(args.out, "results.json"))
         print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "
               f"wrote {args.out}/results.json")

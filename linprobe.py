@@ -2,10 +2,11 @@
 
     python linprobe.py --ckpt runs/pretrain/ckpt.pt --dataset cifar10
 
-Features are extracted once for train and test (inference mode, bf16 on CUDA) and the head
-trains on them in memory. Reports the final epoch's test accuracy, never the best epoch's, and a
-kNN accuracy (k = 20, cosine) on the same features.
+Features are extracted once for train and test (inference mode; bf16 with --amp, the default on
+CUDA) and the head trains on them in memory. Reports the final epoch's test accuracy, never the
+best epoch's, and a kNN accuracy (k = 20, cosine) on the same features.
 """
+import argparse
 import os
 import time
 
@@ -31,6 +32,8 @@ def get_args(argv=None):
     p.add_argument("--blr", type=float, default=0.1, help="base lr; lr = blr * batch / 256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/linprobe")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast for the features; "
+                   "default: on with CUDA, off on a CPU")
     p.add_argument("--resume", action="store_true", help="reuse the features OUT/features.pt holds for this run")
     return p.parse_args(argv)
 
@@ -52,8 +55,7 @@ def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size,
         perm = torch.randperm(len(feats), device=feats.device)
         loss_sum = torch.zeros((), device=feats.device)
         for i in range(steps):
-            for group in optimizer.param_groups:
-                group["lr"] = get_lr(epoch * steps + i, lr, warmup_epochs * steps, epochs * steps)
+            optimizer.param_groups[0]["lr"] = get_lr(epoch * steps + i, lr, warmup_epochs * steps, epochs * steps)
             idx = perm[i * batch_size:(i + 1) * batch_size]
             loss = F.cross_entropy(head(feats[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -85,14 +87,14 @@ def main(argv=None):
     # Features once, saved: the head trains on them, and a rerun with --resume starts from them
     # (the head's training is seeded, so it ends with the same weights and accuracy).
     stamp = {"ckpt": os.path.abspath(args.ckpt), "ckpt_bytes": os.path.getsize(args.ckpt),
-             "ckpt_epoch": ckpt["epoch"], "dataset": dataset, "pool": args.pool}
+             "ckpt_epoch": ckpt["epoch"], "dataset": dataset, "pool": args.pool, "amp": args.amp}
     cache = os.path.join(args.out, "features.pt")
     cached = cli.load_checkpoint(cache) if args.resume and os.path.exists(cache) else {}
     if cached.get("stamp") == stamp:
         feats, test_feats = cached["train"].to(device), cached["test"].to(device)
     else:
-        feats = extract_features(encoder, x_train.to(device), args.pool)
-        test_feats = extract_features(encoder, x_test.to(device), args.pool)
+        feats = extract_features(encoder, x_train.to(device), args.pool, amp=args.amp)
+        test_feats = extract_features(encoder, x_test.to(device), args.pool, amp=args.amp)
         cli.save_atomic({"stamp": stamp, "train": feats.cpu(), "test": test_feats.cpu()}, cache)
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)

@@ -264,10 +264,10 @@ def param_groups(model, weight_decay, layer_decay=1.0):
 
 
 @torch.no_grad()
-def extract_features(encoder, x, pool="cls", batch_size=256):
-    """Features (N, dim) of uint8 images (N, C, H, W) already on the encoder's device; bf16 on CUDA."""
+def extract_features(encoder, x, pool="cls", batch_size=256, amp=None):
+    """Features (N, dim) of uint8 images (N, C, H, W) on the encoder's device; bf16 with amp (default: CUDA)."""
     encoder.eval()
-    autocast = torch.autocast("cuda", torch.bfloat16, enabled=x.device.type == "cuda")
+    autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=x.device.type == "cuda" if amp is None else amp)
     feats = []
     for i in range(0, len(x), batch_size):
         with autocast:

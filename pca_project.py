@@ -6,9 +6,9 @@ fits the PCA on the train split only (cached next to the data), prints how many 
 bottom p% and top (100-p)% bands hold, and writes a grid: originals / bottom-p / top-(100-p).
 
 As a library:
-    pca = fit(x)                       # x (N, C, H, W), uint8 or float in [0, 1]
-    V = band(pca, "bottom", 25)        # (D, k) eigenvectors of the band
-    x_bottom = project(x, pca, V)      # x rebuilt from the band, on x's device
+    pca = fit(x)                                     # x (N, C, H, W), uint8 or float in [0, 1]
+    pcs = on_device(pca, device, band_slice(pca, "bottom", 25))   # what a run keeps on its device
+    x_bottom = to_band(x, pcs)                       # x (float32) rebuilt from the band
 """
 import hashlib
 import math
@@ -19,7 +19,6 @@ import torch
 
 import cli
 import data
-from cli import UserError
 
 
 def fit(x, device=None):
@@ -69,11 +68,6 @@ def variance_share(pca):
     return share / share.sum()
 
 
-def n_bottom(pca, pct):
-    """How many of the smallest components have a cumulative variance share <= pct/100."""
-    return int((variance_share(pca).cumsum(0) <= pct / 100).sum())
-
-
 def band_slice(pca, target, pct):
     """The components (a slice of the ascending eigenvectors) of the bottom-p% or top-p% variance
     band, by the exact rule of SPEC 2.4.
@@ -82,10 +76,11 @@ def band_slice(pca, target, pct):
     top q: the complement of bottom (100 - q), so bottom p and top 100 - p partition the space.
     """
     if target not in ("bottom", "top"):
-        raise UserError(f"band target must be bottom or top, got {target!r}")
+        raise cli.UserError(f"band target must be bottom or top, got {target!r}")
     if not 0 < pct < 100:
-        raise UserError(f"--pct must be in (0, 100), got {pct:g}")
-    return slice(0, n_bottom(pca, pct)) if target == "bottom" else slice(n_bottom(pca, 100 - pct), len(pca["eigvals"]))
+        raise cli.UserError(f"--pct must be in (0, 100), got {pct:g}")
+    k = int((variance_share(pca).cumsum(0) <= (pct if target == "bottom" else 100 - pct) / 100).sum())
+    return slice(0, k) if target == "bottom" else slice(k, len(pca["eigvals"]))
 
 
 def band_name(pca, target, pct):
@@ -95,16 +90,11 @@ def band_name(pca, target, pct):
            f"{100 * float(variance_share(pca)[b].sum()):.2f}% of the variance)"
 
 
-def band(pca, target, pct):
-    """Eigenvectors (D, k) of the bottom-p% or top-p% variance band (see band_slice)."""
-    return pca["eigvecs"][:, band_slice(pca, target, pct)]
-
-
 def spectrum_bands(pca, edges):
     """The spectrum cut at cumulative variance shares `edges` (percent, ascending, from the bottom):
     [(name, slice)] from the top band down; edges 10 25 give top 75%, 10-25%, bottom 10%."""
     d = len(pca["eigvals"])
-    cuts = [0] + [n_bottom(pca, e) for e in edges] + [d]
+    cuts = [0] + [band_slice(pca, "bottom", e).stop for e in edges] + [d]
     names = [f"bottom {edges[0]:g}%"] + [f"{a:g}-{b:g}%" for a, b in zip(edges, edges[1:])] + \
         [f"top {100 - edges[-1]:g}%"]
     return [(name, slice(a, b)) for name, a, b in zip(names, cuts, cuts[1:])][::-1]
@@ -131,19 +121,10 @@ def split(x, pca, hidden, band=None):
     return [((coef * keep) @ V.T + mean).view_as(x) for keep in (~hidden, target)]
 
 
-def project(x, pca, V):
-    """x (N, C, H, W) rebuilt from the band V: (x - mu) V V^T + mu, in x's dtype, on x's device."""
-    mean = pca["mean"].to(x.device, x.dtype)
-    V = V.to(x.device, x.dtype)
-    xc = x.flatten(1) - mean
-    return ((xc @ V) @ V.T + mean).view_as(x)
-
-
 def on_device(fit, device, band=None, bands=(), full=False):
-    """What a run keeps of a fit on its device, in float32: the mean; for a band target, the
-    eigenvectors of the smaller side of the split (the band or its complement: a bottom-25% band
-    holds nearly every component, its complement a few dozen); for the band monitor, those of every
-    band but the one with the most components; for PCA masking (full), all and the variance shares."""
+    """What a run keeps of a fit on its device (float32): the mean; for a band, the eigenvectors of the
+    smaller side of its split (a bottom-25% band holds nearly all components, its complement a few
+    dozen); for the monitor, those of every band but the largest; for PCA masking (full), all of them."""
     f32, d = (lambda t: t.to(device, torch.float32)), len(fit["eigvals"])
     pcs = {"mean": f32(fit["mean"]), "band": band, "bands": bands}
     if band is not None:
@@ -162,9 +143,8 @@ def on_device(fit, device, band=None, bands=(), full=False):
 
 
 def to_band(x, pcs):
-    """x (N, C, H, W) rebuilt from the band, through whichever side of the split is smaller (the
-    bands partition the space): (x - mu) V V^T + mu, or x - (x - mu) W W^T with W the complement's
-    eigenvectors. x itself without a band."""
+    """x (N, C, H, W) rebuilt from the band (SPEC 2.5: (x - mu) V V^T + mu), through the smaller side of
+    the split: the bands partition the space, so it is also x - (x - mu) W W^T, W the complement's."""
     if pcs is None or pcs["band"] is None:
         return x
     part = ((x.flatten(1) - pcs["mean"]) @ pcs["side"]) @ pcs["side"].T
@@ -172,10 +152,9 @@ def to_band(x, pcs):
 
 
 def explained(x, seen, guess, pcs):
-    """Per monitored band: the share of the variance of what a model did not see, x - seen, that
-    its guess of x explains, 1 - |(guess - x) V|^2 / |(x - seen) V|^2 summed over the images; a guess
-    equal to x gives 1, a guess that adds nothing to what was seen gives 0 (None: no such variance).
-    The band with the most components gets the rest of |.|^2, so its eigenvectors are not needed."""
+    """Per monitored band (V its eigenvectors): the share of the variance of what a model did not see,
+    x - seen, that its guess of x explains, 1 - |(guess - x) V|^2 / |(x - seen) V|^2 over the images;
+    1 for a guess equal to x, 0 for one that adds nothing to what was seen (None: no such variance)."""
     def per_band(diff):  # |diff V|^2 per band, the largest band's as the rest of |diff|^2
         diff = diff.flatten(1)
         sq = torch.zeros(len(pcs["bands"]), device=diff.device)
@@ -200,9 +179,9 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
         try:
             pca = torch.load(cache, weights_only=True)
         except Exception as e:
-            raise UserError(f"PCA cache {cache} is unreadable ({type(e).__name__}); delete it or pass --refit") from None
+            raise cli.UserError(f"PCA cache {cache} is unreadable ({type(e).__name__}); delete it or pass --refit") from None
         if pca.get("dataset") != dataset:
-            raise UserError(f"PCA cache {cache} holds a fit of {pca.get('dataset')!r}, not {dataset!r}; "
+            raise cli.UserError(f"PCA cache {cache} holds a fit of {pca.get('dataset')!r}, not {dataset!r}; "
                             "delete it or pass --refit")
         pca["shape"] = tuple(pca["shape"])
         if all(pca[k] == v for k, v in stamp.items()):
@@ -225,8 +204,7 @@ def main():
 
     pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
                                args.download, cli.device(args.device))
-    d = len(pca["eigvals"])
-    print(f"{args.dataset} train split, {'x'.join(map(str, pca['shape']))} = {d:,} dims: "
+    print(f"{args.dataset} train split, {'x'.join(map(str, pca['shape']))} = {len(pca['eigvals']):,} dims: "
           + (f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"))
     bands = [("bottom", args.pct), ("top", 100 - args.pct)]
     print("\n".join(band_name(pca, t, q) for t, q in bands))
@@ -235,10 +213,10 @@ def main():
           + " / ".join(f"{int((desc < s).sum()) + 1:,}" for s in (0.5, 0.9, 0.99)))
 
     x, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
-    x = x[:args.n_images].double() / 255
-    rows = [x] + [project(x, pca, band(pca, t, q)).clamp(0, 1) for t, q in bands]
+    x = x[:args.n_images].float() / 255
+    rows = [x] + [to_band(x, on_device(pca, "cpu", band_slice(pca, t, q))).clamp(0, 1) for t, q in bands]
     out = args.out or f"out/pca-{args.dataset}-{args.pct:g}.png"
-    cli.save_png(torch.cat(rows).float(), out, nrow=len(x), padding=1)
+    cli.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%)")
 
 

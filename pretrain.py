@@ -33,20 +33,16 @@ def get_args(argv=None):
                    help="with --masking pca: variance share of the principal components hidden from each image")
     p.add_argument("--norm-pix-loss", action="store_true", help="normalise each target patch (MAE paper)")
     p.add_argument("--patch-size", type=int, help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
-    p.add_argument("--dim", type=cli.positive, default=192)
-    p.add_argument("--depth", type=cli.positive, default=12)
-    p.add_argument("--heads", type=cli.positive, default=3)
-    p.add_argument("--decoder-dim", type=cli.positive, default=192)
-    p.add_argument("--decoder-depth", type=cli.positive, default=4)
-    p.add_argument("--decoder-heads", type=cli.positive, default=3)
+    for name, size in (("dim", 192), ("depth", 12), ("heads", 3), ("decoder-dim", 192), ("decoder-depth", 4),
+                       ("decoder-heads", 3)):  # ViT-Tiny, and SPEC 3's decoder
+        p.add_argument("--" + name, type=cli.positive, default=size)
     training.add_flags(p, epochs=400, warmup_epochs=40, batch_size=512, blr=1.5e-4, out="runs/pretrain")
     p.add_argument("--eval-every", type=int, default=10, help="epochs between kNN monitor and grids")
     p.add_argument("--knn-train", type=int, default=5000, help="train images in the kNN monitor")
     p.add_argument("--knn-test", type=int, default=1000, help="test images in the kNN and band monitors")
     p.add_argument("--band-edges", type=float, nargs="*", default=[10, 25],
-                   help="cumulative variance shares (percent, from the bottom) cutting the spectrum into the bands "
-                        "whose explained variance is logged every epoch; 10 25: top 75%%, 10-25%%, bottom 10%%; "
-                        "none given: no band monitor")
+                   help="cumulative variance shares (percent, from the bottom) cutting the spectrum into the bands of "
+                        "the monitor; 10 25: top 75%%, 10-25%%, bottom 10%%; none given: no band monitor")
     args = p.parse_args(argv)
     if (args.target == "original") != (args.pct is None):
         p.error("--pct selects the band: give it with --target bottom or top, and only then")
@@ -59,10 +55,9 @@ def get_args(argv=None):
 
 
 def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
-    """Encoder input and reconstruction target from one uint8 batch, both from the same augmented
-    images: the image and the image (or its projection on the band of pcs, pca_project.on_device);
-    with PCA masking (hidden (N, D) components), the images rebuilt from the visible components
-    and from the hidden ones (only those in the band, with a band)."""
+    """Encoder input and reconstruction target from one uint8 batch, both from the same augmented images:
+    the image and the image (or its band, pcs from pca_project.on_device); with PCA masking (hidden (N, D)
+    components), the images rebuilt from the visible components and from the hidden ones (in the band)."""
     x = data.augment(x_uint8.float().div_(255), aug, u)
     if hidden is not None:
         return pca_project.split(x, pcs, hidden, pcs["band"])
@@ -100,10 +95,9 @@ def save_grid(model, x_uint8, pcs, mask_share, path):
 
 
 def explained_by_band(model, x_uint8, pcs, mask_share):
-    """Per band of the spectrum, the share of the variance of the hidden part of the target (its
-    masked patches, or hidden components) that the model's reconstruction explains
-    (pca_project.explained); None for bands outside the target band. Measured against the target,
-    not the image: cutting patches out of the image would leak its top band into the others."""
+    """Per band of the spectrum, the share of the variance of the hidden part of the target (its masked
+    patches, or hidden components) the reconstruction explains (pca_project.explained); None outside the
+    target band. Against the target, not the image: cutting patches would leak its top band into the others."""
     _, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share)
     mean = pcs["mean"].view_as(inp[0])
     if model.masking == "pca":
@@ -140,17 +134,14 @@ def main(argv=None):
     if args.masking == "pca":
         band_desc = f"the hidden components' part of {band_desc}"
 
-    # No lr here: run.batches() sets each step's (model.get_lr: warmup, then cosine from blr * batch / 256).
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), betas=(0.9, 0.95),
-                                  fused=device.type == "cuda")
-    run = training.Run(args, cfg, model, optimizer, len(x_train), device)
+    run = training.Run(args, cfg, model, param_groups(model, args.weight_decay), (0.9, 0.95), len(x_train), device)
     n_params = sum(p.numel() for p in model.parameters())
     if training.main_process():
         print(f"device {device}{f' x {run.world} processes' if run.world > 1 else ''} | {args.dataset}: "
               f"{len(x_train):,} train images {'x'.join(map(str, x_train.shape[1:]))} | target: {band_desc} | MAE dim "
               f"{args.dim} depth {args.depth}, decoder {args.decoder_dim}x{args.decoder_depth}, patch {args.patch_size}, "
               f"{args.masking} masking {args.pca_mask_share if args.masking == 'pca' else args.mask_ratio:g} | "
-              f"{n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {run.steps_per_epoch} steps" + run.resuming)
+              f"{n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}")
 
     x_train = x_train.to(device)
     knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()  # fixed subsets
@@ -176,8 +167,8 @@ def main(argv=None):
         if training.main_process() and args.band_edges:
             log["explained"] = explained_by_band(model, x_monitor, pcs, args.pca_mask_share)
         if training.main_process() and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
-            feats_train = extract_features(model.encoder, x_train[knn_train.to(device)])
-            feats_test = extract_features(model.encoder, x_monitor)
+            feats_train = extract_features(model.encoder, x_train[knn_train.to(device)], amp=run.amp)
+            feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
             save_grid(model, grid_images, pcs, args.pca_mask_share,
@@ -186,7 +177,7 @@ def main(argv=None):
 
     if training.main_process():
         logs = training.read_log(args.out)
-        summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs,
+        summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs, "amp": run.amp,
                    "final_loss": logs[-1]["loss"],
                    "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),
                    "final_explained": logs[-1].get("explained"),

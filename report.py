@@ -25,8 +25,7 @@ PAPER = {
     ("cifar10", "bottom 25%"): (0.902, 0.638), ("cifar10", "bottom 10%"): (0.922, 0.636),
     ("cifar10", "top 75%"): (0.894, 0.607), ("cifar10", "top 60%"): (0.880, 0.560),
     ("cifar100", "original"): (0.671, 0.370), ("cifar100", "no pretraining"): (0.593, None),
-    ("cifar100", "bottom 25%"): (0.682, 0.373), ("cifar100", "top 75%"): (0.643, 0.270),
-}
+    ("cifar100", "bottom 25%"): (0.682, 0.373), ("cifar100", "top 75%"): (0.643, 0.270)}
 
 
 def scale(r):
@@ -43,10 +42,6 @@ def cell(r):
         f", {r['epochs']} ep"
 
 
-def paper(value):
-    return "-" if value is None else f"{value:.3f}"
-
-
 def table(results):
     rows, bands = {}, {}
     for r in results:
@@ -57,9 +52,9 @@ def table(results):
     lines = ["| dataset | target | scale | fine-tune | linear probe | paper fine-tune | paper linear probe |",
              "|---|---|---|---|---|---|---|"]
     for (dataset, target, sc), evals in sorted(rows.items()):
-        ft, lp = PAPER.get((dataset, target), (None, None))
+        ft, lp = ("-" if v is None else f"{v:.3f}" for v in PAPER.get((dataset, target), (None, None)))
         lines.append(f"| {dataset} | {target} | {sc} | {cell(evals.get('finetune'))} | {cell(evals.get('linprobe'))} "
-                     f"| {paper(ft)} | {paper(lp)} |")
+                     f"| {ft} | {lp} |")
     if bands:
         lines += ["", "| dataset | classifier input | init | scale | test accuracy |", "|---|---|---|---|---|"]
         for (dataset, band, target, sc), r in sorted(bands.items()):

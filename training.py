@@ -2,12 +2,13 @@
 its flags, the output folder, checkpoints and --resume, the log, torchrun processes, the NaN stop,
 and `Run`, which does what surrounds each step so that a script's loop shows only the method:
 
-    run = Run(args, cfg, model, optimizer, len(x_train), device)   # restores OUT with --resume
+    run = Run(args, cfg, model, param_groups(model, wd), betas, len(x_train), device)  # restores --resume
     for epoch in run.epochs():
         for idx in run.batches():                  # sets the step's lr
             run.step(x, target)                    # x, target made from x_train[idx[run.local]]
         run.save(run.end_epoch() | monitors)       # exit 3 on a NaN loss; log line, checkpoint
 """
+import argparse
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from model import build_model, get_lr
 
 
 # Flags that change where or how fast a run goes, not what it computes: left out of its config.
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "data_dir", "download", "ckpt_every"}
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "data_dir", "download", "ckpt_every"}
 
 
 def add_flags(p, epochs, warmup_epochs, batch_size, blr, out):
@@ -35,6 +36,8 @@ def add_flags(p, epochs, warmup_epochs, batch_size, blr, out):
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                   help="bf16 autocast; default: on with CUDA, off on a CPU (see the README's benchmarks)")
     p.add_argument("--out", default=out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints within an epoch (0: none)")
@@ -51,8 +54,7 @@ def out_dir(path):
 
 
 def setup_distributed(device):
-    """The device of this process. Under torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK) this
-    joins the process group: NCCL on CUDA, one GPU per process, or gloo on CPU."""
+    """This process's device; under torchrun (RANK, LOCAL_RANK set) the process group: NCCL, or gloo on CPU."""
     if "RANK" not in os.environ:
         return device
     if device.type == "cuda":
@@ -93,8 +95,7 @@ def set_rng_state(state):
 
 
 def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
-    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, written crash-safely, the
-    previous checkpoint kept as ckpt.prev.pt."""
+    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, written whole; the previous: ckpt.prev.pt."""
     if not main_process():
         return
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg, "epoch": epoch,
@@ -155,11 +156,12 @@ def train_step(model, optimizer, x, target, autocast, loss_fn=None, scores=None)
 class Run:
     """One training run in args.out: per-epoch permutations, model.get_lr each step (peak blr * batch
     / 256), the step (DDP under torchrun, each process on its slice `local` of the global batch; bf16
-    autocast on CUDA; --compile), checkpoints every --ckpt-every steps and each epoch, resume."""
+    autocast with --amp; --compile), checkpoints every --ckpt-every steps and each epoch, resume."""
 
-    def __init__(self, args, cfg, model, optimizer, n_train, device):
-        self.args, self.cfg, self.model, self.optimizer, self.n_train, self.device = \
-            args, cfg, model, optimizer, n_train, device
+    def __init__(self, args, cfg, model, param_groups, betas, n_train, device):
+        # AdamW built the same way on every device (fused: CUDA and CPU); run.batches() sets its lr.
+        self.optimizer = torch.optim.AdamW(param_groups, betas=betas, fused=True)
+        self.args, self.cfg, self.model, self.n_train, self.device = args, cfg, model, n_train, device
         rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         # The global batch and the lr do not depend on the number of processes: each takes a slice.
         self.batch_size = min(args.batch_size, n_train)
@@ -168,10 +170,13 @@ class Run:
         self.local = slice(rank * self.batch_size // self.world, (rank + 1) * self.batch_size // self.world)
         self.steps_per_epoch = n_train // self.batch_size
         self.lr = args.blr * self.batch_size / 256
-        self.start_epoch, self.start_step, self.resumed_sum = restore(args.out, cfg, model, optimizer, args.resume)
-        self.resuming = f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}" \
-            if self.start_epoch or self.start_step else ""
-        self.autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+        self.start_epoch, self.start_step, self.resumed_sum = restore(args.out, cfg, model, self.optimizer,
+                                                                      args.resume)
+        self.amp = device.type == "cuda" if args.amp is None else args.amp
+        resumed = self.start_epoch or self.start_step  # for the header line
+        self.notes = (" | bf16 autocast" if self.amp else "") + \
+            (f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}" if resumed else "")
+        self.autocast = torch.autocast(device.type, torch.bfloat16, enabled=self.amp)
         step_model = DistributedDataParallel(model) if self.world > 1 else model
         self.step_model = torch.compile(step_model) if args.compile else step_model
         self.bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite

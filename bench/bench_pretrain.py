@@ -6,7 +6,8 @@
    forward, backward, AdamW) against the bare model step on pre-made batches;
 2. the FLOP/s that full step achieves against a plain fp32 matmul (2048^3);
 both in eager mode and with --compile (torch.compile, which fuses the memory-bound element-wise work);
-3. batched augmentation (data.augment) against a torchvision PIL pipeline through a DataLoader.
+3. bf16 autocast (--amp) against fp32 steps, for ViT-Tiny and for the laptop-scale model;
+4. batched augmentation (data.augment) against a torchvision PIL pipeline through a DataLoader.
 ViT-Tiny defaults on CIFAR-shaped images (real Fashion-MNIST pictures, 3 x 32 x 32, patch 2).
 """
 import argparse
@@ -59,15 +60,16 @@ def main():
     torch.manual_seed(0)
     x_train = cifar_shaped(10000)
     pca = pca_project.fit(x_train)
-    band = ({k: pca[k].float() for k in ("mean", "eigvecs")}, pca_project.band_slice(pca, "bottom", 25))
+    pcs = pca_project.on_device(pca, "cpu", pca_project.band_slice(pca, "bottom", 25))
     cfg = vars(pretrain.get_args(["--patch-size", "2"])) | {"patch_size": 2}
     model = build_model(cfg, (3, 32, 32))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
-    autocast, b = torch.autocast("cuda", enabled=False), args.batch_size
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; ViT-Tiny MAE "
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
+    autocast, b = torch.autocast("cpu", enabled=False), args.batch_size
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu "
+          f"({torch.backends.cpu.get_cpu_capability()}); ViT-Tiny MAE "
           f"({sum(q.numel() for q in model.parameters()) / 1e6:.2f}M parameters), batch {b}, {args.steps} steps each")
 
-    x_pre, t_pre = pretrain.make_batch(x_train[:b], "crop", *band)
+    x_pre, t_pre = pretrain.make_batch(x_train[:b], "crop", pcs)
     perm = torch.randperm(len(x_train))
     with FlopCounterMode(display=False) as counter:
         training.train_step(model, opt, x_pre, t_pre, autocast)
@@ -80,7 +82,7 @@ def main():
 
         def full():  # as in pretrain.py's loop: index the uint8 split, augment, project, step
             i = torch.randint(0, len(x_train) // b, ()).item()
-            x, target = pretrain.make_batch(x_train[perm[i * b:(i + 1) * b]], "crop", *band)
+            x, target = pretrain.make_batch(x_train[perm[i * b:(i + 1) * b]], "crop", pcs)
             training.train_step(step_model, opt, x, target, autocast)
 
         a, m = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -89,6 +91,19 @@ def main():
         print(f"{name:8s} bare model step {b / t_bare:6.1f} images/s, full pretrain step {b / t_full:6.1f} images/s "
               f"= {t_bare / t_full:.0%} (goal >= 90%); {flops / t_full / 1e9:.1f} GFLOP/s = "
               f"{flops / t_full / matmul:.0%} of fp32 matmul at {matmul / 1e9:.1f} GFLOP/s (goal >= 50%)")
+
+    # bf16 autocast against fp32, the same step side by side: ViT-Tiny at patch 2 and the laptop-scale model.
+    laptop = build_model(vars(pretrain.get_args("--patch-size 4 --dim 64 --depth 4 --heads 4 --decoder-dim 64 "
+                                                "--decoder-depth 2 --decoder-heads 4".split())), (1, 28, 28))
+    x_fm = data.load("fashion-mnist", "train")[0][:256].float() / 255
+    for name, m, x, t in (("ViT-Tiny, patch 2, batch %d" % b, model, x_pre, t_pre),
+                          ("laptop scale (dim 64, depth 4, patch 4), batch 256", laptop, x_fm, x_fm)):
+        o = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
+        fp32, bf16 = (torch.autocast("cpu", torch.bfloat16, enabled=on) for on in (False, True))
+        t32, t16 = interleaved([lambda: training.train_step(m, o, x, t, fp32),
+                                lambda: training.train_step(m, o, x, t, bf16)], args.steps)
+        print(f"{name}: fp32 {len(x) / t32:,.1f} images/s, bf16 autocast {len(x) / t16:,.1f} images/s "
+              f"= {t32 / t16:.2f}x")
 
     n = 4096
     xb = x_train[:n]

@@ -59,14 +59,14 @@ def main():
         print(f"{size}x{size}x3: PCA of {n:,} images fitted in {time.time() - t0:.0f} s")
         band = pca_project.band_slice(fit, "bottom", 25)
         batch = x[:args.batch_size].to(device).float() / 255
-        old = {"mean": fit["mean"].to(device, torch.float32)}
+        mean = fit["mean"].to(device, torch.float32)
         old_V = fit["eigvecs"][:, band].to(device, torch.float32)  # what a run held on its device before
-        t_old, want, mem_old = timed(lambda: pca_project.project(batch, old, old_V), device, args.reps)
+        t_old, want, mem_old = timed(lambda: ((batch.flatten(1) - mean) @ old_V) @ old_V.T + mean, device, args.reps)
         held_old, shape_old = old_V.numel() * 4, old_V.shape
         del old_V  # one basis on the device at a time, for the peak memory
         pcs = pca_project.on_device(fit, device, band)
         del fit
-        t_new, got, mem_new = timed(lambda: pca_project.to_band(batch, pcs), device, args.reps)
+        t_new, got, mem_new = timed(lambda: pca_project.to_band(batch, pcs).flatten(1), device, args.reps)
         held_new = pcs["side"].numel() * 4
         print(f"  bottom 25% = {shape_old[1]:,} of {shape_old[0]:,} components; the other side: "
               f"{pcs['side'].shape[1]:,}")

@@ -11,7 +11,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 import data  # noqa: E402
 
+import pca_project  # noqa: E402
+
 FASHION_MNIST = os.path.isdir(data.DEBIAN_FASHION_MNIST)
+
+
+def band(pca, target, pct):
+    """The band's eigenvectors (D, k): the reference the tests hold pca_project to."""
+    return pca["eigvecs"][:, pca_project.band_slice(pca, target, pct)]
+
+
+def project(x, pca, V):
+    """SPEC 2.5 as written: (x - mu) V V^T + mu, in x's dtype."""
+    xc = x.flatten(1) - pca["mean"].to(x.dtype)
+    return ((xc @ V.to(x.dtype)) @ V.T.to(x.dtype) + pca["mean"].to(x.dtype)).view_as(x)
 needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST, reason="apt-get install dataset-fashion-mnist")
 
 

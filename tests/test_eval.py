@@ -11,7 +11,7 @@ import pca_project
 import pretrain
 import report
 import training
-from conftest import TINY
+from conftest import TINY, band, project
 from test_pca import one_line_error
 
 
@@ -111,14 +111,14 @@ def test_input_bottom_feeds_the_band_projection(fmnist_folder, tmp_path, run, mo
                        "--heads", 2, "--epochs", 1, "--batch-size", 64, "--out", tmp_path)
     assert code == 0, err
     pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
-    V = pca_project.band(pca, "bottom", 25)
+    V = band(pca, "bottom", 25)
     train = [x for training, x in seen if training]
     test = torch.cat([x for training, x in seen if not training])
     assert len(train) == 3
     for x in train:  # augmented, then projected: it lies in the band (projecting again changes nothing)
-        assert torch.allclose(pca_project.project(x.double(), pca, V).float(), x, atol=1e-5)
+        assert torch.allclose(project(x.double(), pca, V).float(), x, atol=1e-5)
     x_test, _ = finetune.data.load("folder", "test", str(fmnist_folder), 16)
-    expected = pca_project.project(x_test.double() / 255, pca, V).float()
+    expected = project(x_test.double() / 255, pca, V).float()
     assert torch.allclose(test, expected, atol=1e-5)
     assert json.loads((tmp_path / "results.json").read_text())["input"] == "bottom 25%"
 
@@ -194,3 +194,36 @@ def test_chart_draws_each_band_where_its_values_are():
     triangle = next(svg.iter(ns + "polygon"))
     assert max(float(p.split(",")[1]) for p in triangle.get("points").split()) > ys[3]  # points down, off the chart
     assert len(list(svg.iter(ns + "circle"))) == 3 + 3  # a dot per value inside the axis
+
+
+def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, run, monkeypatch):
+    """The GPU's mixed-precision path (bf16 autocast, fused AdamW) run on a CPU: pretrain, linear
+    probe and fine-tune, each step seen under autocast, the weights kept in float32."""
+    autocast = []
+    for cls in (model.MAE, model.Classifier, model.Encoder):
+        forward = cls.forward
+        monkeypatch.setattr(cls, "forward", lambda self, *a, _f=forward, _c=cls, **k: autocast.append(
+            (_c.__name__, self.training, torch.is_autocast_enabled("cpu"))) or _f(self, *a, **k))
+    code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 2, "--out", tmp_path / "pre",
+                         "--target", "bottom", "--pct", 25, "--amp")
+    assert code == 0 and "bf16 autocast" in out, err
+    assert ("MAE", True, True) in autocast and ("MAE", True, False) not in autocast
+    ckpt = torch.load(tmp_path / "pre" / "ckpt.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+    assert json.loads((tmp_path / "pre" / "summary.json").read_text())["amp"] is True
+    autocast.clear()
+    code, _, err = run(linprobe, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 2,
+                       "--out", tmp_path / "lp", "--amp")
+    assert code == 0 and autocast and all(on for _, _, on in autocast), err
+    autocast.clear()
+    code, _, err = run(finetune, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--dataset", "folder", "--data-dir",
+                       fmnist_folder, "--image-size", 16, "--epochs", 2, "--batch-size", 32, "--out", tmp_path / "ft",
+                       "--amp", "--input", "bottom", "--pct", 25)
+    assert code == 0, err
+    assert ("Classifier", True, True) in autocast and ("Classifier", True, False) not in autocast
+    results = json.loads((tmp_path / "ft" / "results.json").read_text())
+    assert results["amp"] is True and 0 <= results["accuracy"] <= 1
+    # Without --amp a CPU run stays in float32.
+    autocast.clear()
+    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "fp32")[0] == 0
+    assert ("MAE", True, False) in autocast and ("MAE", True, True) not in autocast

@@ -9,7 +9,7 @@ import torch
 import cli
 import data
 import pca_project
-from conftest import needs_fashion_mnist, write_cifar10, write_folder
+from conftest import band, needs_fashion_mnist, project, write_cifar10, write_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,11 +26,11 @@ def planted(n=600, shape=(1, 6, 6), seed=0):
 
 def check_bands(x, pca, pct):
     """The properties SPEC 2.4 promises, for bottom pct and top 100 - pct."""
-    bottom, top = pca_project.band(pca, "bottom", pct), pca_project.band(pca, "top", 100 - pct)
+    bottom, top = band(pca, "bottom", pct), band(pca, "top", 100 - pct)
     assert bottom.shape[1] + top.shape[1] == x[0].numel()
     for V in (bottom, top):
         assert torch.allclose(V.T @ V, torch.eye(V.shape[1], dtype=V.dtype), atol=1e-8)
-    rebuilt = pca_project.project(x, pca, bottom) + pca_project.project(x, pca, top) - pca["mean"].view_as(x[0])
+    rebuilt = project(x, pca, bottom) + project(x, pca, top) - pca["mean"].view_as(x[0])
     assert (rebuilt - x).abs().max() < 1e-5
     share = pca["eigvals"].clamp(min=0) / pca["eigvals"].clamp(min=0).sum()
     k = bottom.shape[1]
@@ -115,7 +115,7 @@ def test_band_rejects_bad_target_and_pct():
     pca = pca_project.fit(torch.rand(50, 1, 3, 3))
     for target, pct in [("middle", 25), ("bottom", 0), ("top", 100), ("bottom", -5)]:
         with pytest.raises(cli.UserError):
-            pca_project.band(pca, target, pct)
+            band(pca, target, pct)
 
 
 @needs_fashion_mnist
@@ -127,7 +127,7 @@ def test_real_fashion_mnist(tmp_path):
     assert np.abs(pca["eigvals"].numpy() - ref).max() < 1e-8 * ref.max()
     check_bands(x[:500].double() / 255, pca, 25)
     # Natural images: a few components hold most of the variance, the bottom 25% needs most of them.
-    assert pca_project.band(pca, "bottom", 25).shape[1] > 0.9 * 784
+    assert band(pca, "bottom", 25).shape[1] > 0.9 * 784
 
 
 def test_script_fits_on_train_only_and_reuses_its_cache(tmp_path, run):
@@ -225,7 +225,7 @@ def test_targets_through_the_smaller_side_equal_the_full_projection(gram):
         pcs = pca_project.on_device(fit, "cpu", band, bands)
         k = band.stop - band.start
         assert pcs["side"].shape == (d, min(k, d - k)) and pcs["complement"] == (k > d / 2)
-        full = pca_project.project(x.double(), fit, fit["eigvecs"][:, band])  # today's way, in float64
+        full = project(x.double(), fit, fit["eigvecs"][:, band])  # today's way, in float64
         assert (pca_project.to_band(x, pcs) - full).abs().max() < 1e-5
         assert pcs["side"].dtype == torch.float32
     assert pca_project.to_band(x, None) is x

@@ -8,7 +8,7 @@ import model
 import pca_project
 import pretrain
 import training
-from conftest import TINY
+from conftest import TINY, band, project
 from test_pca import one_line_error
 
 
@@ -173,10 +173,10 @@ def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run,
                        "--target", "bottom", "--pct", 25, "--aug", "crop")
     assert code == 0, err
     pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
-    V = pca_project.band(pca, "bottom", 25)
+    V = band(pca, "bottom", 25)
     assert len(seen) == 6
     for x, target in seen:
-        assert torch.allclose(target, pca_project.project(x.double(), pca, V).float(), atol=1e-5)
+        assert torch.allclose(target, project(x.double(), pca, V).float(), atol=1e-5)
         assert not torch.allclose(target, x, atol=1e-2)
     # The inputs were augmented: no input is one of the stored images.
     stored, _ = data.load("folder", "train", str(fmnist_folder), 16)

@@ -1,6 +1,6 @@
 """One batch's band target, today's way against the smaller side, side by side in one run.
 
-    .venv/bin/python bench/bench_projection.py [--device cuda] [--batch-size 512] [--reps 3]
+    .venv/bin/python bench/bench_projection.py [--folder data/cifar10-jpeg] [--device cuda] [--batch-size 512]
 
 Today's way projects onto the band with the band's own eigenvectors: ((x - mu) V) V^T + mu, and for
 a bottom-25% band V holds nearly every component. The bands partition the space, so
@@ -48,15 +48,20 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--folder", help="also an image folder of natural images at 32x32 (e.g. the CIFAR-10 JPEG copy)")
     args = p.parse_args()
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device} "
           f"({torch.cuda.get_device_name() if device.type == 'cuda' else torch.backends.cpu.get_cpu_capability()})")
-    for n, size in ((5000, 96), (50000, 32)):
-        x = real_images(n, size)
+    cases = [(f"{size}x{size}x3", lambda n=n, size=size: real_images(n, size)) for n, size in ((5000, 96), (50000, 32))]
+    if args.folder:
+        cases.append((f"32x32x3 of {args.folder}", lambda: data.load("folder", "train", args.folder, 32)[0]))
+    for shape, images in cases:
+        x = images()
+        n = len(x)
         t0 = time.time()
         fit = pca_project.fit(x, device=device)
-        print(f"{size}x{size}x3: PCA of {n:,} images fitted in {time.time() - t0:.0f} s")
+        print(f"{shape}: PCA of {n:,} images fitted in {time.time() - t0:.0f} s")
         band = pca_project.band_slice(fit, "bottom", 25)
         batch = x[:args.batch_size].to(device).float() / 255
         mean = fit["mean"].to(device, torch.float32)
@@ -75,7 +80,7 @@ def main():
               f"({held_new / held_old:.2%} of today's)"
               + (f"; peak device memory {mem_old / 2**20:,.0f} -> {mem_new / 2**20:,.0f} MiB" if mem_old else ""))
         print(f"  largest difference between the targets: {(got - want).abs().max().item():.1e}")
-        print(f"projection speed-up {size}x{size}x3 bottom 25%: {t_old / t_new:.0f}x")
+        print(f"projection speed-up {shape} bottom 25%: {t_old / t_new:.0f}x")
         del pcs
 
 

@@ -87,14 +87,20 @@ def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_checkpoint(fmnist_fo
 
 
 class Payload:
+    """Unpickling it runs code: it makes the folder `marker`."""
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("echo pwned",))
+        return (os.mkdir, (self.marker,))
 
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path, run):
-    torch.save({"model": Payload(), "config": {"mask_ratio": 0.75}}, tmp_path / "evil.pt")
+    torch.save({"model": Payload(tmp_path / "pwned"), "config": {"mask_ratio": 0.75}}, tmp_path / "evil.pt")
     code, out, err = run(linprobe, "--ckpt", tmp_path / "evil.pt", "--out", tmp_path / "x")
-    assert one_line_error(code, err) and "pwned" not in out
+    assert one_line_error(code, err) and not (tmp_path / "pwned").exists()
+    torch.load(tmp_path / "evil.pt", weights_only=False)  # the payload is live: an unsafe load runs it
+    assert (tmp_path / "pwned").exists()
 
 
 def test_bad_input_matrix(fmnist_folder, tmp_path, run):

@@ -1,6 +1,9 @@
 """Invariants of the method that a plausible mistake would break silently (issue 12, group 3)."""
+import json
 import math
+import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,6 +11,7 @@ import data
 import finetune
 import linprobe
 import model
+import pretrain
 import training
 
 
@@ -90,3 +94,110 @@ def test_knn_votes_for_the_most_similar_neighbours():
     assert model.knn_accuracy(train, labels, test, torch.tensor([0])) == 1.0
     assert model.knn_accuracy(train, labels, test, torch.tensor([0]), k=50) == 1.0  # even with everyone voting
 
+
+
+def test_norm_pix_loss_normalises_each_target_patch_and_the_grid_undoes_it():
+    mae = model.MAE(image_size=8, patch_size=4, channels=1, dim=32, depth=1, heads=2, decoder_dim=32,
+                    decoder_depth=1, decoder_heads=2, norm_pix_loss=True)
+    x_uint8 = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    x = x_uint8.float() / 255
+    loss, pred, mask = mae(x, x, generator=torch.Generator().manual_seed(0))
+    t = mae.patchify(x)
+    t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
+    assert torch.allclose(loss, (((pred - t) ** 2).mean(-1) * mask).sum() / mask.sum())
+    # A model that predicts the normalised target exactly shows the target itself in the grid.
+    forward = mae.forward
+    mae.forward = lambda inp, target, generator=None, scores=None: (None, t, forward(inp, target, generator)[2])
+    _, _, target, shown, _ = pretrain.predict(mae, x_uint8, None, 0.2)
+    assert torch.allclose(shown, target, atol=1e-4)
+
+
+def test_drop_path_drops_whole_branches_in_training_only():
+    block = model.Block(8, 2, drop_path=0.25)
+    branch = torch.ones(20000, 3, 8)
+    kept = block.dropped(branch)[:, 0, 0]
+    assert kept.unique().tolist() == pytest.approx([0.0, 1 / 0.75])  # a whole branch dropped, or kept, rescaled
+    assert abs((kept == 0).float().mean().item() - 0.25) < 0.02
+    block.eval()
+    assert torch.equal(block.dropped(branch), branch)
+
+
+def test_mixup_gives_soft_labels_to_the_loss(fmnist_folder, tmp_path, run, monkeypatch):
+    targets = []
+    step = training.train_step
+    monkeypatch.setattr(training, "train_step", lambda m, opt, x, target, *a, **k: targets.append(target.clone())
+                        or step(m, opt, x, target, *a, **k))
+    tiny = ["--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size",
+            4, "--dim", 32, "--depth", 2, "--heads", 2, "--epochs", 1, "--batch-size", 64]
+    assert run(finetune, *tiny, "--out", tmp_path / "plain")[0] == 0
+    assert all(t.dtype == torch.int64 and t.ndim == 1 for t in targets)
+    targets.clear()
+    assert run(finetune, *tiny, "--mixup", 0.8, "--out", tmp_path / "mixup")[0] == 0
+    assert all(t.shape == (64, 10) and torch.allclose(t.sum(1), torch.ones(64)) for t in targets)
+    assert any((t.max(1).values < 0.99).any() for t in targets)  # some labels are mixtures
+
+
+def test_val_split_holds_out_part_of_train_and_reports_on_it(fmnist_folder, tmp_path, run):
+    code, out, err = run(finetune, "--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder,
+                         "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
+                         "--epochs", 2, "--batch-size", 32, "--val-split", 0.1, "--out", tmp_path)
+    assert code == 0, err
+    assert "180 train / 20 val / 50 test images" in out
+    log = training.read_log(tmp_path)
+    assert all(0 <= line["val_accuracy"] <= 1 for line in log) and log[0]["step"] == 5  # 180 // 32 steps
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["val_accuracy"] == log[-1]["val_accuracy"]
+
+
+def test_finetune_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, run, monkeypatch):
+    args = ["--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size",
+            4, "--dim", 32, "--depth", 2, "--heads", 2, "--epochs", 4, "--batch-size", 32, "--mixup", 0.8,
+            "--drop-path", 0.2]
+    assert run(finetune, *args, "--out", tmp_path / "a")[0] == 0
+
+    class Interrupt(Exception):
+        pass
+
+    save = training.save_checkpoint
+
+    def save_then_stop(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
+        save(out, model, optimizer, cfg, epoch, step, loss_sum)
+        if epoch == 2:
+            raise Interrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+    with pytest.raises(Interrupt):
+        run(finetune, *args, "--out", tmp_path / "b")
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    code, out, err = run(finetune, *args, "--out", tmp_path / "b", "--resume")
+    assert code == 0 and "resuming at epoch 3" in out, err
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    results = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("a", "b")]
+    assert results[0]["accuracy"] == results[1]["accuracy"]
+
+
+def test_stl10_reader_transposes_its_column_major_images_and_counts_labels_from_0(tmp_path):
+    root = tmp_path / "stl10_binary"
+    root.mkdir()
+    x = torch.randint(0, 256, (3, 3, 96, 96), dtype=torch.uint8)
+    x.transpose(2, 3).contiguous().numpy().tofile(root / "train_X.bin")  # STL-10 stores columns first
+    np.array([1, 10, 5], dtype=np.uint8).tofile(root / "train_y.bin")
+    got, y = data.load("stl10", "train", str(tmp_path))
+    assert torch.equal(got, x) and y.tolist() == [0, 9, 4]
+
+
+def test_cifar100_reader_takes_the_fine_labels(tmp_path):
+    base = tmp_path / "cifar-100-python"
+    base.mkdir()
+    x = np.random.default_rng(0).integers(0, 256, (4, 3072), dtype=np.uint8)
+    for name in ("train", "test"):
+        with open(base / name, "wb") as f:
+            pickle.dump({"data": x, "fine_labels": [3, 99, 0, 42], "coarse_labels": [1, 2, 3, 4]}, f)
+    got, y = data.load("cifar100", "train", str(tmp_path))
+    assert torch.equal(got, torch.from_numpy(x).view(4, 3, 32, 32)) and y.tolist() == [3, 99, 0, 42]
+
+
+@pytest.mark.parametrize("size,patch", [(32, 2), (96, 6), (28, 2), (16, 1), (64, 4)])
+def test_default_patch_size_gives_about_16_by_16_patches(size, patch):
+    assert model.default_patch_size(size) == patch

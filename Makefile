@@ -44,6 +44,10 @@ laptop20: .venv/ready $(FASHION_MNIST)
 test: .venv/ready $(FASHION_MNIST)
 	$(PY) -m pytest -q tests
 
+# Break the method in named ways (tests/mutants.py) and check that a test fails for each.
+mutants: .venv/ready $(FASHION_MNIST)
+	$(PY) tests/mutants.py
+
 bench: .venv/ready $(FASHION_MNIST)
 	$(PY) bench/bench_pca.py
 	$(PY) bench/bench_projection.py
@@ -61,4 +65,4 @@ gpu-check: .venv/ready $(FASHION_MNIST)
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
-.PHONY: demo test bench gpu-check laptop laptop20
+.PHONY: demo test mutants bench gpu-check laptop laptop20

@@ -1,0 +1,94 @@
+"""make mutants: break the method on purpose, one named way at a time, and check that a test notices.
+
+    .venv/bin/python tests/mutants.py            # exit 1 if any mutant survives
+
+Each mutant replaces one exact piece of code (it must be found exactly once) in a scratch copy of
+the tracked files, then runs the tests that guard that invariant; a mutant is killed when they fail.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (name, file, code, broken code, tests that must fail)
+MUTANTS = [
+    ("encoder sees every patch", "model.py", "self.encoder(x, ids_shuffle[:, :n_keep])", "self.encoder(x)",
+     "tests/test_method.py::test_encoder_sees_only_the_visible_patches"),
+    ("loss on every patch", "model.py", "return (loss * mask).sum() / mask.sum(), pred, mask",
+     "return loss.mean(), pred, mask", "tests/test_pretrain.py::test_loss_is_on_masked_patches_only"),
+    ("set_lr ignores lr_scale", "training.py", 'group["lr"] = lr * group["lr_scale"]', 'group["lr"] = lr',
+     "tests/test_method.py::test_layer_decay_reaches_the_optimizer"),
+    ("probe without BatchNorm", "linprobe.py", "nn.BatchNorm1d(feats.shape[1], affine=False, eps=1e-6)",
+     "nn.Identity()", "tests/test_method.py::test_linear_probe_normalises_its_features"),
+    ("probe SGD without momentum, with weight decay", "linprobe.py", "momentum=0.9, weight_decay=0.0",
+     "momentum=0.0, weight_decay=0.05", "tests/test_method.py::test_linear_probe_uses_sgd_with_momentum_and_no_weight_decay"),
+    ("flip never happens", "data.py", "flip = torch.where(u[:, 0] < 0.5, -1.0, 1.0)", "flip = torch.ones_like(u[:, 0])",
+     "tests/test_method.py::test_crop_keeps_20_to_100_percent_of_the_area_and_flips_half_the_images"),
+    ("crop area 0.02-1", "data.py", "area = 0.2 + 0.8 * u[:, 1]", "area = 0.02 + 0.98 * u[:, 1]",
+     "tests/test_method.py::test_crop_keeps_20_to_100_percent_of_the_area_and_flips_half_the_images"),
+    ("kNN votes for the least similar", "model.py", ".topk(min(k, len(train_feats)), dim=1)",
+     ".topk(min(k, len(train_feats)), dim=1, largest=False)",
+     "tests/test_method.py::test_knn_votes_for_the_most_similar_neighbours"),
+    ("band rule: bottom takes one component too many", "pca_project.py", 'return slice(0, k) if target == "bottom"',
+     'return slice(0, k + 1) if target == "bottom"', "tests/test_pca.py::test_bands_partition_and_follow_the_share_rule"),
+    ("top band is not the complement of the bottom", "pca_project.py", 'else slice(k, len(pca["eigvals"]))',
+     'else slice(len(pca["eigvals"]) - k, len(pca["eigvals"]))',
+     "tests/test_pca.py::test_bands_partition_and_follow_the_share_rule"),
+    ("target from the un-augmented batch", "pretrain.py", "return x, pca_project.to_band(x, pcs)",
+     "return x, pca_project.to_band(x_uint8.float() / 255, pcs)",
+     "tests/test_pretrain.py::test_target_is_the_band_of_the_augmented_batch"),
+    ("PCA fitted on train and test", "pca_project.py", 'x, _ = data.load(dataset, "train", data_dir, image_size, download)',
+     'x = torch.cat([data.load(dataset, s, data_dir, image_size, download)[0] for s in ("train", "test")])',
+     "tests/test_pca.py"),
+    ("reported accuracy not the final weights'", "finetune.py",
+     "test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), pcs, run.autocast)",
+     "test_accuracy = max(accuracy(model, x_test.to(device), y_test.to(device), pcs, run.autocast), 0.99)",
+     "tests/test_eval.py::test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch"),
+    ("norm-pix prediction left normalised in the grid", "pretrain.py", "    if model.norm_pix_loss:  # undo",
+     "    if False:  # undo", "tests/test_method.py::test_norm_pix_loss_normalises_each_target_patch_and_the_grid_undoes_it"),
+    ("smaller side: complement formula flipped", "pca_project.py",
+     'return (x.flatten(1) - part if pcs["complement"] else part + pcs["mean"])',
+     'return (part + pcs["mean"] if pcs["complement"] else x.flatten(1) - part)',
+     "tests/test_pca.py::test_targets_through_the_smaller_side_equal_the_full_projection"),
+    ("monitor: largest band left at zero", "pca_project.py", 'sq[pcs["largest"]] = diff.pow(2).sum() - sq.sum()',
+     "pass", "tests/test_pca.py::test_targets_through_the_smaller_side_equal_the_full_projection"),
+    ("resume forgets the random state", "training.py", 'set_rng_state(ckpt["rng"])', "pass",
+     "tests/test_pretrain.py::test_resume_ends_with_the_same_weights"),
+    ("--amp ignored", "training.py", 'self.amp = device.type == "cuda" if args.amp is None else args.amp',
+     'self.amp = device.type == "cuda"', "tests/test_eval.py::test_amp_pipeline_runs_under_bf16_autocast_on_cpu"),
+]
+
+
+def main():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    survived = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for path in files:
+            os.makedirs(os.path.join(scratch, os.path.dirname(path)), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, path), os.path.join(scratch, path))
+        for name, path, code, broken, tests in MUTANTS:
+            with open(os.path.join(scratch, path)) as f:
+                original = f.read()
+            if original.count(code) != 1:
+                sys.exit(f"error: mutant {name!r}: the code to break is not found exactly once in {path}")
+            with open(os.path.join(scratch, path), "w") as f:
+                f.write(original.replace(code, broken))
+            t0 = time.time()
+            p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()],
+                               cwd=scratch, capture_output=True, text=True)
+            with open(os.path.join(scratch, path), "w") as f:
+                f.write(original)
+            print(f"{'killed  ' if p.returncode == 1 else 'SURVIVED'} {name} ({time.time() - t0:.0f} s)", flush=True)
+            if p.returncode != 1:  # 1: tests failed; 0: passed; anything else: they could not run
+                survived.append(name)
+    print(f"{len(MUTANTS) - len(survived)} of {len(MUTANTS)} mutants killed"
+          + (f"; survived: {', '.join(survived)}" if survived else ""))
+    sys.exit(1 if survived else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -122,7 +122,7 @@ def test_drop_path_drops_whole_branches_in_training_only():
     assert torch.equal(block.dropped(branch), branch)
 
 
-def test_mixup_gives_soft_labels_to_the_loss(fmnist_folder, tmp_path, run, monkeypatch):
+def test_mixup_and_cutmix_give_soft_labels_to_the_loss(fmnist_folder, tmp_path, run, monkeypatch):
     targets = []
     step = training.train_step
     monkeypatch.setattr(training, "train_step", lambda m, opt, x, target, *a, **k: targets.append(target.clone())
@@ -132,9 +132,11 @@ def test_mixup_gives_soft_labels_to_the_loss(fmnist_folder, tmp_path, run, monke
     assert run(finetune, *tiny, "--out", tmp_path / "plain")[0] == 0
     assert all(t.dtype == torch.int64 and t.ndim == 1 for t in targets)
     targets.clear()
-    assert run(finetune, *tiny, "--mixup", 0.8, "--out", tmp_path / "mixup")[0] == 0
-    assert all(t.shape == (64, 10) and torch.allclose(t.sum(1), torch.ones(64)) for t in targets)
-    assert any((t.max(1).values < 0.99).any() for t in targets)  # some labels are mixtures
+    for mix in ("--mixup", "--cutmix"):
+        targets.clear()
+        assert run(finetune, *tiny, mix, 0.8, "--out", tmp_path / mix)[0] == 0
+        assert all(t.shape == (64, 10) and torch.allclose(t.sum(1), torch.ones(64)) for t in targets)
+        assert any((t.max(1).values < 0.99).any() for t in targets)  # some labels are mixtures
 
 
 def test_val_split_holds_out_part_of_train_and_reports_on_it(fmnist_folder, tmp_path, run):

@@ -12,6 +12,7 @@ import cli  # noqa: E402
 import data  # noqa: E402
 
 import pca_project  # noqa: E402
+import training  # noqa: E402
 
 FASHION_MNIST = os.path.isdir(data.DEBIAN_FASHION_MNIST)
 
@@ -56,6 +57,30 @@ def write_folder(root, classes=("cat", "dog"), per_class=4, size=40, seed=0):
             for i in range(per_class):
                 img = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
                 Image.fromarray(img).save(os.path.join(root, split, c, f"{i}.png"))
+
+
+class Interrupt(Exception):
+    """Stands for a run killed right after a checkpoint."""
+
+
+@pytest.fixture
+def stopped_and_resumed(run, monkeypatch, tmp_path):
+    """stopped_and_resumed(script, *args): the run whole in tmp_path/a, and in tmp_path/b stopped just
+    after its epoch-2 checkpoint, then resumed; returns the resumed run's (exit code, stdout, stderr)."""
+    def go(script, *args):
+        assert run(script, *args, "--out", tmp_path / "a")[0] == 0
+        save = training.save_checkpoint
+
+        def save_then_stop(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
+            save(out, model, optimizer, cfg, epoch, step, loss_sum)
+            if epoch == 2:
+                raise Interrupt
+        monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+        with pytest.raises(Interrupt):
+            run(script, *args, "--out", tmp_path / "b")
+        monkeypatch.setattr(training, "save_checkpoint", save)
+        return run(script, *args, "--out", tmp_path / "b", "--resume")
+    return go
 
 
 @pytest.fixture

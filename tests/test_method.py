@@ -151,27 +151,10 @@ def test_val_split_holds_out_part_of_train_and_reports_on_it(fmnist_folder, tmp_
     assert results["val_accuracy"] == log[-1]["val_accuracy"]
 
 
-def test_finetune_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, run, monkeypatch):
-    args = ["--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size",
-            4, "--dim", 32, "--depth", 2, "--heads", 2, "--epochs", 4, "--batch-size", 32, "--mixup", 0.8,
-            "--drop-path", 0.2]
-    assert run(finetune, *args, "--out", tmp_path / "a")[0] == 0
-
-    class Interrupt(Exception):
-        pass
-
-    save = training.save_checkpoint
-
-    def save_then_stop(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
-        save(out, model, optimizer, cfg, epoch, step, loss_sum)
-        if epoch == 2:
-            raise Interrupt
-
-    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
-    with pytest.raises(Interrupt):
-        run(finetune, *args, "--out", tmp_path / "b")
-    monkeypatch.setattr(training, "save_checkpoint", save)
-    code, out, err = run(finetune, *args, "--out", tmp_path / "b", "--resume")
+def test_finetune_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, stopped_and_resumed):
+    code, out, err = stopped_and_resumed(finetune, "--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder,
+                                         "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
+                                         "--epochs", 4, "--batch-size", 32, "--mixup", 0.8, "--drop-path", 0.2)
     assert code == 0 and "resuming at epoch 3" in out, err
     a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -184,25 +184,9 @@ def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run,
     assert not any(torch.equal(xi, s) for xi in seen[0][0] for s in stored)
 
 
-def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, run, monkeypatch):
-    args = [*TINY, "--data-dir", fmnist_folder, "--epochs", 4, "--eval-every", 2, "--target", "top", "--pct", 75]
-    assert run(pretrain, *args, "--out", tmp_path / "a")[0] == 0
-
-    class Interrupt(Exception):
-        pass
-
-    save = training.save_checkpoint
-
-    def save_then_stop(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
-        save(out, model, optimizer, cfg, epoch, step, loss_sum)
-        if epoch == 2:
-            raise Interrupt
-
-    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
-    with pytest.raises(Interrupt):
-        run(pretrain, *args, "--out", tmp_path / "b")
-    monkeypatch.setattr(training, "save_checkpoint", save)
-    code, out, err = run(pretrain, *args, "--out", tmp_path / "b", "--resume")
+def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, stopped_and_resumed):
+    code, out, err = stopped_and_resumed(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 4, "--eval-every",
+                                         2, "--target", "top", "--pct", 75)
     assert code == 0 and "resuming at epoch 3, step 0" in out, err
 
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)

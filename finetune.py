@@ -5,7 +5,8 @@
     python finetune.py --init none --input bottom --pct 25            # supervised on the bottom band
 
 --input bottom|top trains and tests on band-projected images (PCA fitted on the train split):
-with --init none this is Balestriero & LeCun's experiment. Reports the final epoch's test accuracy.
+with --init none this is Balestriero & LeCun's experiment. Logs the test accuracy of each epoch (the
+curve) and reports the final epoch's.
 """
 import os
 import time
@@ -105,6 +106,7 @@ def main(argv=None):
     split = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed))
     x_val, y_val = x_train[split[:n_val]].to(device), y_train[split[:n_val]].to(device)
     x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
+    x_test, y_test = x_test.to(device), y_test.to(device)
 
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
     run = training.Run(args, cfg, model, param_groups(model, args.weight_decay, args.layer_decay), (0.9, 0.999),
@@ -133,13 +135,15 @@ def main(argv=None):
                 x, labels = mix(x, labels)
             run.step(x, labels, loss_fn)
         log = run.end_epoch()
-        if n_val and training.main_process():
-            log["val_accuracy"] = accuracy(model, x_val, y_val, pcs, run.autocast)
+        if training.main_process():  # the test curve, to see it flatten; the result is the final epoch's
+            log["test_accuracy"] = accuracy(model, x_test, y_test, pcs, run.autocast)
+            if n_val:
+                log["val_accuracy"] = accuracy(model, x_val, y_val, pcs, run.autocast)
         run.save(log)
 
     if training.main_process():
-        test_accuracy = accuracy(model, x_test.to(device), y_test.to(device), pcs, run.autocast)
         logs = training.read_log(args.out)
+        test_accuracy = logs[-1]["test_accuracy"]
         results = {"dataset": args.dataset, "target": training.target_name(pre) if pre else "no pretraining",
                    "eval": "finetune", "input": "original" if pcs is None else f"{args.input} {args.pct:g}%",
                    "accuracy": test_accuracy, "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,

@@ -2,10 +2,12 @@
 status 2 (never a traceback), and files written whole (a temp file, then os.replace)."""
 import argparse
 import json
+import math
 import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import torch
 from torchvision.utils import save_image
@@ -22,6 +24,10 @@ def main_guard(main):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: stopped (Ctrl-C); a training run continues from its last checkpoint with --resume",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,20 +36,20 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def positive(text):
-    """argparse type: an integer > 0 (argparse reports a ValueError as an invalid value)."""
-    if int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return int(text)
-
-
-def between(low, high):
-    """argparse type: a number strictly between low and high (not NaN)."""
+def within(low, high, low_in=False, high_in=False, kind=float):
+    """argparse type: a number of `kind` from low to high, each end included or not (never NaN)."""
     def number(text):
-        if not low < float(text) < high:
-            raise argparse.ArgumentTypeError(f"must be in ({low:g}, {high:g}), got {text}")
-        return float(text)
+        v = kind(text)  # argparse reports a ValueError as an invalid value
+        if not ((low <= v) if low_in else (low < v)) or not ((v <= high) if high_in else (v < high)):
+            raise argparse.ArgumentTypeError(f"must be in {'(['[low_in]}{low:g}, {high:g}{')]'[high_in]}, got {text}")
+        return v
     return number
+
+
+positive = within(0, math.inf, kind=int)
+count = within(0, math.inf, low_in=True, kind=int)
+nonnegative = within(0, math.inf, low_in=True)
+positive_float = within(0, math.inf)
 
 
 def parser(description):
@@ -52,7 +58,7 @@ def parser(description):
     # data.load checks the name: it knows the datasets, and this module sits below it.
     p.add_argument("--dataset", default="fashion-mnist", help="cifar10, cifar100, stl10, fashion-mnist or folder")
     p.add_argument("--data-dir", default="./data", help="where the dataset's files are (and its cache goes)")
-    p.add_argument("--image-size", type=int, default=32, help="side length for --dataset folder")
+    p.add_argument("--image-size", type=positive, default=32, help="side length for --dataset folder")
     p.add_argument("--download", action="store_true", help="fetch missing files with torchvision (needs internet)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
@@ -64,6 +70,8 @@ def device(name):
         dev = torch.device(name)
     except RuntimeError:
         raise UserError(f"unknown --device {name!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda, got {name!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA device is available")
     return dev
@@ -85,6 +93,18 @@ def write_atomic(path, write, keep_previous=None):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def writable(path):
+    """An output file's path, tried before any work: refused when it is a folder or its folder takes no file."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(path))).close()
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror})") from None
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder; give a file name")
+    return path
 
 
 def save_atomic(obj, path, keep_previous=None):
@@ -113,6 +133,43 @@ def load_checkpoint(path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__})") from None
+
+
+def read_cache(path, what, keys):
+    """The cache at path (None: no file), its "stamp" saying what it was made from. One rule for every
+    cache: a file there that is not `what` (a dict with `keys`) is refused, never written over."""
+    if not os.path.exists(path):
+        return None
+    try:
+        cache = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        cache = None
+    if not isinstance(cache, dict) or not set(keys) <= cache.keys():
+        raise UserError(f"{path} is not {what}; delete or move it")
+    return cache
+
+
+def write_cache(cache, path, stamp):
+    """Save a cache with its stamp (what it was made from); where it cannot be written (a read-only
+    data folder), go on without it."""
+    try:
+        save_atomic(cache | {"stamp": stamp}, path)
+    except OSError as e:
+        print(f"warning: cannot write the cache {path} ({e.strerror}); going on without it", file=sys.stderr)
+
+
+def read_jsonl(path):
+    """A log's lines; a last line cut short (a run killed while writing it) is dropped."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i + 1 < len(lines):
+                raise UserError(f"{path} is corrupt at line {i + 1}") from None
+    return rows
 
 
 def git_commit():

@@ -12,24 +12,23 @@ import shutil
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision import datasets
-from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
-from cli import UserError, save_atomic
+from cli import UserError, read_cache, write_cache
 
 DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "folder")
 SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
-# Where each dataset's files must be, for the one-line message when they are missing.
-WHERE = {
-    "cifar10": "DATA_DIR/cifar-10-batches-py/ (extract cifar-10-python.tar.gz there, or pass --download)",
-    "cifar100": "DATA_DIR/cifar-100-python/ (extract cifar-100-python.tar.gz there, or pass --download)",
-    "stl10": "DATA_DIR/stl10_binary/ (extract stl10_binary.tar.gz there, or pass --download)",
-    "fashion-mnist": "DATA_DIR/FashionMNIST/raw/ (or `apt-get install dataset-fashion-mnist`, or pass --download)",
-    "folder": "DATA_DIR/train/CLASS/*.jpg and DATA_DIR/test/CLASS/*.jpg",
-}
+# Each dataset's folder under DATA_DIR (its cache is stamped with the files' names, sizes and times),
+# and how to get its files, for the one-line message when they are missing.
+SOURCE = {"cifar10": ("cifar-10-batches-py", "extract cifar-10-python.tar.gz there"),
+          "cifar100": ("cifar-100-python", "extract cifar-100-python.tar.gz there"),
+          "stl10": ("stl10_binary", "extract stl10_binary.tar.gz there"),
+          "fashion-mnist": ("FashionMNIST/raw", "or `apt-get install dataset-fashion-mnist`")}
 
 
 def load(name, split, data_dir="./data", image_size=32, download=False):
@@ -40,20 +39,18 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
         raise UserError(f"{name} has no split {split!r}; it has {', '.join(SPLITS.get(name, ('train', 'test')))}")
     key = f"{name}-{split}" + (f"-{image_size}px" if name == "folder" else "")
     cache = os.path.join(data_dir, "cache", key + ".pt")
-    # A folder can change under us; its listing (names, sizes, times) tells when the cache is stale.
-    stamp = _folder_stamp(os.path.join(data_dir, split)) if name == "folder" else ""
-    if os.path.exists(cache):
-        try:
-            c = torch.load(cache, weights_only=True)
-            if c["stamp"] == stamp:
-                return c["x"], c["y"]
-        except Exception:
-            pass  # a broken cache is rebuilt from the source files below
+    if name == "fashion-mnist":
+        _unpack_debian_fashion_mnist(data_dir)
+    # Files can change under us; their listing (names, sizes, times) tells when the cache is stale.
+    stamp = _stamp(os.path.join(data_dir, split if name == "folder" else SOURCE[name][0]))
+    cached = read_cache(cache, "a dataset cache", ("x", "y"))
+    if cached and cached.get("stamp") == stamp:
+        return cached["x"], cached["y"]
     if name == "folder":
         x, y = _read_folder(data_dir, split, image_size)
     else:
         x, y = _read_torchvision(name, split, data_dir, download)
-    save_atomic({"x": x, "y": y, "stamp": stamp}, cache)
+    write_cache({"x": x, "y": y}, cache, stamp)
     return x, y
 
 
@@ -99,8 +96,12 @@ def resample(x, scale_x, shift_x, scale_y, shift_y):
     return out.view(n, h, c, w).transpose(1, 2)
 
 
-def _missing(name, data_dir):
-    return UserError(f"{name} not found: put it at {WHERE[name].replace('DATA_DIR', data_dir)}")
+def _missing(name, data_dir, problem="not found"):
+    """The one-line error that says where the dataset's files go."""
+    if name == "folder":
+        return UserError(f"{name} {problem}: put it at {data_dir}/train/CLASS/*.jpg and {data_dir}/test/CLASS/*.jpg")
+    folder, how = SOURCE[name]
+    return UserError(f"{name} {problem}: put it at {os.path.join(data_dir, folder)}/ ({how}, or pass --download)")
 
 
 def _read_torchvision(name, split, data_dir, download):
@@ -108,14 +109,11 @@ def _read_torchvision(name, split, data_dir, download):
     # subset or repackaging of the same format; we read its layouts directly instead.
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100,
            "stl10": datasets.STL10, "fashion-mnist": datasets.FashionMNIST}[name]
-    if name == "fashion-mnist":
-        _unpack_debian_fashion_mnist(data_dir)
     if download:
         try:
             cls(data_dir, download=True)
         except Exception as e:
-            raise UserError(f"downloading {name} failed ({type(e).__name__}: {e}); "
-                            f"put it at {WHERE[name].replace('DATA_DIR', data_dir)}") from None
+            raise _missing(name, data_dir, f"download failed ({type(e).__name__}: {e})") from None
     try:
         if name == "fashion-mnist":
             ds = cls(data_dir, train=split == "train")
@@ -162,14 +160,15 @@ def _unpack_debian_fashion_mnist(data_dir):
             os.replace(dst + ".tmp", dst)
 
 
-def _folder_stamp(root):
+def _stamp(root):
     if not os.path.isdir(root):
         return ""
     h = hashlib.sha1()
     for dirpath, dirnames, filenames in sorted(os.walk(root)):
         dirnames.sort()
         for f in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, f))
+            path = os.path.join(dirpath, f)
+            st = os.stat(path) if os.path.exists(path) else os.lstat(path)  # a dangling link: read_image names it
             h.update(f"{dirpath}/{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
@@ -179,12 +178,24 @@ def _read_folder(data_dir, split, image_size):
     if not os.path.isdir(train_dir) or not os.path.isdir(split_dir):
         raise _missing("folder", data_dir)
     classes = sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
+    if unknown := sorted({e.name for e in os.scandir(split_dir) if e.is_dir()} - set(classes)):
+        raise UserError(f"{split_dir}/{unknown[0]} is a class with no train folder: its images could never be right")
     class_to_idx = {c: i for i, c in enumerate(classes)}  # the test split keeps the train split's indices
     samples = make_dataset(split_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True) if classes else []
     if not samples:
         raise UserError(f"no images under {split_dir}: expected {split_dir}/CLASS/*.jpg")
     x = torch.empty(len(samples), 3, image_size, image_size, dtype=torch.uint8)
     for i, (path, _) in enumerate(samples):
-        img = TF.pil_to_tensor(default_loader(path))
-        x[i] = TF.center_crop(TF.resize(img, image_size, antialias=True), image_size)
+        x[i] = TF.center_crop(TF.resize(_read_image(path), image_size, antialias=True), image_size)
     return x, torch.tensor([c for _, c in samples], dtype=torch.int64)
+
+
+def _read_image(path):
+    """An image file as uint8 RGB (3, H, W); 16-bit grey scaled to 8 bits (PIL's RGB conversion would clip it)."""
+    try:
+        with Image.open(path) as img:
+            if img.mode.startswith("I"):  # I, I;16: 16-bit grey
+                img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
+            return TF.pil_to_tensor(img.convert("RGB"))
+    except OSError as e:  # unreadable, truncated, not an image, a dangling link
+        raise UserError(f"cannot read image {path} ({e.strerror or e})") from None

@@ -30,25 +30,24 @@ def get_args(argv=None):
     p.add_argument("--ckpt", help="a pretrain.py checkpoint to start from")
     p.add_argument("--init", choices=("none",), help="none: random initialisation (no pretraining)")
     p.add_argument("--input", default="original", choices=("original", "bottom", "top"))
-    p.add_argument("--pct", type=cli.between(0, 100), help="variance share of the input band in percent")
+    p.add_argument("--pct", type=cli.within(0, 100), help="variance share of the input band in percent")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"))
     for name in SIZE_FLAGS:  # from the checkpoint with --ckpt; ViT-Tiny with --init none
         p.add_argument("--" + name.replace("_", "-"), type=cli.positive)
-    training.add_flags(p, epochs=100, warmup_epochs=5, batch_size=1024, blr=1e-3, out="runs/finetune")
-    p.add_argument("--layer-decay", type=float, default=0.75, help="lr factor per layer below the head")
-    p.add_argument("--drop-path", type=float, default=0.1)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
+    training.add_flags(p, epochs=100, warmup=0.05, batch_size=1024, blr=1e-3, out="runs/finetune")
+    p.add_argument("--layer-decay", type=cli.within(0, 1, high_in=True), default=0.75, help="lr factor per layer below the head")
+    p.add_argument("--drop-path", type=cli.within(0, 1, low_in=True), default=0.1)
+    p.add_argument("--label-smoothing", type=cli.within(0, 1, low_in=True), default=0.1)
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS)
-    p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off; MAE used 0.8)")
-    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0: off; MAE used 1.0)")
-    p.add_argument("--val-split", type=float, default=0.0, help="share of train held out for validation")
+    p.add_argument("--mixup", type=cli.nonnegative, default=0.0, help="MixUp alpha (0: off; MAE used 0.8)")
+    p.add_argument("--cutmix", type=cli.nonnegative, default=0.0, help="CutMix alpha (0: off; MAE used 1.0)")
+    p.add_argument("--val-split", type=cli.within(0, 1, low_in=True), default=0.0, help="share of train held out for validation")
     args = p.parse_args(argv)
+    training.check_schedule(p, args, warmup=0.05)
     if (args.ckpt is None) == (args.init is None):
         p.error("give --ckpt RUN/ckpt.pt to fine-tune, or --init none for the no-pretraining baseline")
     if (args.input == "original") != (args.pct is None):
         p.error("--pct selects the band: give it with --input bottom or top, and only then")
-    if not 0 <= args.val_split < 1:
-        p.error(f"--val-split must be in [0, 1), got {args.val_split:g}")
     return args
 
 
@@ -70,6 +69,15 @@ def main(argv=None):
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     shape = tuple(x_train.shape[1:])
+    args.image_size = shape[-1]  # the size used (a fixed-size dataset ignores the flag)
+    # A validation split cut from train by a fixed permutation, for anyone who selects on it.
+    n_val = round(args.val_split * len(x_train))
+    if n_val == len(x_train):
+        raise cli.UserError(f"--val-split {args.val_split:g} leaves none of the {len(x_train)} train images to train on")
+    split = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed))
+    x_val, y_val = x_train[split[:n_val]].to(device), y_train[split[:n_val]].to(device)
+    x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
+    x_test, y_test = x_test.to(device), y_test.to(device)
 
     torch.manual_seed(args.seed)
     if args.ckpt:
@@ -101,12 +109,6 @@ def main(argv=None):
         pcs = pca_project.on_device(fit, device, pca_project.band_slice(fit, args.input, args.pct))
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
-    # A validation split cut from train by a fixed permutation, for anyone who selects on it.
-    n_val = round(args.val_split * len(x_train))
-    split = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed))
-    x_val, y_val = x_train[split[:n_val]].to(device), y_train[split[:n_val]].to(device)
-    x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
-    x_test, y_test = x_test.to(device), y_test.to(device)
 
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
     run = training.Run(args, cfg, model, param_groups(model, args.weight_decay, args.layer_decay), (0.9, 0.999),
@@ -142,7 +144,7 @@ def main(argv=None):
         run.save(log)
 
     if training.main_process():
-        logs = training.read_log(args.out)
+        logs = run.log
         test_accuracy = logs[-1]["test_accuracy"]
         results = {"dataset": args.dataset, "target": training.target_name(pre) if pre else "no pretraining",
                    "eval": "finetune", "input": "original" if pcs is None else f"{args.input} {args.pct:g}%",

@@ -7,6 +7,7 @@ CUDA) and the head trains on them in memory. Reports the final epoch's test accu
 best epoch's, and a kNN accuracy (k = 20, cosine) on the same features.
 """
 import argparse
+import hashlib
 import os
 import time
 
@@ -27,15 +28,17 @@ def get_args(argv=None):
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"), help="class token or mean patch token")
     p.add_argument("--epochs", type=cli.positive, default=90)
-    p.add_argument("--warmup-epochs", type=int, default=10)
+    p.add_argument("--warmup-epochs", type=cli.count, help="default: 10/90 of --epochs")
     p.add_argument("--batch-size", type=cli.positive, default=256)
-    p.add_argument("--blr", type=float, default=0.1, help="base lr; lr = blr * batch / 256")
+    p.add_argument("--blr", type=cli.positive_float, default=0.1, help="base lr; lr = blr * batch / 256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/linprobe")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast for the features; "
                    "default: on with CUDA, off on a CPU")
     p.add_argument("--resume", action="store_true", help="reuse the features OUT/features.pt holds for this run")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    training.check_schedule(p, args, warmup=10 / 90)  # the recipe: 10 of 90 epochs
+    return args
 
 
 def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size, blr, seed=0):
@@ -73,7 +76,6 @@ def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
     device = cli.device(args.device)
-    training.out_dir(args.out)
     ckpt = training.load_pretrained(args.ckpt)
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]
@@ -84,18 +86,22 @@ def main(argv=None):
     print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, target "
           f"{training.target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} test images, {args.pool} features")
 
-    # Features once, saved: the head trains on them, and a rerun with --resume starts from them
-    # (the head's training is seeded, so it ends with the same weights and accuracy).
-    stamp = {"ckpt": os.path.abspath(args.ckpt), "ckpt_bytes": os.path.getsize(args.ckpt),
-             "ckpt_epoch": ckpt["epoch"], "dataset": dataset, "pool": args.pool, "amp": args.amp}
-    cache = os.path.join(args.out, "features.pt")
-    cached = cli.load_checkpoint(cache) if args.resume and os.path.exists(cache) else {}
-    if cached.get("stamp") == stamp:
-        feats, test_feats = cached["train"].to(device), cached["test"].to(device)
+    # Features once, saved in OUT/features.pt with what made them (the checkpoint's and the images'
+    # bytes, the pool, the image size): --resume reuses them only for the very same inputs, and the
+    # head's training is seeded, so it ends with the same weights and accuracy.
+    sha1 = lambda *parts: hashlib.sha1(b"".join(parts)).hexdigest()  # noqa: E731
+    with open(args.ckpt, "rb") as f:
+        cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS - {"amp"} | {"ckpt"}} | {
+            "dataset": dataset, "image_size": x_train.shape[-1], "ckpt_sha1": sha1(f.read()),
+            "data_sha1": sha1(*(t.contiguous().numpy().tobytes() for t in (x_train, y_train, x_test, y_test)))}
+    state = training.claim_out(args.out, cfg, args.resume, "features.pt")
+    if state is not None:
+        feats, test_feats = state["train"].to(device), state["test"].to(device)
     else:
         feats = extract_features(encoder, x_train.to(device), args.pool, amp=args.amp)
         test_feats = extract_features(encoder, x_test.to(device), args.pool, amp=args.amp)
-        cli.save_atomic({"stamp": stamp, "train": feats.cpu(), "test": test_feats.cpu()}, cache)
+        cli.save_atomic({"config": cfg, "train": feats.cpu(), "test": test_feats.cpu()},
+                        os.path.join(args.out, "features.pt"))
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
     accuracy, log = train_probe(feats, y_train, test_feats, y_test, args.epochs, args.warmup_epochs,
@@ -103,7 +109,7 @@ def main(argv=None):
 
     results = {"dataset": dataset, "target": training.target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
                "epochs": args.epochs, "seconds": time.time() - t0, "final_loss": log[-1]["loss"] if log else None,
-               "config": {k: v for k, v in vars(args).items()} | {"dataset": dataset}, "pretrain_config": pre,
+               "config": cfg, "pretrain_config": pre,
                "commit": cli.git_commit()}
     cli.save_json(results, os.path.join(args.out, "results.json"))
     print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), kNN {knn:.4f}; "

@@ -26,6 +26,8 @@ def fit(x, device=None):
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     n, shape = len(x), tuple(x.shape[1:])
     d = math.prod(shape)
+    if n < 2 or bool((x == x[:1]).all()):
+        raise cli.UserError(f"the train split's {n} image(s) are all alike: a PCA of them would mean nothing")
     scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
     if n < d:
         # Gram route: Xc Xc^T (N x N) has the same non-zero spectrum as Xc^T Xc, and here the
@@ -173,34 +175,29 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
     x, _ = data.load(dataset, "train", data_dir, image_size, download)
     cache = cache or os.path.join(data_dir, "cache", f"pca-{dataset}-{'x'.join(map(str, x.shape[1:]))}.pt")
     # A cached fit is reused only for the very same images: a hash of their bytes.
-    stamp = {"dataset": dataset, "split": "train", "shape": tuple(x.shape[1:]),
-             "fingerprint": hashlib.sha1(x.contiguous().numpy()).hexdigest()}
-    if os.path.exists(cache) and not refit:
-        try:
-            pca = torch.load(cache, weights_only=True)
-        except Exception as e:
-            raise cli.UserError(f"PCA cache {cache} is unreadable ({type(e).__name__}); delete it or pass --refit") from None
-        if pca.get("dataset") != dataset:
-            raise cli.UserError(f"PCA cache {cache} holds a fit of {pca.get('dataset')!r}, not {dataset!r}; "
-                            "delete it or pass --refit")
-        pca["shape"] = tuple(pca["shape"])
-        if all(pca[k] == v for k, v in stamp.items()):
-            return pca, None
+    stamp = hashlib.sha1(x.contiguous().numpy()).hexdigest()
+    pca = cli.read_cache(cache, "a PCA fit", ("mean", "eigvals", "eigvecs", "shape", "dataset"))
+    if pca and not refit:
+        if pca["dataset"] != dataset:
+            raise cli.UserError(f"{cache} holds a PCA fit of {pca['dataset']!r}, not {dataset!r}; pass --refit to replace it")
+        if pca.get("stamp") == stamp:
+            return pca | {"shape": tuple(pca["shape"])}, None
     t0 = time.time()
-    pca = fit(x, device=device) | stamp
-    cli.save_atomic(pca, cache)
+    pca = fit(x, device=device) | {"dataset": dataset}
+    cli.write_cache(pca, cache, stamp)
     return pca, time.time() - t0
 
 
 def main():
     p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
-    p.add_argument("--pct", type=cli.between(0, 100), default=25,
+    p.add_argument("--pct", type=cli.within(0, 100), default=25,
                    help="bottom band share in percent; the top band is 100 - pct")
     p.add_argument("--refit", action="store_true", help="fit again even when a cached fit exists")
     p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
     p.add_argument("--out", help="PNG grid to write (default out/pca-DATASET-PCT.png)")
-    p.add_argument("--n-images", type=int, default=8, help="test images in the grid")
+    p.add_argument("--n-images", type=cli.positive, default=8, help="test images in the grid")
     args = p.parse_args()
+    out = cli.writable(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
 
     pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
                                args.download, cli.device(args.device))
@@ -215,7 +212,6 @@ def main():
     x, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     x = x[:args.n_images].float() / 255
     rows = [x] + [to_band(x, on_device(pca, "cpu", band_slice(pca, t, q))).clamp(0, 1) for t, q in bands]
-    out = args.out or f"out/pca-{args.dataset}-{args.pct:g}.png"
     cli.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%)")
 

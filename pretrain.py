@@ -25,25 +25,26 @@ RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges"}  # monitor
 def get_args(argv=None):
     p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.add_argument("--target", default="original", choices=("original", "bottom", "top"))
-    p.add_argument("--pct", type=cli.between(0, 100), help="variance share of the target band in percent")
+    p.add_argument("--pct", type=cli.within(0, 100), help="variance share of the target band in percent")
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS, help="none reproduces the original work")
     p.add_argument("--masking", default="random", choices=MASKINGS)
-    p.add_argument("--mask-ratio", type=cli.between(0, 1), default=0.75, help="share of the patches masked (patch maskings)")
-    p.add_argument("--pca-mask-share", type=cli.between(0, 1), default=0.2,
+    p.add_argument("--mask-ratio", type=cli.within(0, 1), default=0.75, help="share of the patches masked (patch maskings)")
+    p.add_argument("--pca-mask-share", type=cli.within(0, 1), default=0.2,
                    help="with --masking pca: variance share of the principal components hidden from each image")
     p.add_argument("--norm-pix-loss", action="store_true", help="normalise each target patch (MAE paper)")
-    p.add_argument("--patch-size", type=int, help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
+    p.add_argument("--patch-size", type=cli.positive, help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
     for name, size in (("dim", 192), ("depth", 12), ("heads", 3), ("decoder-dim", 192), ("decoder-depth", 4),
                        ("decoder-heads", 3)):  # ViT-Tiny, and SPEC 3's decoder
         p.add_argument("--" + name, type=cli.positive, default=size)
-    training.add_flags(p, epochs=400, warmup_epochs=40, batch_size=512, blr=1.5e-4, out="runs/pretrain")
-    p.add_argument("--eval-every", type=int, default=10, help="epochs between kNN monitor and grids")
-    p.add_argument("--knn-train", type=int, default=5000, help="train images in the kNN monitor")
-    p.add_argument("--knn-test", type=int, default=1000, help="test images in the kNN and band monitors")
+    training.add_flags(p, epochs=400, warmup=0.1, batch_size=512, blr=1.5e-4, out="runs/pretrain")
+    p.add_argument("--eval-every", type=cli.positive, default=10, help="epochs between kNN monitor and grids")
+    p.add_argument("--knn-train", type=cli.positive, default=5000, help="train images in the kNN monitor")
+    p.add_argument("--knn-test", type=cli.positive, default=1000, help="test images in the kNN and band monitors")
     p.add_argument("--band-edges", type=float, nargs="*", default=[10, 25],
                    help="cumulative variance shares (percent, from the bottom) cutting the spectrum into the bands of "
                         "the monitor; 10 25: top 75%%, 10-25%%, bottom 10%%; none given: no band monitor")
     args = p.parse_args(argv)
+    training.check_schedule(p, args, warmup=0.1)
     if (args.target == "original") != (args.pct is None):
         p.error("--pct selects the band: give it with --target bottom or top, and only then")
     if any(not 0 < e < 100 for e in args.band_edges) or sorted(set(args.band_edges)) != args.band_edges:
@@ -116,6 +117,7 @@ def main(argv=None):
     device = training.setup_distributed(cli.device(args.device))
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
+    args.image_size = x_train.shape[-1]  # the size used (a fixed-size dataset ignores the flag)
     args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS} | {"image_shape": list(x_train.shape[1:])}
     torch.manual_seed(args.seed)
@@ -176,7 +178,7 @@ def main(argv=None):
         run.save(log)
 
     if training.main_process():
-        logs = training.read_log(args.out)
+        logs = run.log
         summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs, "amp": run.amp,
                    "final_loss": logs[-1]["loss"],
                    "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),

@@ -35,30 +35,51 @@ def scale(r):
     return model + (f", {c['epochs']} pretrain ep" if r["pretrain_config"] else "")
 
 
-def cell(r):
-    if r is None:
-        return "-"
-    return f"{r['accuracy']:.3f}" + (f" (kNN {r['knn']:.3f})" if r.get("knn") is not None else "") + \
-        f", {r['epochs']} ep"
+# What may differ between runs gathered in one cell: the seed, and where the files were.
+SEEDLESS = {"seed", "ckpt", "ckpt_sha1", "out", "resume", "data_dir", "device", "download"}
+
+
+def seedless(config):
+    return json.dumps({k: v for k, v in (config or {}).items() if k not in SEEDLESS}, sort_keys=True)
+
+
+def mean_spread(values):
+    """The mean, and with several runs the spread (sample standard deviation) and their count."""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.3f}"
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.3f} ± {sd:.3f} (n={len(values)})"
+
+
+def cell(results):
+    """A cell's results, those that differ only by seed aggregated (never one of them kept), others apart."""
+    groups = {}
+    for r in results:
+        groups.setdefault(seedless(r.get("config")) + seedless(r.get("pretrain_config")), []).append(r)
+    return "; ".join(mean_spread([r["accuracy"] for r in g]) + (
+        f" (kNN {mean_spread([r['knn'] for r in g])})" if all(r.get("knn") is not None for r in g) else "")
+        + f", {g[0]['epochs']} ep" for g in groups.values()) or "-"
 
 
 def table(results):
     rows, bands = {}, {}
     for r in results:
         if r["eval"] == "finetune" and r.get("input", "original") != "original":
-            bands[(r["dataset"], r["input"], r["target"], scale(r))] = r
-        else:
-            rows.setdefault((r["dataset"], r["target"], scale(r)), {})[r["eval"]] = r
+            bands.setdefault((r["dataset"], r["input"], r["target"], scale(r)), []).append(r)
+        else:  # one row per pretraining (or from-scratch) config; its seeds are gathered in the cells
+            key = (r["dataset"], r["target"], scale(r), seedless(r["pretrain_config"] or r["config"]))
+            rows.setdefault(key, {}).setdefault(r["eval"], []).append(r)
     lines = ["| dataset | target | scale | fine-tune | linear probe | paper fine-tune | paper linear probe |",
              "|---|---|---|---|---|---|---|"]
-    for (dataset, target, sc), evals in sorted(rows.items()):
+    for (dataset, target, sc, _), evals in sorted(rows.items()):
         ft, lp = ("-" if v is None else f"{v:.3f}" for v in PAPER.get((dataset, target), (None, None)))
-        lines.append(f"| {dataset} | {target} | {sc} | {cell(evals.get('finetune'))} | {cell(evals.get('linprobe'))} "
+        lines.append(f"| {dataset} | {target} | {sc} | {cell(evals.get('finetune', []))} | {cell(evals.get('linprobe', []))} "
                      f"| {ft} | {lp} |")
     if bands:
         lines += ["", "| dataset | classifier input | init | scale | test accuracy |", "|---|---|---|---|---|"]
-        for (dataset, band, target, sc), r in sorted(bands.items()):
-            lines.append(f"| {dataset} | {band} band | {target} | {sc} | {cell(r)} |")
+        for (dataset, band, target, sc), rs in sorted(bands.items()):
+            lines.append(f"| {dataset} | {band} band | {target} | {sc} | {cell(rs)} |")
     return "\n".join(lines)
 
 
@@ -124,8 +145,7 @@ def main():
     p.add_argument("--charts", action="store_true", help="also redraw explained.svg of each pretraining run")
     args = p.parse_args()
     for path in sorted(glob.glob(os.path.join(args.folder, "**", "log.jsonl"), recursive=True)) if args.charts else []:
-        with open(path) as f:
-            logs = [json.loads(line) for line in f]
+        logs = cli.read_jsonl(path)
         run, summary = os.path.dirname(path), os.path.join(os.path.dirname(path), "summary.json")
         if any("explained" in log for log in logs):  # the target: from summary.json once the run has ended
             explained_chart(logs, os.path.join(run, "explained.svg"),
@@ -135,8 +155,12 @@ def main():
         raise cli.UserError(f"no results.json under {args.folder}: run finetune.py or linprobe.py first")
     results = []
     for path in paths:
-        with open(path) as f:
-            results.append(json.load(f))
+        try:
+            results.append(json.loads(pathlib.Path(path).read_text()))
+        except json.JSONDecodeError:
+            results.append(None)
+        if not isinstance(results[-1], dict) or not {"eval", "dataset", "target", "accuracy"} <= results[-1].keys():
+            raise cli.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
     print(table(results))
 
 

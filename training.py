@@ -19,7 +19,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cli import UserError, load_checkpoint, positive, save_atomic, save_text
+import cli
+from cli import UserError, load_checkpoint, save_atomic, save_text
 from model import build_model, get_lr
 
 
@@ -27,30 +28,29 @@ from model import build_model, get_lr
 RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "data_dir", "download", "ckpt_every"}
 
 
-def add_flags(p, epochs, warmup_epochs, batch_size, blr, out):
+def add_flags(p, epochs, warmup, batch_size, blr, out):
     """The flags of a training run (schedule, seed, output, resume), with the script's defaults."""
-    p.add_argument("--epochs", type=positive, default=epochs)
-    p.add_argument("--warmup-epochs", type=int, default=warmup_epochs)
-    p.add_argument("--batch-size", type=positive, default=batch_size)
-    p.add_argument("--blr", type=float, default=blr, help="base lr; lr = blr * batch / 256")
-    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--epochs", type=cli.positive, default=epochs)
+    p.add_argument("--warmup-epochs", type=cli.count, help=f"default: {100 * warmup:.3g}%% of --epochs")
+    p.add_argument("--batch-size", type=cli.positive, default=batch_size)
+    p.add_argument("--blr", type=cli.positive_float, default=blr, help="base lr; lr = blr * batch / 256")
+    p.add_argument("--weight-decay", type=cli.nonnegative, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction,
                    help="bf16 autocast; default: on with CUDA, off on a CPU (see the README's benchmarks)")
     p.add_argument("--out", default=out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints within an epoch (0: none)")
+    p.add_argument("--ckpt-every", type=cli.count, default=500, help="steps between checkpoints within an epoch (0: none)")
 
 
-def out_dir(path):
-    """Create the output folder up front, so a run never fails at its end for want of it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create --out {path}: {e.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise UserError(f"cannot write to --out {path}")
+def check_schedule(p, args, warmup):
+    """--warmup-epochs: by default the share `warmup` of the run (10% in the pretraining recipe), and never
+    longer than the run, whose learning rate would then never reach its peak."""
+    if args.warmup_epochs is None:
+        args.warmup_epochs = round(warmup * args.epochs)
+    if args.warmup_epochs > args.epochs:
+        p.error(f"--warmup-epochs {args.warmup_epochs} is longer than the run ({args.epochs} epochs)")
 
 
 def setup_distributed(device):
@@ -84,8 +84,7 @@ def mean_over_processes(t):
 
 def rng_state():
     """The generators a run draws from (nothing here uses NumPy's or Python's): torch's, CPU and CUDA."""
-    return {"torch": torch.get_rng_state()} | \
-        ({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
+    return {"torch": torch.get_rng_state()} | ({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
 
 
 def set_rng_state(state):
@@ -94,28 +93,29 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
-    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, written whole; the previous: ckpt.prev.pt."""
+def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None, log=()):
+    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, with the log of those epochs,
+    written whole; the previous one becomes ckpt.prev.pt."""
     if not main_process():
         return
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg, "epoch": epoch,
-             "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(), "rng": rng_state()}
+             "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(), "rng": rng_state(), "log": list(log)}
     save_atomic(state, os.path.join(out, "ckpt.pt"), keep_previous=os.path.join(out, "ckpt.prev.pt"))
 
 
-def restore(out, cfg, model, optimizer, resume):
-    """Continue the run in OUT (weights, optimizer, RNG, log) when --resume.
+RUN_FILES = ("log.jsonl", "summary.json", "results.json")  # what a run leaves beside its state file
 
-    Returns (whole epochs done, steps done in the next, that epoch's loss sum so far or None).
-    A corrupt ckpt.pt is reported and ckpt.prev.pt used instead. OUT holding a checkpoint of
-    another config is refused, and so is OUT holding this run without --resume."""
-    out_dir(out)
-    paths = [os.path.join(out, name) for name in ("ckpt.pt", "ckpt.prev.pt")]
-    log_path = os.path.join(out, "log.jsonl")
+
+def claim_out(out, cfg, resume, state="ckpt.pt"):
+    """The output-folder rule of every script. OUT is new, or it holds this very run (its state file,
+    ckpt.pt or linprobe's features.pt, has the same config) and --resume is given; a run's files without
+    their state file are refused too. Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt."""
+    cli.writable(os.path.join(out, "log.jsonl"))  # OUT made and tried up front: a run never fails at its end for want of it
+    paths = [os.path.join(out, state), os.path.join(out, state.replace(".pt", ".prev.pt"))]
     if not any(os.path.exists(p) for p in paths):
-        if os.path.exists(log_path) and main_process():
-            os.remove(log_path)
-        return 0, 0, None
+        if left := [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]:
+            raise UserError(f"{out} holds a run's {left[0]} but no {state}: choose another --out")
+        return None
     try:
         ckpt = load_checkpoint(paths[0])
     except UserError as e:
@@ -123,24 +123,34 @@ def restore(out, cfg, model, optimizer, resume):
             raise
         print(f"warning: {e}; resuming from {paths[1]}", file=sys.stderr)
         ckpt = load_checkpoint(paths[1])
-    if ckpt.get("config") != cfg:
-        old = ckpt.get("config", {})
-        diff = sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
+        raise UserError(f"{paths[0]} is not a {state} of this project")
+    if ckpt["config"] != cfg:
+        diff = sorted(k for k in cfg.keys() | ckpt["config"].keys() if cfg.get(k) != ckpt["config"].get(k))
         raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); choose another --out")
     if not resume:
         raise UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
+    return ckpt
+
+
+def restore(out, cfg, model, optimizer, resume):
+    """Continue the run in OUT (weights, optimizer, RNG, log) when --resume. Returns (whole epochs
+    done, steps done in the next, that epoch's loss sum so far or None, the log of the epochs done)."""
+    ckpt = claim_out(out, cfg, resume)
+    if ckpt is None:
+        return 0, 0, None, []
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"])
-    if os.path.exists(log_path) and main_process():  # the log keeps the epochs the checkpoint holds, no more
-        with open(log_path) as f:
-            save_text("".join(line for line in f if json.loads(line)["epoch"] <= ckpt["epoch"]), log_path)
-    return ckpt["epoch"], ckpt["step"], ckpt["loss_sum"]
+    # The checkpoint's log is the true one (older checkpoints had none: the file's lines up to it).
+    log = ckpt["log"] if "log" in ckpt else [l for l in read_log(out) if l["epoch"] <= ckpt["epoch"]]
+    if main_process():
+        save_text("".join(json.dumps(line) + "\n" for line in log), os.path.join(out, "log.jsonl"))
+    return ckpt["epoch"], ckpt["step"], ckpt["loss_sum"], log
 
 
 def read_log(out):
-    with open(os.path.join(out, "log.jsonl")) as f:
-        return [json.loads(line) for line in f]
+    return cli.read_jsonl(os.path.join(out, "log.jsonl"))
 
 
 def train_step(model, optimizer, x, target, autocast, loss_fn=None, scores=None):
@@ -170,8 +180,8 @@ class Run:
         self.local = slice(rank * self.batch_size // self.world, (rank + 1) * self.batch_size // self.world)
         self.steps_per_epoch = n_train // self.batch_size
         self.lr = args.blr * self.batch_size / 256
-        self.start_epoch, self.start_step, self.resumed_sum = restore(args.out, cfg, model, self.optimizer,
-                                                                      args.resume)
+        self.start_epoch, self.start_step, self.resumed_sum, self.log = restore(args.out, cfg, model, self.optimizer,
+                                                                                args.resume)
         self.amp = device.type == "cuda" if args.amp is None else args.amp
         resumed = self.start_epoch or self.start_step  # for the header line
         self.notes = (" | bf16 autocast" if self.amp else "") + \
@@ -214,7 +224,7 @@ class Run:
         if every and (step + 1) % every == 0 and self.i + 1 < self.steps_per_epoch:
             self.stop_if_not_finite()
             save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch, self.i + 1,
-                            mean_over_processes(self.loss_sum))
+                            mean_over_processes(self.loss_sum), self.log)
 
     def stop_if_not_finite(self):
         """Exit 3, before anything is saved, when a loss was NaN or inf."""
@@ -237,12 +247,13 @@ class Run:
                 "images_per_s": (self.steps_per_epoch - self.start) * self.batch_size / seconds, "seconds": seconds}
 
     def save(self, log):
-        """The epoch's line appended to log.jsonl, and its checkpoint (rank 0 only)."""
+        """The epoch's checkpoint, then log.jsonl with the epoch's line (rank 0 only): the checkpoint
+        holds the log too, so a stop between the two loses nothing."""
+        self.log.append(log)
+        save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch + 1, log=self.log)
         if main_process():
             print(json.dumps(log))
-            with open(os.path.join(self.args.out, "log.jsonl"), "a") as f:
-                f.write(json.dumps(log) + "\n")
-        save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch + 1)
+            save_text("".join(json.dumps(line) + "\n" for line in self.log), os.path.join(self.args.out, "log.jsonl"))
 
 
 def load_pretrained(path):

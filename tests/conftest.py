@@ -71,8 +71,8 @@ def stopped_and_resumed(run, monkeypatch, tmp_path):
         assert run(script, *args, "--out", tmp_path / "a")[0] == 0
         save = training.save_checkpoint
 
-        def save_then_stop(out, model, optimizer, cfg, epoch, step=0, loss_sum=None):
-            save(out, model, optimizer, cfg, epoch, step, loss_sum)
+        def save_then_stop(out, model, optimizer, cfg, epoch, *args, **kwargs):
+            save(out, model, optimizer, cfg, epoch, *args, **kwargs)
             if epoch == 2:
                 raise Interrupt
         monkeypatch.setattr(training, "save_checkpoint", save_then_stop)

@@ -1,0 +1,241 @@
+"""Issue 12's hostile inputs: nothing lost or silently wrong (group 1), and one line with exit 2,
+before any work, for every mistaken flag or file (group 2)."""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cli
+import data
+import finetune
+import linprobe
+import pca_project
+import pretrain
+import report
+import training
+from conftest import TINY, write_cifar10, write_folder
+from test_pca import one_line_error
+
+SHORT = [*TINY, "--epochs", 2]
+
+
+@pytest.fixture(scope="module")
+def pre(fmnist_folder, tmp_path_factory):
+    """A 2-epoch tiny pretraining run on the Fashion-MNIST folder."""
+    out = tmp_path_factory.mktemp("pre") / "run"
+    pretrain.main([str(a) for a in [*SHORT, "--data-dir", fmnist_folder, "--out", out]])
+    return out
+
+
+def copy_folder(src, dst, keep_every=1):
+    """A copy of an image folder; with keep_every k, only every k-th train image of each class."""
+    shutil.copytree(src, dst, ignore=lambda d, names: [n for i, n in enumerate(sorted(names))
+                                                       if "train" in d and n.endswith(".png") and i % keep_every])
+    return dst
+
+
+def test_refit_never_writes_over_a_file_that_is_not_a_pca_fit(pre, fmnist_folder, run):
+    before = (pre / "ckpt.pt").read_bytes()
+    for flags in ([], ["--refit"]):
+        code, _, err = run(pca_project, "--dataset", "folder", "--data-dir", fmnist_folder, "--image-size", 16,
+                           "--cache", pre / "ckpt.pt", "--out", pre.parent / "grid.png", *flags)
+        assert one_line_error(code, err) and "not a PCA fit" in err
+    assert (pre / "ckpt.pt").read_bytes() == before
+
+
+def test_a_run_folder_with_its_log_but_no_checkpoint_is_refused(fmnist_folder, tmp_path, run):
+    out = tmp_path / "run"
+    assert run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--out", out)[0] == 0
+    (out / "ckpt.pt").rename(tmp_path / "moved.pt")
+    (out / "ckpt.prev.pt").unlink()
+    log, summary = (out / "log.jsonl").read_text(), (out / "summary.json").read_text()
+    for flags in (["--resume"], []):
+        code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--out", out, *flags)
+        assert one_line_error(code, err) and "log.jsonl" in err
+    assert (out / "log.jsonl").read_text() == log and (out / "summary.json").read_text() == summary
+
+
+def test_linprobe_never_reuses_features_of_other_data_or_weights(pre, fmnist_folder, tmp_path, run):
+    args = ["--ckpt", pre / "ckpt.pt", "--epochs", 3, "--out", tmp_path / "probe"]
+    assert run(linprobe, *args, "--data-dir", fmnist_folder)[0] == 0
+    results = (tmp_path / "probe" / "results.json").read_text()
+    other_data = copy_folder(fmnist_folder, tmp_path / "half", keep_every=2)
+    other_ckpt = tmp_path / "other" / "ckpt.pt"
+    other_ckpt.parent.mkdir()
+    ckpt = torch.load(pre / "ckpt.pt", weights_only=True)
+    ckpt["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    torch.save(ckpt, other_ckpt)
+    for changed in (["--data-dir", other_data], ["--data-dir", fmnist_folder, "--ckpt", other_ckpt],
+                    ["--data-dir", fmnist_folder, "--pool", "mean"]):
+        code, _, err = run(linprobe, *args, *changed, "--resume")
+        assert one_line_error(code, err) and "another config" in err, changed
+    code, _, err = run(linprobe, *args, "--data-dir", fmnist_folder)  # the same probe again, without --resume
+    assert one_line_error(code, err) and "--resume" in err
+    assert (tmp_path / "probe" / "results.json").read_text() == results
+    code, _, err = run(linprobe, *args, "--data-dir", copy_folder(fmnist_folder, tmp_path / "same"), "--resume")
+    assert code == 0, err  # the same images elsewhere: the features are the same, and reused
+
+
+def test_an_out_folder_holding_another_run_is_refused_by_every_script(pre, fmnist_folder, tmp_path, run):
+    probe = ["--data-dir", fmnist_folder, "--epochs", 2]
+    assert run(linprobe, "--ckpt", pre / "ckpt.pt", *probe, "--out", tmp_path / "probe")[0] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "probe").iterdir()}
+    other = tmp_path / "other"
+    assert run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--seed", 1, "--out", other)[0] == 0
+    for script, args in ((linprobe, ["--ckpt", other / "ckpt.pt", *probe]), (linprobe, ["--ckpt", pre / "ckpt.pt",
+                         *probe, "--epochs", 3, "--resume"]), (pretrain, [*SHORT, "--data-dir", fmnist_folder]),
+                         (finetune, ["--ckpt", pre / "ckpt.pt", *probe])):
+        code, _, err = run(script, *args, "--out", tmp_path / "probe")
+        assert one_line_error(code, err), (script.__name__, args, err)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "probe").iterdir()} == before
+    code, _, err = run(linprobe, "--ckpt", pre / "ckpt.pt", *probe, "--out", pre)  # a pretraining run's folder
+    assert one_line_error(code, err) and not (pre / "features.pt").exists()
+
+
+def test_folder_test_class_without_a_train_class_is_refused(tmp_path, run):
+    write_folder(tmp_path / "f")
+    (tmp_path / "f" / "test" / "cat").rename(tmp_path / "f" / "test" / "lynx")
+    with pytest.raises(cli.UserError, match="lynx"):
+        data.load("folder", "test", str(tmp_path / "f"), 16)
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    write_folder(tmp_path / "f", per_class=1)
+    grey = np.random.default_rng(0).integers(0, 65536, (32, 32), dtype=np.uint16)
+    Image.fromarray(grey).save(tmp_path / "f" / "train" / "cat" / "0.png")
+    assert Image.open(tmp_path / "f" / "train" / "cat" / "0.png").mode.startswith("I")
+    x, _ = data.load("folder", "train", str(tmp_path / "f"), 32)
+    assert abs(x[0].float().mean().item() - grey.mean() / 257) < 1.5
+    assert torch.equal(x[0, 0], torch.from_numpy((grey >> 8).astype(np.uint8)))
+
+
+def test_report_gathers_seeds_and_keeps_other_runs_apart(tmp_path, run):
+    pre_cfg = {"dim": 64, "depth": 4, "patch_size": 4, "epochs": 10, "seed": 0}
+    runs = [("s0", 0.40, 0, {}), ("s1", 0.50, 1, {}), ("blr", 0.90, 0, {"blr": 1.0})]
+    for name, acc, seed, extra in runs:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"dataset": "cifar10", "target": "original", "eval": "linprobe", "accuracy": acc, "knn": acc / 2,
+             "epochs": 30, "config": {"seed": 0, "ckpt": name}, "pretrain_config": pre_cfg | {"seed": seed} | extra}))
+    code, out, err = run(report, tmp_path)
+    rows = [line for line in out.splitlines() if "| original |" in line]
+    assert code == 0 and len(rows) == 2, out
+    assert any("0.450 ± 0.071 (n=2)" in r and "kNN 0.225 ± 0.035 (n=2)" in r for r in rows), rows
+    assert any("0.900 (kNN 0.450), 30 ep" in r for r in rows), rows
+
+
+def test_default_warmup_is_a_tenth_of_the_run_and_never_longer_than_it(fmnist_folder, tmp_path, run):
+    i = SHORT.index("--warmup-epochs")
+    flags = SHORT[:i] + SHORT[i + 2:]
+    assert run(pretrain, *flags, "--epochs", 10, "--data-dir", fmnist_folder, "--out", tmp_path / "a")[0] == 0
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["config"]["warmup_epochs"] == 1
+    assert finetune.get_args(["--init", "none", "--epochs", "40"]).warmup_epochs == 2
+    assert linprobe.get_args(["--ckpt", "x", "--epochs", "30"]).warmup_epochs == 3
+
+
+def test_the_log_survives_a_stop_between_checkpoint_and_log_line(fmnist_folder, tmp_path, run):
+    args = [*SHORT, "--data-dir", fmnist_folder, "--out", tmp_path]
+    assert run(pretrain, *args)[0] == 0
+    whole = (tmp_path / "log.jsonl").read_text()
+    for cut in (whole.splitlines(True)[0], whole[:-20]):  # the last line lost, or cut short
+        (tmp_path / "log.jsonl").write_text(cut)
+        assert run(pretrain, *args, "--resume")[0] == 0
+        assert (tmp_path / "log.jsonl").read_text() == whole
+    (tmp_path / "log.jsonl").write_text(whole[:-20])
+    assert cli.read_jsonl(tmp_path / "log.jsonl") == [json.loads(whole.splitlines()[0])]
+
+
+def test_flags_a_run_did_not_use_are_not_written_as_used(pre, fmnist_folder, tmp_path, run):
+    code, _, err = run(linprobe, "--ckpt", pre / "ckpt.pt", "--data-dir", fmnist_folder, "--image-size", 64,
+                       "--epochs", 2, "--out", tmp_path / "probe")
+    assert code == 0, err
+    assert json.loads((tmp_path / "probe" / "results.json").read_text())["config"]["image_size"] == 16
+    write_cifar10(tmp_path / "c")
+    code, _, err = run(pretrain, *[a if a != "folder" else "cifar10" for a in SHORT], "--image-size", 64,
+                       "--data-dir", tmp_path / "c", "--out", tmp_path / "c10")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c10" / "summary.json").read_text())["config"]["image_size"] == 32
+
+
+def test_a_read_only_cache_folder_is_worked_around(tmp_path, run, monkeypatch):
+    write_folder(tmp_path / "f")
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(cli, "save_atomic", read_only)
+    code, out, err = run(pca_project, "--dataset", "folder", "--data-dir", tmp_path / "f", "--out", tmp_path / "g.png")
+    assert code == 0 and "fitted" in out and "warning: cannot write the cache" in err
+    assert not (tmp_path / "f" / "cache").exists() or not any((tmp_path / "f" / "cache").iterdir())
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:
+        cli.main_guard(interrupted)
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and len(err.strip().splitlines()) == 1 and "--resume" in err
+
+
+def test_hostile_inputs_are_one_line_before_any_work(pre, fmnist_folder, tmp_path, run, monkeypatch):
+    """Each case: exit 2, one line on stderr, no traceback, and --out left as it was."""
+    tiny = [*SHORT, "--data-dir", fmnist_folder]
+    ft = ["--init", "none", "--dataset", "folder", "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 1,
+          "--heads", 2, "--epochs", 1, "--data-dir", fmnist_folder]
+    pca = ["--dataset", "folder", "--image-size", 16]
+    bad = {}
+    for name, fill in (("constant", 7), ("single", None)):
+        write_folder(tmp_path / name, classes=("a",), per_class=1 if fill is None else 3)
+        if fill is not None:
+            for p in (tmp_path / name / "train" / "a").iterdir():
+                Image.fromarray(np.full((16, 16, 3), fill, np.uint8)).save(p)
+    for name in ("corrupt", "truncated", "dangling"):
+        bad[name] = write_folder(tmp_path / name, per_class=2) or tmp_path / name / "train" / "cat" / "0.png"
+    bad["corrupt"].write_bytes(b"not an image")
+    bad["truncated"].write_bytes(bad["truncated"].read_bytes()[:200])
+    bad["dangling"].unlink()
+    bad["dangling"].symlink_to(tmp_path / "nowhere.png")
+    write_folder(tmp_path / "eight", per_class=4)
+    (tmp_path / "plain").mkdir()
+    torch.save(torch.zeros(3), tmp_path / "plain" / "ckpt.pt")
+    (tmp_path / "probe").mkdir()
+    torch.save(torch.zeros(3), tmp_path / "probe" / "features.pt")
+    for name, text in (("truncated", '{"dataset": "cifar10", "acc'), ("list", "[]"), ("empty", "{}")):
+        (tmp_path / "results" / name).mkdir(parents=True)
+        (tmp_path / "results" / name / "results.json").write_text(text)
+    cases = [
+        (pretrain, [*tiny, "--image-size", 0]), (pretrain, [*tiny, "--image-size", -3]),
+        (pretrain, [*tiny, "--patch-size", 0]), (pretrain, [*tiny, "--patch-size", -4]),
+        (pretrain, [*tiny, "--device", "mps"]), (pretrain, [*tiny, "--device", "meta"]),
+        (pretrain, [*tiny, "--knn-train", 0]), (pretrain, [*tiny, "--knn-test", 0]),
+        (pretrain, [*tiny, "--eval-every", 0]), (pretrain, [*tiny, "--blr", "nan"]), (pretrain, [*tiny, "--blr", -1]),
+        (pretrain, [*tiny, "--weight-decay", -1]), (pretrain, [*tiny, "--warmup-epochs", -5]),
+        (pretrain, [*tiny, "--warmup-epochs", 3]),  # longer than the 2-epoch run
+        (pretrain, [*tiny, "--resume", "--out", tmp_path / "plain"]),
+        (finetune, [*ft, "--layer-decay", -1]), (finetune, [*ft, "--label-smoothing", 2]),
+        (finetune, [*ft, "--mixup", -1]), (finetune, [*ft, "--cutmix", -1]), (finetune, [*ft, "--drop-path", 1.0]),
+        (finetune, [*ft, "--data-dir", tmp_path / "eight", "--val-split", 0.99]),  # leaves no train image
+        (linprobe, ["--ckpt", tmp_path / "plain" / "ckpt.pt"]),
+        (linprobe, ["--ckpt", pre / "ckpt.pt", "--data-dir", fmnist_folder, "--resume", "--out", tmp_path / "probe"]),
+        (pca_project, [*pca, "--data-dir", fmnist_folder, "--n-images", 0]),
+        (pca_project, [*pca, "--data-dir", fmnist_folder, "--out", tmp_path]),  # a folder
+        (pca_project, [*pca, "--data-dir", fmnist_folder, "--out", "/proc/grid.png"]),
+        *[(pca_project, [*pca, "--data-dir", tmp_path / name]) for name in ("constant", "single", *bad)],
+        *[(report, [tmp_path / "results" / name]) for name in ("truncated", "list", "empty")],
+    ]
+    for i, (script, args) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        if script is not report and "--out" not in args:
+            args = [*args, "--out", out if script is not pca_project else out / "grid.png"]
+        before = sorted(os.listdir(tmp_path))
+        code, _, err = run(script, *args)
+        assert one_line_error(code, err), (script.__name__, args, err)
+        assert not out.exists() or not any(out.iterdir()), (script.__name__, args, list(out.iterdir()))
+        assert sorted(os.listdir(tmp_path)) in (before, sorted(before + [out.name])), (script.__name__, args)
+    for name, path in bad.items():  # the message names the file
+        assert str(path) in run(pca_project, *pca, "--data-dir", tmp_path / name)[2], name

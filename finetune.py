@@ -109,7 +109,6 @@ def main(argv=None):
         pcs = pca_project.on_device(fit, device, pca_project.band_slice(fit, args.input, args.pct))
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
-
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
     run = training.Run(args, cfg, model, param_groups(model, args.weight_decay, args.layer_decay), (0.9, 0.999),
                        len(x_train), device)

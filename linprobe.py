@@ -6,7 +6,6 @@ Features are extracted once for train and test (inference mode; bf16 with --amp,
 CUDA) and the head trains on them in memory. Reports the final epoch's test accuracy, never the
 best epoch's, and a kNN accuracy (k = 20, cosine) on the same features.
 """
-import argparse
 import hashlib
 import os
 import time
@@ -27,15 +26,7 @@ def get_args(argv=None):
     p.set_defaults(dataset=None)  # the checkpoint's dataset unless told otherwise
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"), help="class token or mean patch token")
-    p.add_argument("--epochs", type=cli.positive, default=90)
-    p.add_argument("--warmup-epochs", type=cli.count, help="default: 10/90 of --epochs")
-    p.add_argument("--batch-size", type=cli.positive, default=256)
-    p.add_argument("--blr", type=cli.positive_float, default=0.1, help="base lr; lr = blr * batch / 256")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/linprobe")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast for the features; "
-                   "default: on with CUDA, off on a CPU")
-    p.add_argument("--resume", action="store_true", help="reuse the features OUT/features.pt holds for this run")
+    training.add_flags(p, epochs=90, warmup=10 / 90, batch_size=256, blr=0.1, out="runs/linprobe", head_only=True)
     args = p.parse_args(argv)
     training.check_schedule(p, args, warmup=10 / 90)  # the recipe: 10 of 90 epochs
     return args

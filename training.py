@@ -28,20 +28,22 @@ from model import build_model, get_lr
 RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "data_dir", "download", "ckpt_every"}
 
 
-def add_flags(p, epochs, warmup, batch_size, blr, out):
-    """The flags of a training run (schedule, seed, output, resume), with the script's defaults."""
+def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
+    """The flags of a training run (schedule, seed, output, resume), with the script's defaults;
+    head_only (the linear probe): without those of a network's training."""
     p.add_argument("--epochs", type=cli.positive, default=epochs)
     p.add_argument("--warmup-epochs", type=cli.count, help=f"default: {100 * warmup:.3g}%% of --epochs")
     p.add_argument("--batch-size", type=cli.positive, default=batch_size)
     p.add_argument("--blr", type=cli.positive_float, default=blr, help="base lr; lr = blr * batch / 256")
-    p.add_argument("--weight-decay", type=cli.nonnegative, default=0.05)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction,
                    help="bf16 autocast; default: on with CUDA, off on a CPU (see the README's benchmarks)")
     p.add_argument("--out", default=out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--ckpt-every", type=cli.count, default=500, help="steps between checkpoints within an epoch (0: none)")
+    if not head_only:
+        p.add_argument("--weight-decay", type=cli.nonnegative, default=0.05)
+        p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
+        p.add_argument("--ckpt-every", type=cli.count, default=500, help="steps between checkpoints in an epoch (0: none)")
 
 
 def check_schedule(p, args, warmup):

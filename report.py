@@ -142,14 +142,21 @@ def explained_chart(logs, path, target):
 def main():
     p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("folder", nargs="?", default="runs")
-    p.add_argument("--charts", action="store_true", help="also redraw explained.svg of each pretraining run")
+    p.add_argument("--charts", action="store_true", help="also redraw explained.svg of each pretraining run, "
+                   "and FOLDER/test_curves.svg: the test accuracy of each fine-tuning run over its epochs")
     args = p.parse_args()
+    curves = {}
     for path in sorted(glob.glob(os.path.join(args.folder, "**", "log.jsonl"), recursive=True)) if args.charts else []:
         logs = cli.read_jsonl(path)
         run, summary = os.path.dirname(path), os.path.join(os.path.dirname(path), "summary.json")
         if any("explained" in log for log in logs):  # the target: from summary.json once the run has ended
             explained_chart(logs, os.path.join(run, "explained.svg"),
                             json.loads(pathlib.Path(summary).read_text())["target"] if os.path.exists(summary) else run)
+        if any("test_accuracy" in log for log in logs):
+            curves[os.path.relpath(run, args.folder)] = [log.get("test_accuracy") for log in logs]
+    if curves:
+        cli.save_text(line_chart(curves, "Test accuracy per epoch", f"fine-tuning runs under {args.folder}", "epoch",
+                                 "test accuracy", low=0, high=1, step=0.1), os.path.join(args.folder, "test_curves.svg"))
     paths = sorted(glob.glob(os.path.join(args.folder, "**", "results.json"), recursive=True))
     if not paths:
         raise cli.UserError(f"no results.json under {args.folder}: run finetune.py or linprobe.py first")

@@ -163,10 +163,16 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     # --charts draws explained.svg next to each log that has explained variance.
     logs = [{"epoch": e, "explained": {"top 75%": e / 4, "bottom 25%": 0.0}} for e in (1, 2)]
     (tmp_path / "a" / "log.jsonl").write_text("".join(json.dumps(log) + "\n" for log in logs))
-    (tmp_path / "b" / "log.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")
+    (tmp_path / "b" / "log.jsonl").write_text("".join(json.dumps({"epoch": e, "test_accuracy": e / 10}) + "\n"
+                                                      for e in (1, 2, 3)))
     assert run(report, tmp_path, "--charts")[0] == 0
     assert (tmp_path / "a" / "explained.svg").exists() and not (tmp_path / "b" / "explained.svg").exists()
     ET.fromstring((tmp_path / "a" / "explained.svg").read_text())  # well-formed
+    # ... and one chart of the test curves: run b's three points, nothing for run a.
+    svg = ET.fromstring((tmp_path / "test_curves.svg").read_text())
+    ns = "{http://www.w3.org/2000/svg}"
+    assert [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"] == ["b"]
+    assert len(svg.findall(f".//{ns}circle")) == 3
 
 
 def test_chart_draws_each_band_where_its_values_are():

@@ -186,16 +186,18 @@ def _read_folder(data_dir, split, image_size):
         raise UserError(f"no images under {split_dir}: expected {split_dir}/CLASS/*.jpg")
     x = torch.empty(len(samples), 3, image_size, image_size, dtype=torch.uint8)
     for i, (path, _) in enumerate(samples):
-        x[i] = TF.center_crop(TF.resize(_read_image(path), image_size, antialias=True), image_size)
+        x[i] = read_image(path, image_size)
     return x, torch.tensor([c for _, c in samples], dtype=torch.int64)
 
 
-def _read_image(path):
-    """An image file as uint8 RGB (3, H, W); 16-bit grey scaled to 8 bits (PIL's RGB conversion would clip it)."""
+def read_image(path, size, channels=3):
+    """An image file as uint8 (channels, size, size): resized (shorter side) and centre-cropped; 16-bit
+    grey scaled to 8 bits (PIL's RGB conversion would clip it)."""
     try:
         with Image.open(path) as img:
             if img.mode.startswith("I"):  # I, I;16: 16-bit grey
                 img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
-            return TF.pil_to_tensor(img.convert("RGB"))
+            img = TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
+            return TF.center_crop(TF.resize(img, size, antialias=True), size)
     except OSError as e:  # unreadable, truncated, not an image, a dangling link
         raise UserError(f"cannot read image {path} ({e.strerror or e})") from None

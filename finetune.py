@@ -19,7 +19,8 @@ import cli
 import data
 import pca_project
 import training
-from model import Classifier, Encoder, check_sizes, default_patch_size, param_groups
+from model import Classifier, Encoder, check_sizes, default_patch_size, load_pretrained, param_groups, pretrained, \
+    target_name
 
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads")
 VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
@@ -81,14 +82,14 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     if args.ckpt:
-        ckpt = training.load_pretrained(args.ckpt)
+        ckpt = load_pretrained(args.ckpt)
         pre = ckpt["config"]
         for name in SIZE_FLAGS:
             if getattr(args, name) is not None and getattr(args, name) != pre[name]:
                 raise cli.UserError(f"--{name.replace('_', '-')} {getattr(args, name)} contradicts the checkpoint's "
                                     f"{pre[name]}; leave it out to use the checkpoint's")
             setattr(args, name, pre[name])
-        encoder = training.pretrained_encoder(ckpt, shape, args.ckpt)
+        encoder = pretrained(ckpt, shape, args.ckpt).encoder
         for block, rate in zip(encoder.blocks, torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()):
             block.drop_path = rate
     else:
@@ -122,7 +123,7 @@ def main(argv=None):
     if training.main_process():
         print(f"device {device}{f' x {run.world} processes' if run.world > 1 else ''} | {args.dataset}: "
               f"{len(x_train):,} train / {n_val:,} val / {len(x_test):,} test images | input: {band_desc} | init: "
-              f"{'pretrained ' + training.target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
+              f"{'pretrained ' + target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
               f"| ViT dim {args.dim} depth {args.depth} patch {args.patch_size} "
               f"| {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | {args.epochs} epochs of "
               f"{run.steps_per_epoch} steps{run.notes}")
@@ -145,7 +146,7 @@ def main(argv=None):
     if training.main_process():
         logs = run.log
         test_accuracy = logs[-1]["test_accuracy"]
-        results = {"dataset": args.dataset, "target": training.target_name(pre) if pre else "no pretraining",
+        results = {"dataset": args.dataset, "target": target_name(pre) if pre else "no pretraining",
                    "eval": "finetune", "input": "original" if pcs is None else f"{args.input} {args.pct:g}%",
                    "accuracy": test_accuracy, "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
                    "seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start,

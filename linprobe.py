@@ -18,7 +18,7 @@ from tqdm import tqdm
 import cli
 import data
 import training
-from model import extract_features, get_lr, knn_accuracy
+from model import extract_features, get_lr, knn_accuracy, load_pretrained, pretrained, target_name
 
 
 def get_args(argv=None):
@@ -67,15 +67,15 @@ def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
     device = cli.device(args.device)
-    ckpt = training.load_pretrained(args.ckpt)
+    ckpt = load_pretrained(args.ckpt)
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]
     image_size = pre["image_size"] if dataset == pre["dataset"] else args.image_size
     x_train, y_train = data.load(dataset, "train", args.data_dir, image_size, args.download)
     x_test, y_test = data.load(dataset, "test", args.data_dir, image_size, args.download)
-    encoder = training.pretrained_encoder(ckpt, x_train.shape[1:], args.ckpt).to(device)
+    encoder = pretrained(ckpt, x_train.shape[1:], args.ckpt).encoder.to(device)
     print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, target "
-          f"{training.target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} test images, {args.pool} features")
+          f"{target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} test images, {args.pool} features")
 
     # Features once, saved in OUT/features.pt with what made them (the checkpoint's and the images'
     # bytes, the pool, the image size): --resume reuses them only for the very same inputs, and the
@@ -98,7 +98,7 @@ def main(argv=None):
     accuracy, log = train_probe(feats, y_train, test_feats, y_test, args.epochs, args.warmup_epochs,
                                 args.batch_size, args.blr, args.seed)
 
-    results = {"dataset": dataset, "target": training.target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
+    results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
                "epochs": args.epochs, "seconds": time.time() - t0, "final_loss": log[-1]["loss"] if log else None,
                "config": cfg, "pretrain_config": pre,
                "commit": cli.git_commit()}

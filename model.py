@@ -10,10 +10,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cli import UserError
+from cli import UserError, load_checkpoint
 
 # Patch maskings hide mask_ratio of the patches; "pca" hides no patch: the input and target are
-# already split into principal components (pca_project.hide_components, PMAE).
+# already split into principal components (pca_project.hide_components, PMAE). The model's "none"
+# (pretrain.py --corruption gaussian) hides nothing either: the input is the noisy image.
 MASKINGS = ("random", "block", "grid", "pca")
 
 
@@ -174,10 +175,10 @@ class MAE(nn.Module):
     def forward(self, x, target, generator=None, scores=None):
         """Returns (loss, prediction (N, T, p*p*C), mask (N, T) with 1 = masked). The mask comes
         from scores (N, T) when given (distributed runs draw them for the global batch). With
-        masking "pca" no patch is masked, and the loss is on every patch."""
+        masking "pca" or "none" no patch is masked, and the loss is on every patch."""
         n, t = len(x), self.grid ** 2
         mask = torch.ones(n, t, device=x.device)
-        if self.masking == "pca":  # every patch is seen, and predicted
+        if self.masking in ("pca", "none"):  # every patch is seen, and predicted
             pred = self.decode(self.encoder(x), torch.arange(t, device=x.device).expand(n, t))
         else:
             n_keep = t - round(self.mask_ratio * t)
@@ -219,7 +220,38 @@ def build_model(cfg, image_shape):
         raise UserError(f"--masking grid needs the patch grid ({h // cfg['patch_size']}) divisible by "
                         f"{grid_cell(cfg['mask_ratio'])}")
     return MAE(h, cfg["patch_size"], c, cfg["dim"], cfg["depth"], cfg["heads"], cfg["decoder_dim"],
-               cfg["decoder_depth"], cfg["decoder_heads"], cfg["mask_ratio"], cfg["masking"], cfg["norm_pix_loss"])
+               cfg["decoder_depth"], cfg["decoder_heads"], cfg["mask_ratio"],
+               "none" if cfg.get("corruption") == "gaussian" else cfg["masking"], cfg["norm_pix_loss"])
+
+
+def load_pretrained(path):
+    """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "mask_ratio" not in ckpt.get("config", {}) or "model" not in ckpt:
+        raise UserError(f"{path} is not a pretrain.py checkpoint")
+    return ckpt
+
+
+def pretrained(ckpt, image_shape, path):
+    """The MAE of a pretrain.py checkpoint, for images of image_shape (C, H, W)."""
+    cfg = ckpt["config"]
+    if tuple(cfg["image_shape"]) != tuple(image_shape):
+        raise UserError(f"{path} was pretrained on {'x'.join(map(str, cfg['image_shape']))} images; "
+                        f"this dataset has {'x'.join(map(str, image_shape))}")
+    mae = build_model(cfg, image_shape)
+    try:
+        mae.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise UserError(f"{path} holds weights of another model than its config describes") from None
+    return mae
+
+
+def target_name(cfg):
+    """How results name a pretraining target: original, bottom 25%, top 75%, and PCA masking or noise when used."""
+    name = "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
+    if cfg.get("corruption"):
+        return name + f", gaussian noise {cfg['sigma']:g}"
+    return name + (f", PCA masking {100 * cfg['pca_mask_share']:g}%" if cfg["masking"] == "pca" else "")
 
 
 def grid_cell(mask_ratio):

@@ -19,6 +19,7 @@ import torch
 
 import cli
 import data
+from model import load_pretrained, pretrained, target_name
 
 
 def fit(x, device=None):
@@ -167,6 +168,41 @@ def explained(x, seen, guess, pcs):
     return {name: 1 - (e / v).item() if v > 1e-6 * var.sum() else None for (name, _), e, v in zip(pcs["bands"], err, var)}
 
 
+@torch.no_grad()
+def predict(model, x_uint8, pcs, mask_share=0.2, sigma=None):
+    """A pretrained MAE on fixed images with the same masks (or noise) every time: (images, input, target,
+    prediction, mask image (1 = masked patch)), the prediction in pixels even with norm-pix-loss."""
+    model.eval()
+    g = torch.Generator(x_uint8.device).manual_seed(0)
+    x = x_uint8.float() / 255
+    if model.masking == "pca":
+        u = torch.rand(len(x), len(pcs["share"]), device=x.device, generator=g)
+        inp, target = split(x, pcs, hide_components(pcs["share"], mask_share, u), pcs["band"])
+    else:
+        inp, target = x, to_band(x, pcs)
+    if sigma:
+        inp = inp + sigma * torch.randn(inp.shape, device=inp.device, generator=g)
+    _, pred, mask = model(inp, target, generator=g)
+    tp = model.patchify(target)
+    if model.norm_pix_loss:  # undo the per-patch normalisation with the target's own statistics
+        pred = pred * (tp.var(-1, keepdim=True) + 1e-6).sqrt() + tp.mean(-1, keepdim=True)
+    m = model.unpatchify(mask[..., None].expand_as(tp))
+    return x, inp, target, model.unpatchify(pred.float()), m
+
+
+def shown(model, x_uint8, pcs, mask_share=0.2, sigma=None):
+    """The rows of a reconstruction grid, in [0, 1]: input (masked patches grey; noisy), prediction (visible
+    patches from the target; with PCA masking, input plus predicted hidden components), target, original."""
+    x, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share, sigma)
+    if model.masking == "pca":
+        rows = [inp, inp + pred - pcs["mean"].view_as(x[0]), target, x]
+    elif sigma:
+        rows = [inp, pred, target, x]
+    else:
+        rows = [inp * (1 - m) + 0.5 * m, pred * m + target * (1 - m), target, x]
+    return [r.clamp(0, 1) for r in rows]
+
+
 def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=False, download=False, device=None):
     """The PCA of the dataset's train split: read from the cache file, or fitted and cached.
 
@@ -196,7 +232,16 @@ def main():
     p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
     p.add_argument("--out", help="PNG grid to write (default out/pca-DATASET-PCT.png)")
     p.add_argument("--n-images", type=cli.positive, default=8, help="test images in the grid")
+    p.add_argument("--image", help="an image file of yours to show instead (resized to the dataset's image size)")
+    p.add_argument("--ckpt", help="a pretrain.py checkpoint: shows its masked input and prediction too, "
+                   "with its dataset, image size and band")
     args = p.parse_args()
+    if args.ckpt:
+        ckpt = load_pretrained(args.ckpt)
+        cfg = ckpt["config"]
+        args.dataset, args.image_size = cfg["dataset"], cfg["image_size"]
+        if cfg["target"] != "original":
+            args.pct = cfg["pct"] if cfg["target"] == "bottom" else 100 - cfg["pct"]
     out = cli.writable(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
 
     pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
@@ -209,11 +254,19 @@ def main():
     print("largest components needed for 50% / 90% / 99% of the variance: "
           + " / ".join(f"{int((desc < s).sum()) + 1:,}" for s in (0.5, 0.9, 0.99)))
 
-    x, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
-    x = x[:args.n_images].float() / 255
+    if args.image:
+        x_uint8 = data.read_image(args.image, pca["shape"][-1], pca["shape"][0])[None]
+    else:
+        x_uint8 = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)[0][:args.n_images]
+    x = x_uint8.float() / 255
     rows = [x] + [to_band(x, on_device(pca, "cpu", band_slice(pca, t, q))).clamp(0, 1) for t, q in bands]
+    if args.ckpt:  # the model's input and prediction, for its own target band and masking (or noise)
+        band = band_slice(pca, cfg["target"], cfg["pct"]) if cfg["target"] != "original" else None
+        pcs = on_device(pca, "cpu", band, full=cfg["masking"] == "pca")
+        rows += shown(pretrained(ckpt, pca["shape"], args.ckpt), x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[:2]
     cli.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
-    print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%)")
+    print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%"
+          + (f", input and prediction of {target_name(cfg)})" if args.ckpt else ")"))
 
 
 if __name__ == "__main__":

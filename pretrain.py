@@ -28,6 +28,9 @@ def get_args(argv=None):
     p.add_argument("--pct", type=cli.within(0, 100), help="variance share of the target band in percent")
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS, help="none reproduces the original work")
     p.add_argument("--masking", default="random", choices=MASKINGS)
+    p.add_argument("--corruption", choices=("gaussian",), help="gaussian: no masking; the encoder sees every patch "
+                   "of the image plus --sigma times N(0, 1) noise, and the loss covers every patch (default: masking)")
+    p.add_argument("--sigma", type=cli.positive_float, help="noise level of --corruption gaussian (pixels in [0, 1])")
     p.add_argument("--mask-ratio", type=cli.within(0, 1), default=0.75, help="share of the patches masked (patch maskings)")
     p.add_argument("--pca-mask-share", type=cli.within(0, 1), default=0.2,
                    help="with --masking pca: variance share of the principal components hidden from each image")
@@ -49,6 +52,8 @@ def get_args(argv=None):
         p.error("--pct selects the band: give it with --target bottom or top, and only then")
     if any(not 0 < e < 100 for e in args.band_edges) or sorted(set(args.band_edges)) != args.band_edges:
         p.error("--band-edges must be increasing percentages in (0, 100)")
+    if (args.corruption is None) != (args.sigma is None) or args.corruption and args.masking != "random":
+        p.error("--corruption gaussian takes --sigma and no --masking; --sigma only goes with it")
     if args.masking == "grid" and grid_cell(args.mask_ratio) is None:
         p.error(f"--masking grid keeps one patch of every s x s cell: mask ratio 1 - 1/s^2 (0.75, 0.8889, ...), "
                 f"not {args.mask_ratio:g}")
@@ -65,41 +70,11 @@ def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
     return x, pca_project.to_band(x, pcs)
 
 
-@torch.no_grad()
-def predict(model, x_uint8, pcs, mask_share):
-    """The model on fixed images with the same masks every time: (images, input, target, prediction,
-    mask image (1 = masked patch)), the prediction in pixels even with norm-pix-loss."""
-    model.eval()
-    g = torch.Generator(x_uint8.device).manual_seed(0)
-    hidden = None
-    if model.masking == "pca":
-        u = torch.rand(len(x_uint8), len(pcs["share"]), device=x_uint8.device, generator=g)
-        hidden = pca_project.hide_components(pcs["share"], mask_share, u)
-    inp, target = make_batch(x_uint8, "none", pcs, hidden=hidden)
-    _, pred, mask = model(inp, target, generator=g)
-    tp = model.patchify(target)
-    if model.norm_pix_loss:  # undo the per-patch normalisation with the target's own statistics
-        pred = pred * (tp.var(-1, keepdim=True) + 1e-6).sqrt() + tp.mean(-1, keepdim=True)
-    m = model.unpatchify(mask[..., None].expand_as(tp))
-    return x_uint8.float() / 255, inp, target, model.unpatchify(pred.float()), m
-
-
-def save_grid(model, x_uint8, pcs, mask_share, path):
-    """Rows: input (masked patches grey), prediction (visible patches from the target; with PCA
-    masking, input plus predicted hidden components), target, original."""
-    x, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share)
-    if model.masking == "pca":
-        rows = [inp, inp + pred - pcs["mean"].view_as(x[0]), target, x]
-    else:
-        rows = [inp * (1 - m) + 0.5 * m, pred * m + target * (1 - m), target, x]
-    cli.save_png(torch.cat(rows).clamp(0, 1), path, nrow=len(x), padding=1)
-
-
-def explained_by_band(model, x_uint8, pcs, mask_share):
+def explained_by_band(model, x_uint8, pcs, args):
     """Per band of the spectrum, the share of the variance of the hidden part of the target (its masked
     patches, or hidden components) the reconstruction explains (pca_project.explained); None outside the
     target band. Against the target, not the image: cutting patches would leak its top band into the others."""
-    _, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share)
+    _, inp, target, pred, m = pca_project.predict(model, x_uint8, pcs, args.pca_mask_share, args.sigma)
     mean = pcs["mean"].view_as(inp[0])
     if model.masking == "pca":
         truth, seen, guess = inp + target - mean, inp, inp + pred - mean
@@ -142,7 +117,8 @@ def main(argv=None):
         print(f"device {device}{f' x {run.world} processes' if run.world > 1 else ''} | {args.dataset}: "
               f"{len(x_train):,} train images {'x'.join(map(str, x_train.shape[1:]))} | target: {band_desc} | MAE dim "
               f"{args.dim} depth {args.depth}, decoder {args.decoder_dim}x{args.decoder_depth}, patch {args.patch_size}, "
-              f"{args.masking} masking {args.pca_mask_share if args.masking == 'pca' else args.mask_ratio:g} | "
+              + (f"gaussian noise {args.sigma:g} | " if args.corruption else f"{args.masking} masking "
+                 f"{args.pca_mask_share if args.masking == 'pca' else args.mask_ratio:g} | ") +
               f"{n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}")
 
     x_train = x_train.to(device)
@@ -161,20 +137,22 @@ def main(argv=None):
             if args.masking == "pca":
                 u_pca = torch.rand(run.batch_size, len(pcs["share"]), device=device)[run.local]
                 hidden = pca_project.hide_components(pcs["share"], args.pca_mask_share, u_pca)
-            else:
+            elif not args.corruption:
                 scores = model.mask_scores(run.batch_size, device)[run.local]
             x, target = make_batch(x_train[idx[run.local]], args.aug, pcs, u, hidden)
+            if args.corruption:  # gaussian: the encoder sees every patch, noisy; the target stays clean
+                x = x + args.sigma * torch.randn(run.batch_size, *x.shape[1:], device=device)[run.local]
             run.step(x, target, scores=scores)
         log = run.end_epoch()
         if training.main_process() and args.band_edges:
-            log["explained"] = explained_by_band(model, x_monitor, pcs, args.pca_mask_share)
+            log["explained"] = explained_by_band(model, x_monitor, pcs, args)
         if training.main_process() and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
             feats_train = extract_features(model.encoder, x_train[knn_train.to(device)], amp=run.amp)
             feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
-            save_grid(model, grid_images, pcs, args.pca_mask_share,
-                      os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
+            rows = pca_project.shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
+            cli.save_png(torch.cat(rows), os.path.join(args.out, f"recon-{epoch + 1:04d}.png"), nrow=8, padding=1)
         run.save(log)
 
     if training.main_process():

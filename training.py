@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import cli
 from cli import UserError, load_checkpoint, save_atomic, save_text
-from model import build_model, get_lr
+from model import get_lr
 
 
 # Flags that change where or how fast a run goes, not what it computes: left out of its config.
@@ -127,8 +127,8 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
         ckpt = load_checkpoint(paths[1])
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
         raise UserError(f"{paths[0]} is not a {state} of this project")
-    if ckpt["config"] != cfg:
-        diff = sorted(k for k in cfg.keys() | ckpt["config"].keys() if cfg.get(k) != ckpt["config"].get(k))
+    old = ckpt["config"]  # a key it lacks is a flag added since: the same when this run leaves it None
+    if diff := sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k)):
         raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); choose another --out")
     if not resume:
         raise UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
@@ -256,31 +256,3 @@ class Run:
         if main_process():
             print(json.dumps(log))
             save_text("".join(json.dumps(line) + "\n" for line in self.log), os.path.join(self.args.out, "log.jsonl"))
-
-
-def load_pretrained(path):
-    """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one."""
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "mask_ratio" not in ckpt.get("config", {}) or "model" not in ckpt:
-        raise UserError(f"{path} is not a pretrain.py checkpoint")
-    return ckpt
-
-
-def pretrained_encoder(ckpt, image_shape, path):
-    """The encoder of a pretrain.py checkpoint, for images of image_shape (C, H, W)."""
-    cfg = ckpt["config"]
-    if tuple(cfg["image_shape"]) != tuple(image_shape):
-        raise UserError(f"{path} was pretrained on {'x'.join(map(str, cfg['image_shape']))} images; "
-                        f"this dataset has {'x'.join(map(str, image_shape))}")
-    mae = build_model(cfg, image_shape)
-    try:
-        mae.load_state_dict(ckpt["model"])
-    except RuntimeError:
-        raise UserError(f"{path} holds weights of another model than its config describes") from None
-    return mae.encoder
-
-
-def target_name(cfg):
-    """How results name a pretraining target: original, bottom 25%, top 75%, and PCA masking when used."""
-    name = "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
-    return name + (f", PCA masking {100 * cfg['pca_mask_share']:g}%" if cfg["masking"] == "pca" else "")

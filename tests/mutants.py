@@ -47,7 +47,7 @@ MUTANTS = [
     ("reported accuracy not the final weights'", "finetune.py",
      'test_accuracy = logs[-1]["test_accuracy"]', 'test_accuracy = logs[0]["test_accuracy"]',
      "tests/test_eval.py::test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch"),
-    ("norm-pix prediction left normalised in the grid", "pretrain.py", "    if model.norm_pix_loss:  # undo",
+    ("norm-pix prediction left normalised in the grid", "pca_project.py", "    if model.norm_pix_loss:  # undo",
      "    if False:  # undo", "tests/test_method.py::test_norm_pix_loss_normalises_each_target_patch_and_the_grid_undoes_it"),
     ("smaller side: complement formula flipped", "pca_project.py",
      'return (x.flatten(1) - part if pcs["complement"] else part + pcs["mean"])',

@@ -82,7 +82,7 @@ def test_init_none_loads_nothing(fmnist_folder, tmp_path, run, monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a checkpoint was loaded")
 
-    monkeypatch.setattr(training, "load_pretrained", refuse)
+    monkeypatch.setattr(finetune, "load_pretrained", refuse)
     monkeypatch.setattr(training, "load_checkpoint", refuse)
     code, _, err = run(finetune, "--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder,
                        "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,

@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -123,7 +124,7 @@ def test_band_monitor_gives_1_for_the_target_and_0_for_the_mean_image(fmnist_fol
     for predict, expected in ((oracle, 1), (mean_image, 0)):
         mae.forward = lambda x, t, generator=None, scores=None: (None, mae.patchify(predict(t)),
                                                                  forward(x, t, generator)[2])
-        got = pretrain.explained_by_band(mae, x, pca, 0.2)
+        got = pretrain.explained_by_band(mae, x, pca, SimpleNamespace(pca_mask_share=0.2, sigma=None))
         expected = dict.fromkeys(got, expected)
         if target == "bottom":  # the top 75% is no part of the target
             expected["top 75%"] = None

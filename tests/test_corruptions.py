@@ -1,0 +1,92 @@
+"""Issue 16: Gaussian-noise corruption instead of masking, and a model's view of your own image."""
+import numpy as np
+import torch
+from PIL import Image
+
+import data
+import model
+import pca_project
+import pretrain
+import training
+from conftest import TINY
+from test_pca import one_line_error
+
+GAUSS = [*TINY, "--corruption", "gaussian", "--sigma", 0.5, "--aug", "none"]
+
+
+def test_noise_model_sees_and_scores_every_patch():
+    torch.manual_seed(0)
+    mae = model.MAE(image_size=8, patch_size=2, channels=1, dim=16, depth=1, heads=2, decoder_dim=16,
+                    decoder_depth=1, decoder_heads=2, masking="none")
+    seen = []
+    mae.encoder.register_forward_hook(lambda module, args, out: seen.append(out.shape[1]))
+    x, target = torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)
+    loss, pred, mask = mae(x, target)
+    assert seen == [1 + 16] and bool((mask == 1).all())
+    assert torch.allclose(loss, ((pred - mae.patchify(target)) ** 2).mean())
+
+
+def test_pretraining_adds_the_noise_to_the_input_only(fmnist_folder, tmp_path, run, monkeypatch):
+    batches = []
+    step = training.train_step
+
+    def spy(step_model, optimizer, x, target, *args, **kwargs):
+        batches.append((x.clone(), target.clone(), step_model.masking))
+        return step(step_model, optimizer, x, target, *args, **kwargs)
+    monkeypatch.setattr(training, "train_step", spy)
+    code, out, err = run(pretrain, *GAUSS, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path)
+    assert code == 0 and "gaussian noise 0.5" in out, err
+    for x, target, masking in batches:
+        noise = x - target  # the original target, no augmentation: the clean image
+        assert masking == "none" and abs(noise.std().item() - 0.5) < 0.02 and abs(noise.mean().item()) < 0.02
+    assert not torch.equal(batches[0][0] - batches[0][1], batches[1][0] - batches[1][1])  # fresh noise each step
+
+
+def test_noise_run_resumes_bit_identically(fmnist_folder, tmp_path, stopped_and_resumed):
+    code, out, err = stopped_and_resumed(pretrain, *GAUSS, "--data-dir", fmnist_folder, "--epochs", 3,
+                                         "--target", "bottom", "--pct", 25)
+    assert code == 0 and "resuming at epoch 3" in out, err
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_noise_flags_are_one_line(fmnist_folder, tmp_path, run):
+    tiny = [*TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "x"]
+    for bad in (["--corruption", "gaussian", "--sigma", 0], ["--corruption", "gaussian", "--sigma", -1],
+                ["--corruption", "gaussian"], ["--sigma", 0.5], ["--corruption", "salt"],
+                ["--corruption", "gaussian", "--sigma", 0.5, "--masking", "pca"]):
+        code, _, err = run(pretrain, *tiny, *bad)
+        assert one_line_error(code, err), (bad, err)
+    assert not (tmp_path / "x").exists()
+
+
+def panels(path, n_rows, size):
+    """The panels of a one-column grid PNG (padding 1), as floats in [0, 1]."""
+    img = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+    assert img.shape[1:] == (n_rows * (size + 1) + 1, size + 2)
+    return [img[:, 1 + k * (size + 1):1 + k * (size + 1) + size, 1:1 + size] for k in range(n_rows)]
+
+
+def test_your_own_image_with_its_bands_and_a_checkpoints_prediction(fmnist_folder, tmp_path, run):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 40, 3), dtype=np.uint8)).save(photo)
+    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 2, "--target", "bottom", "--pct", 10,
+               "--out", tmp_path / "run")[0] == 0
+    args = ["--data-dir", fmnist_folder, "--image", photo, "--out", tmp_path / "mine.png"]
+    code, out, err = run(pca_project, *args, "--ckpt", tmp_path / "run" / "ckpt.pt")
+    assert code == 0 and "bottom 10%" in out and "input and prediction of bottom 10%" in out, err
+    shown = panels(tmp_path / "mine.png", 5, 16)  # resized to the checkpoint's 16 px
+    x_uint8 = data.read_image(photo, 16)[None]
+    assert (shown[0] - x_uint8[0] / 255).abs().max() < 1 / 255 + 1e-6
+    pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
+    mae = model.pretrained(torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True), (3, 16, 16), "ckpt")
+    bottom = pca_project.on_device(pca, "cpu", pca_project.band_slice(pca, "bottom", 10))
+    want = [pca_project.to_band(x_uint8 / 255, bottom).clamp(0, 1)[0],
+            *[r[0] for r in pca_project.shown(mae, x_uint8, bottom)[:2]]]
+    for got, expected in zip([shown[1], shown[3], shown[4]], want):
+        assert (got - expected).abs().max() < 1 / 255 + 1e-6
+    code, out, err = run(pca_project, *args, "--dataset", "folder", "--image-size", 24)  # no checkpoint: 3 rows
+    assert code == 0 and len(panels(tmp_path / "mine.png", 3, 24)) == 3, err
+    for bad in (["--image", tmp_path / "missing.png"], ["--ckpt", photo]):
+        code, _, err = run(pca_project, *args, "--dataset", "folder", *bad)
+        assert one_line_error(code, err), (bad, err)

@@ -22,7 +22,7 @@ import training
 from model import Classifier, Encoder, check_sizes, default_patch_size, load_pretrained, param_groups, pretrained, \
     target_name
 
-SIZE_FLAGS = ("patch_size", "dim", "depth", "heads")
+SIZE_FLAGS = ("patch_size", "dim", "depth", "heads", "attention")
 VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
 
 
@@ -33,8 +33,9 @@ def get_args(argv=None):
     p.add_argument("--input", default="original", choices=("original", "bottom", "top"))
     p.add_argument("--pct", type=cli.within(0, 100), help="variance share of the input band in percent")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"))
-    for name in SIZE_FLAGS:  # from the checkpoint with --ckpt; ViT-Tiny with --init none
+    for name in SIZE_FLAGS[:-1]:  # from the checkpoint with --ckpt; ViT-Tiny with --init none
         p.add_argument("--" + name.replace("_", "-"), type=cli.positive)
+    p.add_argument("--attention", choices=("wave",), help="wave: Wave-ViT's attention (default: plain)")
     training.add_flags(p, epochs=100, warmup=0.05, batch_size=1024, blr=1e-3, out="runs/finetune")
     p.add_argument("--layer-decay", type=cli.within(0, 1, high_in=True), default=0.75, help="lr factor per layer below the head")
     p.add_argument("--drop-path", type=cli.within(0, 1, low_in=True), default=0.1)
@@ -85,10 +86,10 @@ def main(argv=None):
         ckpt = load_pretrained(args.ckpt)
         pre = ckpt["config"]
         for name in SIZE_FLAGS:
-            if getattr(args, name) is not None and getattr(args, name) != pre[name]:
+            if getattr(args, name) is not None and getattr(args, name) != pre.get(name):
                 raise cli.UserError(f"--{name.replace('_', '-')} {getattr(args, name)} contradicts the checkpoint's "
-                                    f"{pre[name]}; leave it out to use the checkpoint's")
-            setattr(args, name, pre[name])
+                                    f"{pre.get(name)}; leave it out to use the checkpoint's")
+            setattr(args, name, pre.get(name))
         encoder = pretrained(ckpt, shape, args.ckpt).encoder
         for block, rate in zip(encoder.blocks, torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()):
             block.drop_path = rate
@@ -97,8 +98,9 @@ def main(argv=None):
         args.patch_size = args.patch_size or default_patch_size(shape[-1])
         for name, value in VIT_TINY.items():
             setattr(args, name, getattr(args, name) or value)
-        check_sizes(shape, args.patch_size, (args.dim, args.heads))
-        encoder = Encoder(shape[1], args.patch_size, shape[0], args.dim, args.depth, args.heads, args.drop_path)
+        check_sizes(shape, args.patch_size, (args.dim, args.heads), attention=args.attention)
+        encoder = Encoder(shape[1], args.patch_size, shape[0], args.dim, args.depth, args.heads, args.drop_path,
+                          args.attention)
     num_classes = int(y_train.max()) + 1
     model = Classifier(encoder, num_classes, args.pool).to(device)
 

@@ -46,26 +46,74 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x):
+    def forward(self, x, ids_keep=None):
         n, t, d = x.shape
         q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(n, t, d))
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block, with stochastic depth (drop_path) for fine-tuning."""
+# Haar filters of a 2 x 2 block (LL, LH, HL, HH): orthonormal, so the inverse DWT is the transposed convolution.
+HAAR = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[1.0, -1.0], [1.0, -1.0]], [[1.0, 1.0], [-1.0, -1.0]],
+                     [[1.0, -1.0], [-1.0, 1.0]]]) / 2
 
-    def __init__(self, dim, heads, mlp_ratio=4.0, drop_path=0.0):
+
+def dwt(x):
+    """One-level Haar DWT: (N, C, H, W) -> (N, 4C, H/2, W/2), the four sub-bands of each channel in turn."""
+    return F.conv2d(x, HAAR.to(x)[:, None].repeat(x.shape[1], 1, 1, 1), stride=2, groups=x.shape[1])
+
+
+def idwt(y):
+    """The inverse of dwt: (N, 4C, H/2, W/2) -> (N, C, H, W)."""
+    c = y.shape[1] // 4
+    return F.conv_transpose2d(y, HAAR.to(y)[:, None].repeat(c, 1, 1, 1), stride=2, groups=c)
+
+
+class WaveAttention(nn.Module):
+    """Wave-ViT's attention (Yao et al. 2022) over a grid x grid patch grid: the tokens, reduced to dim/4
+    channels, go through a Haar DWT and a 3x3 conv to a half-resolution map; keys and values come from
+    it, and its inverse DWT is a full-resolution branch beside the attention output."""
+
+    def __init__(self, dim, heads, grid):
+        super().__init__()
+        self.heads, self.grid = heads, grid
+        self.q = nn.Linear(dim, dim)
+        self.reduce = nn.Sequential(nn.Conv2d(dim, dim // 4, 1), nn.BatchNorm2d(dim // 4), nn.ReLU())
+        self.filter = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.BatchNorm2d(dim), nn.ReLU())
+        self.kv = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim))
+        self.proj = nn.Linear(dim + dim // 4, dim)
+
+    def forward(self, x, ids_keep=None):
+        """x: the class token and the patch tokens, all of them, or (masked pretraining) those at ids_keep,
+        with the hidden ones zero on the grid: keys and values then summarise the visible patches only."""
+        n, t, d = x.shape
+        patches = x[:, 1:]
+        if ids_keep is not None:
+            patches = x.new_zeros(n, self.grid ** 2, d).scatter(1, ids_keep[..., None].expand(-1, -1, d), patches)
+        waves = self.filter(dwt(self.reduce(patches.transpose(1, 2).reshape(n, d, self.grid, self.grid))))
+        kv = self.kv(waves.flatten(2).transpose(1, 2)).view(n, -1, 2, self.heads, d // self.heads)
+        q = self.q(x).view(n, t, self.heads, d // self.heads).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, *kv.permute(2, 0, 3, 1, 4)).transpose(1, 2).reshape(n, t, d)
+        detail = idwt(waves).flatten(2).transpose(1, 2)  # (N, grid^2, d/4)
+        if ids_keep is not None:
+            detail = detail.gather(1, ids_keep[..., None].expand(-1, -1, d // 4))
+        detail = torch.cat([detail.new_zeros(n, 1, d // 4), detail], 1)  # the class token has no place on the grid
+        return self.proj(torch.cat([out, detail], -1))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block, with stochastic depth (drop_path) for fine-tuning; with a grid, wave attention."""
+
+    def __init__(self, dim, heads, mlp_ratio=4.0, drop_path=0.0, grid=None):
         super().__init__()
         self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads) if grid is None else WaveAttention(dim, heads, grid)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
 
-    def forward(self, x):
-        x = x + self.dropped(self.attn(self.norm1(x)))
+    def forward(self, x, ids_keep=None):
+        x = x + self.dropped(self.attn(self.norm1(x), ids_keep))
         return x + self.dropped(self.mlp(self.norm2(x)))
 
     def dropped(self, branch):
@@ -77,16 +125,18 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    """ViT encoder: linear patch embedding, fixed sin-cos positions, class token, pre-norm blocks."""
+    """ViT encoder: linear patch embedding, fixed sin-cos positions, class token, pre-norm blocks
+    (with attention "wave", Wave-ViT's attention in every block)."""
 
-    def __init__(self, image_size, patch_size, channels, dim, depth, heads, drop_path=0.0):
+    def __init__(self, image_size, patch_size, channels, dim, depth, heads, drop_path=0.0, attention=None):
         super().__init__()
         self.patch_size, self.channels, self.grid, self.dim = patch_size, channels, image_size // patch_size, dim
         self.patch_embed = nn.Linear(patch_size * patch_size * channels, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid)[None], persistent=False)
         rates = torch.linspace(0, drop_path, depth).tolist()  # deeper blocks are dropped more often
-        self.blocks = nn.ModuleList(Block(dim, heads, drop_path=r) for r in rates)
+        grid = self.grid if attention == "wave" else None
+        self.blocks = nn.ModuleList(Block(dim, heads, drop_path=r, grid=grid) for r in rates)
         self.norm = nn.LayerNorm(dim)
 
     def patchify(self, x):
@@ -101,7 +151,7 @@ class Encoder(nn.Module):
             tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
         tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], 1)
         for block in self.blocks:
-            tokens = block(tokens)
+            tokens = block(tokens, ids_keep)
         return self.norm(tokens)
 
     def features(self, x, pool="cls"):
@@ -124,9 +174,9 @@ def init_weights(module):
 class MAE(nn.Module):
     def __init__(self, image_size=32, patch_size=2, channels=3, dim=192, depth=12, heads=3,
                  decoder_dim=192, decoder_depth=4, decoder_heads=3, mask_ratio=0.75, masking="random",
-                 norm_pix_loss=False):
+                 norm_pix_loss=False, attention=None):
         super().__init__()
-        self.encoder = Encoder(image_size, patch_size, channels, dim, depth, heads)
+        self.encoder = Encoder(image_size, patch_size, channels, dim, depth, heads, attention=attention)
         self.patch_size, self.channels, self.grid = patch_size, channels, image_size // patch_size
         self.mask_ratio, self.masking, self.norm_pix_loss = mask_ratio, masking, norm_pix_loss
         self.decoder_embed = nn.Linear(dim, decoder_dim)
@@ -201,12 +251,14 @@ def default_patch_size(image_size):
     return min((p for p in range(1, image_size + 1) if image_size % p == 0), key=lambda p: abs(image_size / p - 16))
 
 
-def check_sizes(image_shape, patch_size, *widths_and_heads):
-    """A UserError unless the images are square, divisible into patches, and every transformer
-    width is divisible by 4 (sin-cos positions) and by its number of heads."""
+def check_sizes(image_shape, patch_size, *widths_and_heads, attention=None):
+    """A UserError unless the images are square, divisible into patches (an even grid of them for wave
+    attention's DWT), and every transformer width is divisible by 4 (sin-cos positions) and by its heads."""
     _, h, w = image_shape
     if h != w or h % patch_size:
         raise UserError(f"image size {h}x{w} is not a square divisible by patch size {patch_size}")
+    if attention == "wave" and h // patch_size % 2:
+        raise UserError(f"wave attention needs an even patch grid for its DWT; {h} px / patch {patch_size} = {h // patch_size}")
     for d, heads in widths_and_heads:
         if d % heads or d % 4:
             raise UserError(f"width {d} must be divisible by 4 and by its number of heads ({heads})")
@@ -215,13 +267,14 @@ def check_sizes(image_shape, patch_size, *widths_and_heads):
 def build_model(cfg, image_shape):
     """The MAE a config (pretrain.py's flags) describes, for images (C, H, W); a UserError if they do not fit."""
     c, h, _ = image_shape
-    check_sizes(image_shape, cfg["patch_size"], (cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"]))
+    check_sizes(image_shape, cfg["patch_size"], (cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"]),
+                attention=cfg.get("attention"))
     if cfg["masking"] == "grid" and (h // cfg["patch_size"]) % grid_cell(cfg["mask_ratio"]):
         raise UserError(f"--masking grid needs the patch grid ({h // cfg['patch_size']}) divisible by "
                         f"{grid_cell(cfg['mask_ratio'])}")
     return MAE(h, cfg["patch_size"], c, cfg["dim"], cfg["depth"], cfg["heads"], cfg["decoder_dim"],
                cfg["decoder_depth"], cfg["decoder_heads"], cfg["mask_ratio"],
-               "none" if cfg.get("corruption") == "gaussian" else cfg["masking"], cfg["norm_pix_loss"])
+               "none" if cfg.get("corruption") == "gaussian" else cfg["masking"], cfg["norm_pix_loss"], cfg.get("attention"))
 
 
 def load_pretrained(path):

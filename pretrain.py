@@ -35,6 +35,7 @@ def get_args(argv=None):
     p.add_argument("--pca-mask-share", type=cli.within(0, 1), default=0.2,
                    help="with --masking pca: variance share of the principal components hidden from each image")
     p.add_argument("--norm-pix-loss", action="store_true", help="normalise each target patch (MAE paper)")
+    p.add_argument("--attention", choices=("wave",), help="wave: Wave-ViT's attention in the encoder (default: plain)")
     p.add_argument("--patch-size", type=cli.positive, help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
     for name, size in (("dim", 192), ("depth", 12), ("heads", 3), ("decoder-dim", 192), ("decoder-depth", 4),
                        ("decoder-heads", 3)):  # ViT-Tiny, and SPEC 3's decoder

@@ -1,9 +1,11 @@
-"""Issue 16: Gaussian-noise corruption instead of masking, and a model's view of your own image."""
+"""Issue 16: Gaussian-noise corruption instead of masking, Wave-ViT's attention, and your own image."""
 import numpy as np
 import torch
 from PIL import Image
 
 import data
+import finetune
+import linprobe
 import model
 import pca_project
 import pretrain
@@ -90,3 +92,55 @@ def test_your_own_image_with_its_bands_and_a_checkpoints_prediction(fmnist_folde
     for bad in (["--image", tmp_path / "missing.png"], ["--ckpt", photo]):
         code, _, err = run(pca_project, *args, "--dataset", "folder", *bad)
         assert one_line_error(code, err), (bad, err)
+
+
+def test_haar_dwt_then_its_inverse_is_exact():
+    x = torch.randint(-100, 100, (2, 5, 8, 6)).float()  # integers: every step of the transform is exact
+    assert torch.equal(model.idwt(model.dwt(x)), x)
+    y = torch.rand(3, 4, 6, 10, dtype=torch.float64)
+    assert torch.allclose(model.idwt(model.dwt(y)), y, atol=1e-14, rtol=0)
+    bands = model.dwt(torch.ones(1, 1, 4, 4))  # a flat image has only the low-low band
+    assert torch.equal(bands[0, 0], torch.full((2, 2), 2.0)) and not bands[0, 1:].any()
+    step = model.dwt(torch.tensor([[1.0, 0.0]]).repeat(2, 1)[None, None])  # a left-right edge: the LH band
+    assert torch.equal(step.flatten(), torch.tensor([1.0, 1.0, 0.0, 0.0]))
+
+
+def test_wave_attention_shapes_and_gradients():
+    torch.manual_seed(0)
+    attn = model.WaveAttention(dim=16, heads=2, grid=4)
+    x = torch.randn(3, 1 + 16, 16, requires_grad=True)
+    out = attn(x)
+    assert out.shape == x.shape
+    out.square().sum().backward()
+    assert x.grad.abs().sum() > 0
+    for name, p in attn.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # Masked pretraining: the visible tokens only, the hidden patches zero on the grid.
+    ids_keep = torch.tensor([[0, 5, 10, 15]]).repeat(3, 1)
+    visible = torch.cat([x[:, :1], x[:, 1:].gather(1, ids_keep[..., None].expand(-1, -1, 16))], 1)
+    assert attn(visible, ids_keep).shape == (3, 5, 16)
+    full = x.detach().clone()
+    full[:, 1:][torch.ones(3, 16, dtype=torch.bool).scatter(1, ids_keep, False)] = 0
+    attn.eval()  # BatchNorm with running statistics: the same map either way
+    assert torch.allclose(attn(visible, ids_keep), attn(full)[:, [0, 1, 6, 11, 16]], atol=1e-5)
+
+
+def test_wave_attention_through_pretraining_probe_and_fine_tuning(fmnist_folder, tmp_path, run):
+    common = ["--data-dir", fmnist_folder, "--epochs", 1]
+    code, out, err = run(pretrain, *TINY, *common, "--attention", "wave", "--out", tmp_path / "pre")
+    assert code == 0, err
+    ckpt = torch.load(tmp_path / "pre" / "ckpt.pt", weights_only=True)
+    assert ckpt["config"]["attention"] == "wave" and any(".attn.reduce." in k for k in ckpt["model"])
+    assert run(linprobe, "--ckpt", tmp_path / "pre" / "ckpt.pt", *common, "--out", tmp_path / "lp")[0] == 0
+    ft = ["--ckpt", tmp_path / "pre" / "ckpt.pt", "--dataset", "folder", "--image-size", 16, *common]
+    assert run(finetune, *ft, "--out", tmp_path / "ft")[0] == 0
+    code, _, err = run(finetune, *ft, "--attention", "wave", "--out", tmp_path / "ft2")
+    assert code == 0, err  # the checkpoint's own attention, said again
+    scratch = ["--init", "none", "--dataset", "folder", "--patch-size", 4, "--dim", 32, "--depth", 1, "--heads", 2,
+               *common, "--attention", "wave"]
+    assert run(finetune, *scratch, "--image-size", 16, "--out", tmp_path / "scratch")[0] == 0
+    for script, args in ((pretrain, [*TINY, *common, "--attention", "wave", "--image-size", 20]),  # a 5 x 5 grid
+                         (finetune, [*scratch, "--image-size", 12]),  # 3 x 3
+                         (pretrain, [*TINY, *common, "--attention", "sparse"])):
+        code, _, err = run(script, *args, "--out", tmp_path / "bad")
+        assert one_line_error(code, err), (args, err)

@@ -41,6 +41,18 @@ laptop20: .venv/ready $(FASHION_MNIST)
 	  $(PY) linprobe.py --ckpt $$out/ckpt.pt --epochs 30 --warmup-epochs 3 --out $$out/linprobe || exit 1; done
 	$(PY) report.py runs/laptop
 
+# Issue 16 at laptop scale: Gaussian-noise pretraining beside masking (the model and budget of `laptop`, whose
+# masking runs are committed), and Wave-ViT's attention beside plain attention (from scratch on the CIFAR-10 JPEG copy).
+alternatives: .venv/ready $(FASHION_MNIST)
+	for target in original "bottom --pct 25"; do \
+	  out=results/laptop/mae-$$(echo $$target | tr -d ' -' | sed s/pct//)-gauss25; \
+	  $(PY) pretrain.py --dataset fashion-mnist --target $$target $(MAE) --corruption gaussian --sigma 0.25 --out $$out || exit 1; \
+	  $(PY) linprobe.py --ckpt $$out/ckpt.pt --epochs 30 --warmup-epochs 3 --resume --out $$out/linprobe || exit 1; done
+	for attention in plain wave; do \
+	  $(PY) finetune.py $(C10) --init none --layer-decay 1 --patch-size 4 --dim 64 --depth 4 --heads 4 --epochs 3 \
+	    --warmup-epochs 1 --batch-size 256 $$([ $$attention = wave ] && echo --attention wave) --resume \
+	    --out results/c10-attention/$$attention || exit 1; done
+
 # Issue 15's study on real CIFAR-10 (a JPEG q75 copy: ../shared/data/README.md), about 8 hours on 2 cores,
 # resumable: run it again after any stop. Writes results/cifar10-jpeg/ (checkpoints and features are not committed).
 DATA := data/cifar10-jpeg
@@ -91,4 +103,4 @@ gpu-check: .venv/ready $(FASHION_MNIST)
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
-.PHONY: demo test mutants bench gpu-check laptop laptop20 cifar10-laptop
+.PHONY: demo test mutants bench gpu-check laptop laptop20 cifar10-laptop alternatives

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cli import UserError, load_checkpoint
+from wave_attention import WaveAttention
 
 # Patch maskings hide mask_ratio of the patches; "pca" hides no patch: the input and target are
 # already split into principal components (pca_project.hide_components, PMAE). The model's "none"
@@ -51,54 +52,6 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(n, t, d))
-
-
-# Haar filters of a 2 x 2 block (LL, LH, HL, HH): orthonormal, so the inverse DWT is the transposed convolution.
-HAAR = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[1.0, -1.0], [1.0, -1.0]], [[1.0, 1.0], [-1.0, -1.0]],
-                     [[1.0, -1.0], [-1.0, 1.0]]]) / 2
-
-
-def dwt(x):
-    """One-level Haar DWT: (N, C, H, W) -> (N, 4C, H/2, W/2), the four sub-bands of each channel in turn."""
-    return F.conv2d(x, HAAR.to(x)[:, None].repeat(x.shape[1], 1, 1, 1), stride=2, groups=x.shape[1])
-
-
-def idwt(y):
-    """The inverse of dwt: (N, 4C, H/2, W/2) -> (N, C, H, W)."""
-    c = y.shape[1] // 4
-    return F.conv_transpose2d(y, HAAR.to(y)[:, None].repeat(c, 1, 1, 1), stride=2, groups=c)
-
-
-class WaveAttention(nn.Module):
-    """Wave-ViT's attention (Yao et al. 2022) over a grid x grid patch grid: the tokens, reduced to dim/4
-    channels, go through a Haar DWT and a 3x3 conv to a half-resolution map; keys and values come from
-    it, and its inverse DWT is a full-resolution branch beside the attention output."""
-
-    def __init__(self, dim, heads, grid):
-        super().__init__()
-        self.heads, self.grid = heads, grid
-        self.q = nn.Linear(dim, dim)
-        self.reduce = nn.Sequential(nn.Conv2d(dim, dim // 4, 1), nn.BatchNorm2d(dim // 4), nn.ReLU())
-        self.filter = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.BatchNorm2d(dim), nn.ReLU())
-        self.kv = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim))
-        self.proj = nn.Linear(dim + dim // 4, dim)
-
-    def forward(self, x, ids_keep=None):
-        """x: the class token and the patch tokens, all of them, or (masked pretraining) those at ids_keep,
-        with the hidden ones zero on the grid: keys and values then summarise the visible patches only."""
-        n, t, d = x.shape
-        patches = x[:, 1:]
-        if ids_keep is not None:
-            patches = x.new_zeros(n, self.grid ** 2, d).scatter(1, ids_keep[..., None].expand(-1, -1, d), patches)
-        waves = self.filter(dwt(self.reduce(patches.transpose(1, 2).reshape(n, d, self.grid, self.grid))))
-        kv = self.kv(waves.flatten(2).transpose(1, 2)).view(n, -1, 2, self.heads, d // self.heads)
-        q = self.q(x).view(n, t, self.heads, d // self.heads).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, *kv.permute(2, 0, 3, 1, 4)).transpose(1, 2).reshape(n, t, d)
-        detail = idwt(waves).flatten(2).transpose(1, 2)  # (N, grid^2, d/4)
-        if ids_keep is not None:
-            detail = detail.gather(1, ids_keep[..., None].expand(-1, -1, d // 4))
-        detail = torch.cat([detail.new_zeros(n, 1, d // 4), detail], 1)  # the class token has no place on the grid
-        return self.proj(torch.cat([out, detail], -1))
 
 
 class Block(nn.Module):

@@ -10,6 +10,7 @@ import model
 import pca_project
 import pretrain
 import training
+import wave_attention
 from conftest import TINY
 from test_pca import one_line_error
 
@@ -96,18 +97,18 @@ def test_your_own_image_with_its_bands_and_a_checkpoints_prediction(fmnist_folde
 
 def test_haar_dwt_then_its_inverse_is_exact():
     x = torch.randint(-100, 100, (2, 5, 8, 6)).float()  # integers: every step of the transform is exact
-    assert torch.equal(model.idwt(model.dwt(x)), x)
+    assert torch.equal(wave_attention.idwt(wave_attention.dwt(x)), x)
     y = torch.rand(3, 4, 6, 10, dtype=torch.float64)
-    assert torch.allclose(model.idwt(model.dwt(y)), y, atol=1e-14, rtol=0)
-    bands = model.dwt(torch.ones(1, 1, 4, 4))  # a flat image has only the low-low band
+    assert torch.allclose(wave_attention.idwt(wave_attention.dwt(y)), y, atol=1e-14, rtol=0)
+    bands = wave_attention.dwt(torch.ones(1, 1, 4, 4))  # a flat image has only the low-low band
     assert torch.equal(bands[0, 0], torch.full((2, 2), 2.0)) and not bands[0, 1:].any()
-    step = model.dwt(torch.tensor([[1.0, 0.0]]).repeat(2, 1)[None, None])  # a left-right edge: the LH band
+    step = wave_attention.dwt(torch.tensor([[1.0, 0.0]]).repeat(2, 1)[None, None])  # a left-right edge: the LH band
     assert torch.equal(step.flatten(), torch.tensor([1.0, 1.0, 0.0, 0.0]))
 
 
 def test_wave_attention_shapes_and_gradients():
     torch.manual_seed(0)
-    attn = model.WaveAttention(dim=16, heads=2, grid=4)
+    attn = wave_attention.WaveAttention(dim=16, heads=2, grid=4)
     x = torch.randn(3, 1 + 16, 16, requires_grad=True)
     out = attn(x)
     assert out.shape == x.shape
@@ -115,6 +116,10 @@ def test_wave_attention_shapes_and_gradients():
     assert x.grad.abs().sum() > 0
     for name, p in attn.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with torch.no_grad():  # the inverse-DWT branch reaches the output through the last quarter of proj's inputs
+        before = attn(x)
+        attn.proj.weight[:, 16:] = 0
+        assert not torch.allclose(attn(x)[:, 1:], before[:, 1:]) and torch.allclose(attn(x)[:, 0], before[:, 0])
     # Masked pretraining: the visible tokens only, the hidden patches zero on the grid.
     ids_keep = torch.tensor([[0, 5, 10, 15]]).repeat(3, 1)
     visible = torch.cat([x[:, :1], x[:, 1:].gather(1, ids_keep[..., None].expand(-1, -1, 16))], 1)

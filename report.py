@@ -31,7 +31,7 @@ PAPER = {
 def scale(r):
     """Model and pretraining schedule of a result, in a few words."""
     c = r["pretrain_config"] or r["config"]
-    model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}"
+    model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}" + (", wave attention" if c.get("attention") else "")
     return model + (f", {c['epochs']} pretrain ep" if r["pretrain_config"] else "")
 
 

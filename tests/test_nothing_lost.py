@@ -116,7 +116,7 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
 
 def test_report_gathers_seeds_and_keeps_other_runs_apart(tmp_path, run):
     pre_cfg = {"dim": 64, "depth": 4, "patch_size": 4, "epochs": 10, "seed": 0}
-    runs = [("s0", 0.40, 0, {}), ("s1", 0.50, 1, {}), ("blr", 0.90, 0, {"blr": 1.0})]
+    runs = [("s0", 0.40, 0, {}), ("s1", 0.50, 1, {}), ("blr", 0.90, 0, {"blr": 1.0}), ("wave", 0.6, 0, {"attention": "wave"})]
     for name, acc, seed, extra in runs:
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(
@@ -124,7 +124,8 @@ def test_report_gathers_seeds_and_keeps_other_runs_apart(tmp_path, run):
              "epochs": 30, "config": {"seed": 0, "ckpt": name}, "pretrain_config": pre_cfg | {"seed": seed} | extra}))
     code, out, err = run(report, tmp_path)
     rows = [line for line in out.splitlines() if "| original |" in line]
-    assert code == 0 and len(rows) == 2, out
+    assert code == 0 and len(rows) == 3, out
+    assert any("wave attention" in r and "0.600" in r for r in rows), rows
     assert any("0.450 ± 0.071 (n=2)" in r and "kNN 0.225 ± 0.035 (n=2)" in r for r in rows), rows
     assert any("0.900 (kNN 0.450), 30 ep" in r for r in rows), rows
 

@@ -25,8 +25,8 @@ def main_guard(main):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("error: stopped (Ctrl-C); a training run continues from its last checkpoint with --resume",
-              file=sys.stderr)
+        print("error: stopped (Ctrl-C); the same command with --resume continues a training run from the last "
+              "checkpoint in its --out", file=sys.stderr)
         sys.exit(130)
 
 

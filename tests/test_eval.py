@@ -162,7 +162,7 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     assert one_line_error(*run(report, tmp_path / "empty")[::2])
     # --charts draws explained.svg next to each log that has explained variance.
     logs = [{"epoch": e, "explained": {"top 75%": e / 4, "bottom 25%": 0.0}} for e in (1, 2)]
-    (tmp_path / "a" / "log.jsonl").write_text("".join(json.dumps(log) + "\n" for log in logs))
+    (tmp_path / "a" / "log.jsonl").write_text("".join(json.dumps(log) + "\n" for log in logs) + '{"epoch": 3, "ex')
     (tmp_path / "b" / "log.jsonl").write_text("".join(json.dumps({"epoch": e, "test_accuracy": e / 10}) + "\n"
                                                       for e in (1, 2, 3)))
     assert run(report, tmp_path, "--charts")[0] == 0

@@ -12,7 +12,6 @@ import finetune
 import linprobe
 import model
 import pca_project
-import pretrain
 import training
 
 

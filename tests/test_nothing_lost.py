@@ -3,7 +3,6 @@ before any work, for every mistaken flag or file (group 2)."""
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ import linprobe
 import pca_project
 import pretrain
 import report
-import training
 from conftest import TINY, write_cifar10, write_folder
 from test_pca import one_line_error
 

@@ -17,10 +17,16 @@ class UserError(ValueError):
     """Bad input from the user: reported as one line on stderr, exit status 2."""
 
 
+class Finished(Exception):
+    """--resume of a run that has already ended: nothing to do, and the files it wrote stay as they are."""
+
+
 def main_guard(main):
     """Run main(); a UserError becomes one line on stderr and exit status 2, never a traceback."""
     try:
         main()
+    except Finished as e:
+        print(e)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

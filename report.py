@@ -1,6 +1,7 @@
 """The results table, in the shape of SPEC 5, from every results.json under a folder.
 
     python report.py runs/            # --charts also redraws each run's explained.svg
+    python report.py results/cifar10-jpeg --as cifar10   # an image folder holding CIFAR-10
 
 Each row is one dataset, pretraining target and scale; the paper's numbers (ViT-Tiny, 400
 pretraining epochs, one V100) stand beside ours. Band-input rows (finetune.py --input) follow
@@ -33,6 +34,9 @@ def scale(r):
     c = r["pretrain_config"] or r["config"]
     model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}" + (", wave attention" if c.get("attention") else "")
     return model + (f", {c['epochs']} pretrain ep" if r["pretrain_config"] else "")
+
+
+FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
 
 
 # What may differ between runs gathered in one cell: the seed, and where the files were.
@@ -73,7 +77,8 @@ def table(results):
     lines = ["| dataset | target | scale | fine-tune | linear probe | paper fine-tune | paper linear probe |",
              "|---|---|---|---|---|---|---|"]
     for (dataset, target, sc, _), evals in sorted(rows.items()):
-        ft, lp = ("-" if v is None else f"{v:.3f}" for v in PAPER.get((dataset, target), (None, None)))
+        ft, lp = ("-" if v is None else f"{v:.3f}" for v in PAPER.get((dataset.removesuffix(FOLDER), target),
+                                                                      (None, None)))
         lines.append(f"| {dataset} | {target} | {sc} | {cell(evals.get('finetune', []))} | {cell(evals.get('linprobe', []))} "
                      f"| {ft} | {lp} |")
     if bands:
@@ -144,6 +149,9 @@ def main():
     p.add_argument("folder", nargs="?", default="runs")
     p.add_argument("--charts", action="store_true", help="also redraw explained.svg of each pretraining run, "
                    "and FOLDER/test_curves.svg: the test accuracy of each fine-tuning run over its epochs")
+    p.add_argument("--as", dest="folder_as", choices=sorted({dataset for dataset, _ in PAPER}),
+                   help="name results on --dataset folder as this dataset, with the paper's numbers beside them "
+                        "(the CIFAR-10 JPEG copy: --as cifar10)")
     args = p.parse_args()
     curves = {}
     for path in sorted(glob.glob(os.path.join(args.folder, "**", "log.jsonl"), recursive=True)) if args.charts else []:
@@ -168,6 +176,8 @@ def main():
             results.append(None)
         if not isinstance(results[-1], dict) or not {"eval", "dataset", "target", "accuracy"} <= results[-1].keys():
             raise cli.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
+        if args.folder_as and results[-1]["dataset"] == "folder":
+            results[-1]["dataset"] = args.folder_as + FOLDER
     print(table(results))
 
 

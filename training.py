@@ -111,7 +111,8 @@ RUN_FILES = ("log.jsonl", "summary.json", "results.json")  # what a run leaves b
 def claim_out(out, cfg, resume, state="ckpt.pt"):
     """The output-folder rule of every script. OUT is new, or it holds this very run (its state file,
     ckpt.pt or linprobe's features.pt, has the same config) and --resume is given; a run's files without
-    their state file are refused too. Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt."""
+    their state file are refused too. Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt.
+    A run that has ended (written summary.json or results.json) is left as it is: cli.Finished, exit 0."""
     cli.writable(os.path.join(out, "log.jsonl"))  # OUT made and tried up front: a run never fails at its end for want of it
     paths = [os.path.join(out, state), os.path.join(out, state.replace(".pt", ".prev.pt"))]
     if not any(os.path.exists(p) for p in paths):
@@ -119,12 +120,12 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
             raise UserError(f"{out} holds a run's {left[0]} but no {state}: choose another --out")
         return None
     try:
-        ckpt = load_checkpoint(paths[0])
+        ckpt, repair = load_checkpoint(paths[0]), False
     except UserError as e:
         if not os.path.exists(paths[1]):
             raise
         print(f"warning: {e}; resuming from {paths[1]}", file=sys.stderr)
-        ckpt = load_checkpoint(paths[1])
+        ckpt, repair = load_checkpoint(paths[1]), True
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
         raise UserError(f"{paths[0]} is not a {state} of this project")
     old = ckpt["config"]  # a key it lacks is a flag added since: the same when this run leaves it None
@@ -132,6 +133,8 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
         raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); choose another --out")
     if not resume:
         raise UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
+    if not repair and (ended := [f for f in RUN_FILES[1:] if os.path.exists(os.path.join(out, f))]):  # written last
+        raise cli.Finished(f"{out} holds this run, already ended: {ended[0]} left as it is")
     return ckpt
 
 

@@ -160,6 +160,15 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     row = next(line for line in out.splitlines() if "bottom 25%" in line)
     assert "0.500, 5 ep" in row and "0.250 (kNN 0.200), 5 ep" in row and "0.902" in row and "0.638" in row
     assert one_line_error(*run(report, tmp_path / "empty")[::2])
+    # An image folder is named as the dataset it holds only when asked, and then has the paper beside it.
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "results.json").write_text(json.dumps(
+        {"dataset": "folder", "target": "original", "eval": "linprobe", "accuracy": 0.4} | common))
+    row = next(line for line in run(report, tmp_path)[1].splitlines() if "original" in line)
+    assert row.startswith("| folder |") and "0.615" not in row
+    row = next(line for line in run(report, tmp_path, "--as", "cifar10")[1].splitlines() if "original" in line)
+    assert row.startswith("| cifar10 (image folder) |") and "| 0.885 | 0.615 |" in row
+    (tmp_path / "c" / "results.json").unlink()
     # --charts draws explained.svg next to each log that has explained variance.
     logs = [{"epoch": e, "explained": {"top 75%": e / 4, "bottom 25%": 0.0}} for e in (1, 2)]
     (tmp_path / "a" / "log.jsonl").write_text("".join(json.dumps(log) + "\n" for log in logs) + '{"epoch": 3, "ex')

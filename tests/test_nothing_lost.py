@@ -137,12 +137,28 @@ def test_default_warmup_is_a_tenth_of_the_run_and_never_longer_than_it(fmnist_fo
     assert linprobe.get_args(["--ckpt", "x", "--epochs", "30"]).warmup_epochs == 3
 
 
+def test_resuming_a_run_that_has_ended_leaves_its_files_as_they_are(pre, fmnist_folder, tmp_path, run):
+    evals = ["--ckpt", pre / "ckpt.pt", "--dataset", "folder", "--image-size", 16, "--data-dir", fmnist_folder,
+             "--epochs", 1]
+    runs = [(pretrain, [*SHORT, "--data-dir", fmnist_folder], pre), (linprobe, evals, tmp_path / "probe"),
+            (finetune, evals, tmp_path / "finetune")]
+    for script, args, out in runs[1:]:
+        code, _, err = run(script, *args, "--out", out)
+        assert code == 0, err
+    for script, args, out in runs:
+        before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+        code, stdout, err = run(script, *args, "--out", out, "--resume")
+        assert code == 0 and "already ended" in stdout, (script.__name__, err)
+        assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before, script.__name__
+
+
 def test_the_log_survives_a_stop_between_checkpoint_and_log_line(fmnist_folder, tmp_path, run):
     args = [*SHORT, "--data-dir", fmnist_folder, "--out", tmp_path]
     assert run(pretrain, *args)[0] == 0
     whole = (tmp_path / "log.jsonl").read_text()
     for cut in (whole.splitlines(True)[0], whole[:-20]):  # the last line lost, or cut short
         (tmp_path / "log.jsonl").write_text(cut)
+        (tmp_path / "summary.json").unlink()  # the stop came before the run's end
         assert run(pretrain, *args, "--resume")[0] == 0
         assert (tmp_path / "log.jsonl").read_text() == whole
     (tmp_path / "log.jsonl").write_text(whole[:-20])

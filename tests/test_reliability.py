@@ -151,6 +151,7 @@ def test_linprobe_resume_reuses_its_features(fmnist_folder, tmp_path, run, monke
     args = ["--ckpt", tmp_path / "pre" / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 5, "--out", tmp_path]
     assert run(linprobe, *args)[0] == 0
     first = (tmp_path / "results.json").read_text()
+    (tmp_path / "results.json").unlink()  # stopped after the features were saved
     calls = []
     features = model.Encoder.features
     monkeypatch.setattr(model.Encoder, "features", lambda self, x, pool="cls": calls.append(1) or

@@ -77,7 +77,7 @@ cifar10-laptop: .venv/ready
 	$(PY) finetune.py --init none $(C10_VIT) $(C10_FT) --layer-decay 1 --out $(C10_OUT)/finetune-none
 	for band in original "top --pct 90" "top --pct 75" "bottom --pct 25" "bottom --pct 20"; do \
 	  $(PY) finetune.py $(C10_SUP) --input $$band --out $(C10_OUT)/sup-$$(echo $$band | tr -d ' -' | sed s/pct//) || exit 1; done
-	$(PY) report.py $(C10_OUT) --charts
+	$(PY) report.py $(C10_OUT) --charts --as cifar10
 
 test: .venv/ready $(FASHION_MNIST)
 	$(PY) -m pytest -q tests

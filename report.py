@@ -179,6 +179,11 @@ def main():
         if args.folder_as and results[-1]["dataset"] == "folder":
             results[-1]["dataset"] = args.folder_as + FOLDER
     print(table(results))
+    summaries = glob.glob(os.path.join(args.folder, "**", "summary.json"), recursive=True)
+    hours = (sum(r.get("seconds") or 0 for r in results) +
+             sum(json.loads(pathlib.Path(path).read_text()).get("train_seconds") or 0 for path in summaries)) / 3600
+    print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and the time "
+          "of each results.json")
 
 
 if __name__ == "__main__":

@@ -155,8 +155,10 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
                           "knn": 0.2}}.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(r | common))
+    (tmp_path / "a" / "summary.json").write_text(json.dumps({"train_seconds": 5400}))
     code, out, err = run(report, tmp_path)
     assert code == 0, err
+    assert "\n1.5 hours of computing in all" in out
     row = next(line for line in out.splitlines() if "bottom 25%" in line)
     assert "0.500, 5 ep" in row and "0.250 (kNN 0.200), 5 ep" in row and "0.902" in row and "0.638" in row
     assert one_line_error(*run(report, tmp_path / "empty")[::2])

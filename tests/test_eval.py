@@ -155,7 +155,7 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
                           "knn": 0.2}}.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(r | common))
-    (tmp_path / "a" / "summary.json").write_text(json.dumps({"train_seconds": 5400}))
+    (tmp_path / "a" / "summary.json").write_text(json.dumps({"target": "bottom 25%", "train_seconds": 5400}))
     code, out, err = run(report, tmp_path)
     assert code == 0, err
     assert "\n1.5 hours of computing in all" in out

@@ -79,6 +79,46 @@ cifar10-laptop: .venv/ready
 	  $(PY) finetune.py $(C10_SUP) --input $$band --out $(C10_OUT)/sup-$$(echo $$band | tr -d ' -' | sed s/pct//) || exit 1; done
 	$(PY) report.py $(C10_OUT) --charts --as cifar10
 
+# Issue 25's study, continuing issue 15's (same data, model and probe): about 15 hours on 2 cores, resumable:
+# run it again after any stop; ended runs, committed or not, are skipped. In the order of the issue:
+# 1 the untrained encoder (epoch-0 copies, seeds 0 and 1); 2 original and bottom-25% targets for 40 epochs,
+# copies at 0 5 10 20 30, each copy probed (the epoch-0 copy is that of 1); 3 the same with --norm-pix-loss; 4 supervised on bands (ViT 64x4,
+# 30 epochs); 5 patch 2 for 5 epochs; 6 5-epoch fine-tunes of the 40-epoch encoders and of no pretraining;
+# 7 a second seed of 2.
+C10_MAE40 := $(C10) $(C10_VIT) --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --epochs 40 --warmup-epochs 4 \
+	--batch-size 256 --blr 1.5e-3 --eval-every 5 --keep-epochs 0 5 10 20 30 --resume
+C10_PROBE := $(C10) --epochs 30 --warmup-epochs 3 --resume
+C10_FT5 := $(C10) --epochs 5 --warmup-epochs 1 --batch-size 256 --resume
+cifar10-study: .venv/ready
+	@test -d $(DATA)/train || { echo "no CIFAR-10 folder at $(DATA): tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C data/" >&2; exit 2; }
+	$(PY) pca_project.py $(C10) --pct 25
+	set -e; for seed in 0 1; do out=$(C10_OUT)/mae40-original-s$$seed; \
+	  $(PY) pretrain.py --target original --seed $$seed $(C10_MAE40) --stop-epoch 0 --out $$out; \
+	  $(PY) linprobe.py --ckpt $$out/keep-0000.pt $(C10_PROBE) --out $$out/linprobe-0000; done
+	set -e; for run in "original:" "bottom --pct 25:" "original:--norm-pix-loss"; do \
+	  target=$${run%:*}; extra=$${run#*:}; \
+	  out=$(C10_OUT)/mae40-$$(echo $$target $$extra | tr -d ' -' | sed 's/pct//; s/normpixloss/-normpix/')-s0; \
+	  $(PY) pretrain.py --target $$target $$extra --seed 0 $(C10_MAE40) --out $$out; \
+	  for e in 0005 0010 0020 0030; do \
+	    $(PY) linprobe.py --ckpt $$out/keep-$$e.pt $(C10_PROBE) --out $$out/linprobe-$$e; done; \
+	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10_PROBE) --out $$out/linprobe; done
+	set -e; for band in original "top --pct 90" "top --pct 75" "bottom --pct 25" "bottom --pct 20"; do \
+	  $(PY) finetune.py $(C10_SUP) --epochs 30 --input $$band --out $(C10_OUT)/sup30-$$(echo $$band | tr -d ' -' | sed s/pct//); done
+	set -e; for target in original "bottom --pct 25"; do \
+	  out=$(C10_OUT)/mae5-patch2-$$(echo $$target | tr -d ' -' | sed s/pct//)-s0; \
+	  $(PY) pretrain.py --target $$target $(C10_MAE) --patch-size 2 --epochs 5 --warmup-epochs 1 --eval-every 1 --out $$out; \
+	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10_PROBE) --out $$out/linprobe; done
+	set -e; for out in $(C10_OUT)/mae40-original-s0 $(C10_OUT)/mae40-bottom25-s0; do \
+	  $(PY) finetune.py --ckpt $$out/ckpt.pt $(C10_FT5) --out $$out/finetune5; done
+	$(PY) finetune.py --init none $(C10_VIT) $(C10_FT5) --layer-decay 1 --out $(C10_OUT)/finetune5-none
+	set -e; for target in original "bottom --pct 25"; do \
+	  out=$(C10_OUT)/mae40-$$(echo $$target | tr -d ' -' | sed s/pct//)-s1; \
+	  $(PY) pretrain.py --target $$target --seed 1 $(C10_MAE40) --out $$out; \
+	  for e in 0005 0010 0020 0030; do \
+	    $(PY) linprobe.py --ckpt $$out/keep-$$e.pt $(C10_PROBE) --out $$out/linprobe-$$e; done; \
+	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10_PROBE) --out $$out/linprobe; done
+	$(PY) report.py $(C10_OUT) --charts --as cifar10
+
 test: .venv/ready $(FASHION_MNIST)
 	$(PY) -m pytest -q tests
 
@@ -103,4 +143,4 @@ gpu-check: .venv/ready $(FASHION_MNIST)
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
-.PHONY: demo test mutants bench gpu-check laptop laptop20 cifar10-laptop alternatives
+.PHONY: demo test mutants bench gpu-check laptop laptop20 cifar10-laptop cifar10-study alternatives

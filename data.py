@@ -54,6 +54,14 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
     return x, y
 
 
+def mean_image(x):
+    """The mean (C, H, W) of uint8 images (N, C, H, W), in [0, 1], summed in chunks: never a float copy of them."""
+    total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
+    for i in range(0, len(x), 4096):
+        total += x[i:i + 4096].sum(0, dtype=torch.float64)
+    return (total / len(x) / 255).float()
+
+
 AUGMENTATIONS = ("none", "flip", "crop")
 
 

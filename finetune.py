@@ -67,6 +67,9 @@ def accuracy(model, x_uint8, y, pcs, autocast, batch_size=1024):
 def main(argv=None):
     args = get_args(argv)
     t_start = time.time()
+    if args.ckpt and not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended run is ended
+        training.skip_if_ended(args.out, {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS},
+                               args.resume)
     device = training.setup_distributed(cli.device(args.device))
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
@@ -145,14 +148,17 @@ def main(argv=None):
                 log["val_accuracy"] = accuracy(model, x_val, y_val, pcs, run.autocast)
         run.save(log)
 
-    if training.main_process():
+    if training.main_process() and not run.ended:
+        print(run.stopped())
+    elif training.main_process():
         logs = run.log
         test_accuracy = logs[-1]["test_accuracy"]
         results = {"dataset": args.dataset, "target": target_name(pre) if pre else "no pretraining",
                    "eval": "finetune", "input": "original" if pcs is None else f"{args.input} {args.pct:g}%",
                    "accuracy": test_accuracy, "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
                    "seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start,
-                   "config": cfg, "pretrain_config": pre, "commit": cli.git_commit(), "amp": run.amp}
+                   "config": cfg, "pretrain_config": pre, "pretrain_epoch": ckpt["epoch"] if pre else None,
+                   "commit": cli.git_commit(), "amp": run.amp}
         cli.save_json(results, os.path.join(args.out, "results.json"))
         print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "
               f"wrote {args.out}/results.json")

@@ -63,10 +63,18 @@ def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size,
     return accuracy, log
 
 
+def file_sha1(path):
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
 def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
     device = cli.device(args.device)
+    cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS - {"amp"} | {"ckpt"}}
+    if not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended probe is ended
+        training.skip_if_ended(args.out, cfg | {"image_size": None}, args.resume)  # size: the checkpoint's
     ckpt = load_pretrained(args.ckpt)
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]
@@ -80,11 +88,11 @@ def main(argv=None):
     # Features once, saved in OUT/features.pt with what made them (the checkpoint's and the images'
     # bytes, the pool, the image size): --resume reuses them only for the very same inputs, and the
     # head's training is seeded, so it ends with the same weights and accuracy.
-    sha1 = lambda *parts: hashlib.sha1(b"".join(parts)).hexdigest()  # noqa: E731
-    with open(args.ckpt, "rb") as f:
-        cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS - {"amp"} | {"ckpt"}} | {
-            "dataset": dataset, "image_size": x_train.shape[-1], "ckpt_sha1": sha1(f.read()),
-            "data_sha1": sha1(*(t.contiguous().numpy().tobytes() for t in (x_train, y_train, x_test, y_test)))}
+    data_sha1 = hashlib.sha1()
+    for t in (x_train, y_train, x_test, y_test):
+        data_sha1.update(t.contiguous().numpy().tobytes())
+    cfg |= {"dataset": dataset, "image_size": x_train.shape[-1], "ckpt_sha1": file_sha1(args.ckpt),
+            "data_sha1": data_sha1.hexdigest()}
     state = training.claim_out(args.out, cfg, args.resume, "features.pt")
     if state is not None:
         feats, test_feats = state["train"].to(device), state["test"].to(device)
@@ -99,7 +107,7 @@ def main(argv=None):
                                 args.batch_size, args.blr, args.seed)
 
     results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
-               "epochs": args.epochs, "seconds": time.time() - t0, "final_loss": log[-1]["loss"] if log else None,
+               "epochs": args.epochs, "pretrain_epoch": ckpt["epoch"], "seconds": time.time() - t0, "final_loss": log[-1]["loss"] if log else None,
                "config": cfg, "pretrain_config": pre,
                "commit": cli.git_commit()}
     cli.save_json(results, os.path.join(args.out, "results.json"))

@@ -47,7 +47,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, ids_keep=None):
+    def forward(self, x):
         n, t, d = x.shape
         q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v)
@@ -65,8 +65,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
 
-    def forward(self, x, ids_keep=None):
-        x = x + self.dropped(self.attn(self.norm1(x), ids_keep))
+    def forward(self, x):
+        x = x + self.dropped(self.attn(self.norm1(x)))
         return x + self.dropped(self.mlp(self.norm2(x)))
 
     def dropped(self, branch):
@@ -91,6 +91,9 @@ class Encoder(nn.Module):
         grid = self.grid if attention == "wave" else None
         self.blocks = nn.ModuleList(Block(dim, heads, drop_path=r, grid=grid) for r in rates)
         self.norm = nn.LayerNorm(dim)
+        # MAE's init here, not in MAE: a ViT trained from scratch (finetune.py --init none) starts
+        # from the very weights a pretraining with the same seed starts from.
+        init_weights(self)
 
     def patchify(self, x):
         """(N, C, H, W) -> (N, T, p*p*C), patches in row-major order."""
@@ -104,7 +107,7 @@ class Encoder(nn.Module):
             tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
         tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], 1)
         for block in self.blocks:
-            tokens = block(tokens, ids_keep)
+            tokens = block(tokens)
         return self.norm(tokens)
 
     def features(self, x, pool="cls"):
@@ -138,7 +141,9 @@ class MAE(nn.Module):
         self.decoder_blocks = nn.ModuleList(Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, patch_size * patch_size * channels)
-        init_weights(self)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for part in (self.decoder_embed, self.decoder_blocks, self.decoder_pred):  # the encoder inits itself
+            init_weights(part)
 
     def patchify(self, x):
         return self.encoder.patchify(x)
@@ -153,10 +158,11 @@ class MAE(nn.Module):
         if self.masking == "random":
             return torch.rand(n, t, device=device, generator=generator)
         if self.masking == "block":
-            # A smooth random field (coarse noise, bilinearly upsampled): its top scores form
-            # large contiguous regions, and taking exactly the top-k keeps the count exact.
-            coarse = torch.rand(n, 1, max(2, g // 4), max(2, g // 4), device=device, generator=generator)
-            return F.interpolate(coarse, size=(g, g), mode="bilinear", align_corners=False).flatten(1)
+            # A smooth random field: white noise blurred on the torus. Its top scores form large
+            # contiguous regions, and taking exactly the top-k keeps the count exact. Having no
+            # edges, the field treats every position alike: each is kept equally often.
+            noise = torch.rand(n, g, g, device=device, generator=generator)
+            return blur_on_torus(noise, sigma=g / 8).flatten(1)
         # grid: keep one patch of every s x s cell (s = 2 for mask ratio 0.75), at a random offset per image
         s = grid_cell(self.mask_ratio)
         offset = torch.randint(0, s, (n, 2, 1, 1), device=device, generator=generator)
@@ -180,23 +186,51 @@ class MAE(nn.Module):
         from scores (N, T) when given (distributed runs draw them for the global batch). With
         masking "pca" or "none" no patch is masked, and the loss is on every patch."""
         n, t = len(x), self.grid ** 2
-        mask = torch.ones(n, t, device=x.device)
         if self.masking in ("pca", "none"):  # every patch is seen, and predicted
+            mask = torch.ones(n, t, device=x.device)
             pred = self.decode(self.encoder(x), torch.arange(t, device=x.device).expand(n, t))
         else:
-            n_keep = t - round(self.mask_ratio * t)
             scores = self.mask_scores(n, x.device, generator) if scores is None else scores
-            ids_shuffle = torch.argsort(scores, dim=1, stable=True)
-            ids_restore = torch.argsort(ids_shuffle, dim=1)
-            mask[:, :n_keep] = 0
-            mask = torch.gather(mask, 1, ids_restore)
-            pred = self.decode(self.encoder(x, ids_shuffle[:, :n_keep]), ids_restore)
+            ids_keep, ids_restore, mask = self.split(scores)
+            pred = self.decode(self.encoder(x, ids_keep), ids_restore)
+        return self.loss(pred, target, mask), pred, mask
 
+    def split(self, scores):
+        """Mask scores (N, T) -> (ids of the kept patches, the order that restores the sequence,
+        mask (N, T), 1 = masked): the round(mask_ratio * T) highest scores are masked."""
+        t = scores.shape[1]
+        n_keep = t - round(self.mask_ratio * t)
+        ids_shuffle = torch.argsort(scores, dim=1, stable=True)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        mask = torch.ones_like(scores)
+        mask[:, :n_keep] = 0
+        return ids_shuffle[:, :n_keep], ids_restore, torch.gather(mask, 1, ids_restore)
+
+    def hidden(self, scores, n, device):
+        """The mask (N, T) that forward() makes of these scores (None: patch-free maskings, nothing hidden)."""
+        return torch.ones(n, self.grid ** 2, device=device) if scores is None else self.split(scores)[2]
+
+    def loss(self, pred, target, mask):
+        """Mean squared error of pred (N, T, p*p*C) on the masked patches of target (N, C, H, W)."""
         target = self.patchify(target)
         if self.norm_pix_loss:
-            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+            target = normalize_patches(target)
         loss = ((pred.float() - target) ** 2).mean(-1)
-        return (loss * mask).sum() / mask.sum(), pred, mask
+        return (loss * mask).sum() / mask.sum()
+
+
+def normalize_patches(patches):
+    """Each patch (..., p*p*C) to zero mean and unit variance: MAE's norm-pix-loss target."""
+    return (patches - patches.mean(-1, keepdim=True)) / (patches.var(-1, keepdim=True) + 1e-6).sqrt()
+
+
+def blur_on_torus(x, sigma):
+    """x (N, g, g) convolved with a Gaussian of sigma cells, wrapping around the edges (through the FFT)."""
+    g = x.shape[-1]
+    freq = torch.fft.fftfreq(g, device=x.device)  # cycles per cell
+    rfreq = torch.fft.rfftfreq(g, device=x.device)
+    gain = torch.exp(-2 * (math.pi * sigma) ** 2 * (freq[:, None] ** 2 + rfreq[None, :] ** 2))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=(g, g))
 
 
 def default_patch_size(image_size):

@@ -168,26 +168,60 @@ def explained(x, seen, guess, pcs):
     return {name: 1 - (e / v).item() if v > 1e-6 * var.sum() else None for (name, _), e, v in zip(pcs["bands"], err, var)}
 
 
+def inputs(model, x_uint8, pcs, mask_share, sigma, generator):
+    """The images in [0, 1], the model's input (the images; with PCA masking their visible components;
+    with sigma, plus noise) and its target (the images or their band; with PCA masking the hidden components)."""
+    x = x_uint8.float() / 255
+    if model.masking == "pca":
+        u = torch.rand(len(x), len(pcs["share"]), device=x.device, generator=generator)
+        inp, target = split(x, pcs, hide_components(pcs["share"], mask_share, u), pcs["band"])
+    else:
+        inp, target = x, to_band(x, pcs)
+    if sigma:
+        inp = inp + sigma * torch.randn(inp.shape, device=inp.device, generator=generator)
+    return x, inp, target
+
+
+def in_pixels(model, pred, target):
+    """A prediction (N, T, p*p*C) as an image; with norm-pix-loss, the per-patch normalisation undone
+    with the target's own statistics."""
+    if model.norm_pix_loss:
+        tp = model.patchify(target)
+        pred = pred * (tp.var(-1, keepdim=True) + 1e-6).sqrt() + tp.mean(-1, keepdim=True)
+    return model.unpatchify(pred.float())
+
+
 @torch.no_grad()
 def predict(model, x_uint8, pcs, mask_share=0.2, sigma=None):
     """A pretrained MAE on fixed images with the same masks (or noise) every time: (images, input, target,
     prediction, mask image (1 = masked patch)), the prediction in pixels even with norm-pix-loss."""
     model.eval()
     g = torch.Generator(x_uint8.device).manual_seed(0)
-    x = x_uint8.float() / 255
-    if model.masking == "pca":
-        u = torch.rand(len(x), len(pcs["share"]), device=x.device, generator=g)
-        inp, target = split(x, pcs, hide_components(pcs["share"], mask_share, u), pcs["band"])
-    else:
-        inp, target = x, to_band(x, pcs)
-    if sigma:
-        inp = inp + sigma * torch.randn(inp.shape, device=inp.device, generator=g)
+    x, inp, target = inputs(model, x_uint8, pcs, mask_share, sigma, g)
     _, pred, mask = model(inp, target, generator=g)
-    tp = model.patchify(target)
-    if model.norm_pix_loss:  # undo the per-patch normalisation with the target's own statistics
-        pred = pred * (tp.var(-1, keepdim=True) + 1e-6).sqrt() + tp.mean(-1, keepdim=True)
-    m = model.unpatchify(mask[..., None].expand_as(tp))
-    return x, inp, target, model.unpatchify(pred.float()), m
+    m = model.unpatchify(mask[..., None].expand(*mask.shape, model.patchify(target).shape[-1]))
+    return x, inp, target, in_pixels(model, pred, target), m
+
+
+@torch.no_grad()
+def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
+    """The model's guess of the whole target, each patch guessed while it was hidden: passes of the
+    model's own masking, on fixed images, until every patch of every image has been hidden once; each
+    patch comes from the first pass that hid it. Returns (input, target, guess), images (N, C, H, W).
+    (Maskings that hide no patch, PCA masking and noise, are done in one pass.)"""
+    model.eval()
+    g = torch.Generator(x_uint8.device).manual_seed(0)
+    _, inp, target = inputs(model, x_uint8, pcs, mask_share, sigma, g)
+    guess = torch.zeros_like(model.patchify(target))
+    todo = torch.ones(guess.shape[:2], dtype=torch.bool, device=guess.device)
+    for _ in range(max_passes):
+        _, pred, mask = model(inp, target, generator=g)
+        take = todo & mask.bool()
+        guess[take] = pred.float()[take]
+        todo &= ~take
+        if not todo.any():
+            return inp, target, in_pixels(model, guess, target)
+    raise RuntimeError(f"{max_passes} passes of {model.masking} masking left patches never hidden")
 
 
 def shown(model, x_uint8, pcs, mask_share=0.2, sigma=None):

@@ -17,9 +17,10 @@ import pca_project
 import report
 import training
 from model import MASKINGS, build_model, default_patch_size, extract_features, grid_cell, knn_accuracy, \
-    param_groups
+    normalize_patches, param_groups
 
-RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges"}  # monitors: not part of the run's config
+# Monitors and copies: not part of the run's config.
+RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges", "keep_epochs"}
 
 
 def get_args(argv=None):
@@ -47,8 +48,16 @@ def get_args(argv=None):
     p.add_argument("--band-edges", type=float, nargs="*", default=[10, 25],
                    help="cumulative variance shares (percent, from the bottom) cutting the spectrum into the bands of "
                         "the monitor; 10 25: top 75%%, 10-25%%, bottom 10%%; none given: no band monitor")
+    p.add_argument("--keep-epochs", type=cli.count, nargs="*", default=[], metavar="E",
+                   help="keep a copy of the model (weights and config) after each epoch E as OUT/keep-EEEE.pt; "
+                        "0: the initialisation. linprobe.py, finetune.py and pca_project.py --ckpt take them")
     args = p.parse_args(argv)
     training.check_schedule(p, args, warmup=0.1)
+    if any(e > args.epochs for e in args.keep_epochs):
+        p.error(f"--keep-epochs {max(args.keep_epochs)} is past the run's end ({args.epochs} epochs)")
+    if args.attention == "wave" and args.masking != "pca" and not args.corruption:
+        p.error("--attention wave needs the whole patch grid: its BatchNorm would learn from the zeros of the "
+                "masked patches; pretrain it with --masking pca or --corruption gaussian")
     if (args.target == "original") != (args.pct is None):
         p.error("--pct selects the band: give it with --target bottom or top, and only then")
     if any(not 0 < e < 100 for e in args.band_edges) or sorted(set(args.band_edges)) != args.band_edges:
@@ -72,15 +81,17 @@ def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
 
 
 def explained_by_band(model, x_uint8, pcs, args):
-    """Per band of the spectrum, the share of the variance of the hidden part of the target (its masked
-    patches, or hidden components) the reconstruction explains (pca_project.explained); None outside the
-    target band. Against the target, not the image: cutting patches would leak its top band into the others."""
-    _, inp, target, pred, m = pca_project.predict(model, x_uint8, pcs, args.pca_mask_share, args.sigma)
+    """Per band B of the spectrum, the share of B's variance in what the model had to guess that its guess
+    recovers (pca_project.explained); None outside the target band. Patch maskings: the whole target, each
+    patch guessed while hidden (pca_project.completed), against the mean image. Comparing only the masked
+    patches would cut them out at their borders, and the cut puts energy into every band: a guess of the
+    top band alone would be credited with much of the others. PCA masking: the hidden components."""
+    inp, target, guess = pca_project.completed(model, x_uint8, pcs, args.pca_mask_share, args.sigma)
     mean = pcs["mean"].view_as(inp[0])
-    if model.masking == "pca":
-        truth, seen, guess = inp + target - mean, inp, inp + pred - mean
+    if model.masking == "pca":  # the input holds the visible components; the rest was to be guessed
+        truth, seen, guess = inp + target - mean, inp, inp + guess - mean
     else:
-        truth, seen, guess = target, target * (1 - m) + mean * m, target * (1 - m) + pred * m
+        truth, seen = target, mean.expand_as(target)
     explained = pca_project.explained(truth, seen, guess, pcs)
     band = pcs["band"]
     if band is not None:
@@ -127,6 +138,10 @@ def main(argv=None):
     knn_test = torch.linspace(0, len(x_test) - 1, min(args.knn_test, len(x_test))).long()
     grid_images = x_test[:8].to(device)
     x_monitor = x_test[knn_test].to(device)
+    # The trivial guess, whose loss each log line carries beside the model's: the train split's mean image
+    # in every hidden patch (the mean of every target: band images and hidden components keep the mean).
+    mean_guess = model.patchify(data.mean_image(x_train)[None])
+    mean_guess = normalize_patches(mean_guess) if args.norm_pix_loss else mean_guess
     t_start = time.time()
 
     for epoch in run.epochs():
@@ -143,10 +158,15 @@ def main(argv=None):
             x, target = make_batch(x_train[idx[run.local]], args.aug, pcs, u, hidden)
             if args.corruption:  # gaussian: the encoder sees every patch, noisy; the target stays clean
                 x = x + args.sigma * torch.randn(run.batch_size, *x.shape[1:], device=device)[run.local]
-            run.step(x, target, scores=scores)
+            with torch.no_grad():
+                mask = model.hidden(scores, len(x), device)
+                trivial = model.loss(mean_guess.expand(len(x), -1, -1), target, mask)
+            run.step(x, target, scores=scores, trivial=trivial)
         log = run.end_epoch()
         if training.main_process() and args.band_edges:
+            t_monitor = time.time()
             log["explained"] = explained_by_band(model, x_monitor, pcs, args)
+            log |= {"explained_by": report.EXPLAINED_BY, "monitor_seconds": time.time() - t_monitor}
         if training.main_process() and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
             feats_train = extract_features(model.encoder, x_train[knn_train.to(device)], amp=run.amp)
             feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
@@ -156,7 +176,9 @@ def main(argv=None):
             cli.save_png(torch.cat(rows), os.path.join(args.out, f"recon-{epoch + 1:04d}.png"), nrow=8, padding=1)
         run.save(log)
 
-    if training.main_process():
+    if training.main_process() and not run.ended:
+        print(run.stopped())
+    elif training.main_process():
         logs = run.log
         summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs, "amp": run.amp,
                    "final_loss": logs[-1]["loss"],

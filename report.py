@@ -33,7 +33,10 @@ def scale(r):
     """Model and pretraining schedule of a result, in a few words."""
     c = r["pretrain_config"] or r["config"]
     model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}" + (", wave attention" if c.get("attention") else "")
-    return model + (f", {c['epochs']} pretrain ep" if r["pretrain_config"] else "")
+    if not r["pretrain_config"]:
+        return model
+    done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run (pretrain.py --keep-epochs)
+    return model + (f", {c['epochs']} pretrain ep" if done == c["epochs"] else f", pretrain ep {done} of {c['epochs']}")
 
 
 FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
@@ -134,14 +137,23 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
     return "\n".join(out + ["</svg>\n"])
 
 
+# What pretrain.py's band monitor measures, named in each log line. Logs written before it was named
+# compared the masked patches only, whose cut edges credit a model with bands it cannot know.
+EXPLAINED_BY = "the whole target, each patch guessed while hidden"
+OLD_EXPLAINED_BY = "masked patches only (before issue 21; leaks across bands)"
+
+
 def explained_chart(logs, path, target):
     """explained.svg: the share of the hidden variance of each spectrum band that the model explains,
-    over epochs, from pretrain.py's log rows (bands outside a band target have no line)."""
-    rows = [log["explained"] for log in logs if "explained" in log]
+    over epochs, from pretrain.py's log rows (bands outside a band target have no line). Only the rows
+    measured as the last one was are drawn: two definitions never share a chart."""
+    measured = [log for log in logs if "explained" in log]
+    definition = measured[-1].get("explained_by", OLD_EXPLAINED_BY)
+    rows = [log["explained"] if log.get("explained_by", OLD_EXPLAINED_BY) == definition else {} for log in measured]
     series = {name + ("" if rows[-1][name] is not None else " (outside the target)"): [row.get(name) for row in rows]
               for name in rows[-1]}
-    cli.save_text(line_chart(series, "Hidden variance explained, per PCA band", f"target: {target}", "epoch",
-                             "share explained (1 = all, 0 = none)"), path)
+    cli.save_text(line_chart(series, "Hidden variance explained, per PCA band", f"target: {target}; {definition}",
+                             "epoch", "share explained (1 = all, 0 = none)"), path)
 
 
 def main():

@@ -11,6 +11,7 @@ and `Run`, which does what surrounds each step so that a script's loop shows onl
 import argparse
 import json
 import os
+import pathlib
 import sys
 import time
 
@@ -25,7 +26,7 @@ from model import get_lr
 
 
 # Flags that change where or how fast a run goes, not what it computes: left out of its config.
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "data_dir", "download", "ckpt_every"}
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "data_dir", "download", "ckpt_every", "stop_epoch"}
 
 
 def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
@@ -44,6 +45,8 @@ def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
         p.add_argument("--weight-decay", type=cli.nonnegative, default=0.05)
         p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
         p.add_argument("--ckpt-every", type=cli.count, default=500, help="steps between checkpoints in an epoch (0: none)")
+        p.add_argument("--stop-epoch", type=cli.count, metavar="E", help="stop after epoch E, the schedule still that "
+                       "of --epochs (as nanoGPT's max_iters and lr_decay_iters); --resume without it continues")
 
 
 def check_schedule(p, args, warmup):
@@ -53,6 +56,8 @@ def check_schedule(p, args, warmup):
         args.warmup_epochs = round(warmup * args.epochs)
     if args.warmup_epochs > args.epochs:
         p.error(f"--warmup-epochs {args.warmup_epochs} is longer than the run ({args.epochs} epochs)")
+    if getattr(args, "stop_epoch", None) is not None and args.stop_epoch >= args.epochs:
+        p.error(f"--stop-epoch {args.stop_epoch} is not before the run's end ({args.epochs} epochs)")
 
 
 def setup_distributed(device):
@@ -108,16 +113,52 @@ def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None, lo
 RUN_FILES = ("log.jsonl", "summary.json", "results.json")  # what a run leaves beside its state file
 
 
+def ended_config(out):
+    """The config of the run that ended in OUT, from the summary.json or results.json written at its end
+    (committed results have them without their checkpoints), or None."""
+    for name in RUN_FILES[1:]:
+        path = os.path.join(out, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            config = json.loads(pathlib.Path(path).read_text()).get("config")
+        except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object
+            config = None
+        if not isinstance(config, dict):
+            raise UserError(f"{path} is not a {name} of this project (truncated or edited?)")
+        return config
+    return None
+
+
+def differences(cfg, old):
+    """The keys two configs disagree on; a key one lacks is a flag added since: the same when the other is None."""
+    return sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
+
+
+def skip_if_ended(out, known, resume):
+    """Before any data is read: a run that has ended in OUT with the settings known so far (config keys the
+    arguments give; None: not known yet) is cli.Finished with --resume, refused without; the rest goes on."""
+    ended = ended_config(out)
+    if ended is not None and all(v is None or ended.get(k) == v for k, v in known.items()):
+        check_same_run(out, {}, {}, resume)
+        raise cli.Finished(f"{out} holds this run, already ended: its files left as they are")
+
+
 def claim_out(out, cfg, resume, state="ckpt.pt"):
     """The output-folder rule of every script. OUT is new, or it holds this very run (its state file,
-    ckpt.pt or linprobe's features.pt, has the same config) and --resume is given; a run's files without
-    their state file are refused too. Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt.
-    A run that has ended (written summary.json or results.json) is left as it is: cli.Finished, exit 0."""
+    ckpt.pt or linprobe's features.pt, has the same config; without one, the config in the summary.json
+    or results.json it ended with) and --resume is given; a log without its state file is refused.
+    Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt. A run that has ended
+    (written summary.json or results.json) is left as it is: cli.Finished, exit 0."""
     cli.writable(os.path.join(out, "log.jsonl"))  # OUT made and tried up front: a run never fails at its end for want of it
     paths = [os.path.join(out, state), os.path.join(out, state.replace(".pt", ".prev.pt"))]
     if not any(os.path.exists(p) for p in paths):
-        if left := [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]:
-            raise UserError(f"{out} holds a run's {left[0]} but no {state}: choose another --out")
+        ended = ended_config(out)
+        if ended is not None:
+            check_same_run(out, cfg, ended, resume)
+            raise cli.Finished(f"{out} holds this run, already ended: its files left as they are")
+        if os.path.exists(os.path.join(out, RUN_FILES[0])):
+            raise UserError(f"{out} holds a run's {RUN_FILES[0]} but no {state}: choose another --out")
         return None
     try:
         ckpt, repair = load_checkpoint(paths[0]), False
@@ -128,14 +169,17 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
         ckpt, repair = load_checkpoint(paths[1]), True
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
         raise UserError(f"{paths[0]} is not a {state} of this project")
-    old = ckpt["config"]  # a key it lacks is a flag added since: the same when this run leaves it None
-    if diff := sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k)):
-        raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); choose another --out")
-    if not resume:
-        raise UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
+    check_same_run(out, cfg, ckpt["config"], resume)
     if not repair and (ended := [f for f in RUN_FILES[1:] if os.path.exists(os.path.join(out, f))]):  # written last
         raise cli.Finished(f"{out} holds this run, already ended: {ended[0]} left as it is")
     return ckpt
+
+
+def check_same_run(out, cfg, old, resume):
+    if diff := differences(cfg, old):
+        raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); choose another --out")
+    if not resume:
+        raise UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
 
 
 def restore(out, cfg, model, optimizer, resume):
@@ -195,13 +239,19 @@ class Run:
         step_model = DistributedDataParallel(model) if self.world > 1 else model
         self.step_model = torch.compile(step_model) if args.compile else step_model
         self.bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite
+        self.keep_epochs = set(getattr(args, "keep_epochs", ()))
+        self.has_trivial = False
+        if 0 in self.keep_epochs and not resumed:
+            self.keep_copy(0)
 
     def epochs(self):
         """The epochs still to run, each with the model in training mode and its clock started."""
-        for epoch in range(self.start_epoch, self.args.epochs):
+        stop = self.args.epochs if self.args.stop_epoch is None else self.args.stop_epoch
+        for epoch in range(self.start_epoch, stop):
             self.epoch, self.t0 = epoch, time.time()
             self.start = self.start_step if epoch == self.start_epoch else 0
-            self.loss_sum = self.resumed_sum.to(self.device) if self.start else torch.zeros((), device=self.device)
+            # The sums of the loss and of a trivial guess's loss (pretraining's baseline) over the epoch's steps.
+            self.loss_sum = self.resumed_sum.to(self.device) if self.start else torch.zeros(2, device=self.device)
             self.model.train()
             yield epoch
 
@@ -219,10 +269,12 @@ class Run:
                 group["lr"] = lr * group["lr_scale"]
             yield perm[i * size:(i + 1) * size]
 
-    def step(self, x, target, loss_fn=None, scores=None):
-        """One optimizer step on this process's share of the batch; the mid-epoch checkpoint when due."""
+    def step(self, x, target, loss_fn=None, scores=None, trivial=None):
+        """One optimizer step on this process's share of the batch; the mid-epoch checkpoint when due.
+        trivial: the loss a trivial guess scores on the same batch, logged beside the loss."""
         loss = train_step(self.step_model, self.optimizer, x, target, self.autocast, loss_fn, scores)
-        self.loss_sum += loss
+        self.loss_sum += torch.stack([loss, loss.new_zeros(()) if trivial is None else trivial.float()])
+        self.has_trivial = trivial is not None
         step = self.epoch * self.steps_per_epoch + self.i
         self.bad_step = torch.where(torch.isfinite(loss) | (self.bad_step >= 0), self.bad_step, step)  # no sync
         every = self.args.ckpt_every
@@ -230,6 +282,16 @@ class Run:
             self.stop_if_not_finite()
             save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch, self.i + 1,
                             mean_over_processes(self.loss_sum), self.log)
+
+    @property
+    def ended(self):
+        """Whether every epoch of the schedule is done (not so after --stop-epoch)."""
+        return len(self.log) == self.args.epochs
+
+    def stopped(self):
+        """The line that says where a run stopped by --stop-epoch stands."""
+        return f"stopped after epoch {len(self.log)} of {self.args.epochs}: the same command without --stop-epoch, " \
+               "with --resume, continues it"
 
     def stop_if_not_finite(self):
         """Exit 3, before anything is saved, when a loss was NaN or inf."""
@@ -246,16 +308,26 @@ class Run:
         """The epoch's log line: mean loss over all processes (after the NaN stop), lr, speed, time."""
         self.stop_if_not_finite()
         seconds = time.time() - self.t0
-        return {"epoch": self.epoch + 1, "step": (self.epoch + 1) * self.steps_per_epoch,
-                "loss": mean_over_processes(self.loss_sum).item() / self.steps_per_epoch,
-                "lr": max(g["lr"] for g in self.optimizer.param_groups),
-                "images_per_s": (self.steps_per_epoch - self.start) * self.batch_size / seconds, "seconds": seconds}
+        loss, trivial = (mean_over_processes(self.loss_sum) / self.steps_per_epoch).tolist()
+        return {"epoch": self.epoch + 1, "step": (self.epoch + 1) * self.steps_per_epoch, "loss": loss} | \
+            ({"trivial_loss": trivial} if self.has_trivial else {}) | \
+            {"lr": max(g["lr"] for g in self.optimizer.param_groups),
+             "images_per_s": (self.steps_per_epoch - self.start) * self.batch_size / seconds, "seconds": seconds}
 
     def save(self, log):
         """The epoch's checkpoint, then log.jsonl with the epoch's line (rank 0 only): the checkpoint
         holds the log too, so a stop between the two loses nothing."""
         self.log.append(log)
+        if self.epoch + 1 in self.keep_epochs:
+            self.keep_copy(self.epoch + 1)
         save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch + 1, log=self.log)
         if main_process():
             print(json.dumps(log))
             save_text("".join(json.dumps(line) + "\n" for line in self.log), os.path.join(self.args.out, "log.jsonl"))
+
+    def keep_copy(self, epoch):
+        """OUT/keep-EEEE.pt: the weights and config after `epoch` epochs (0: the initialisation), which the
+        evaluations take like a final checkpoint; a copy already kept is left as it is."""
+        path = os.path.join(self.args.out, f"keep-{epoch:04d}.pt")
+        if main_process() and not os.path.exists(path):
+            save_atomic({"model": self.model.state_dict(), "config": self.cfg, "epoch": epoch}, path)

@@ -38,19 +38,15 @@ class WaveAttention(nn.Module):
         self.kv = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim))
         self.proj = nn.Linear(dim + dim // 4, dim)
 
-    def forward(self, x, ids_keep=None):
-        """x: the class token and the patch tokens, all of them, or (masked pretraining) those at ids_keep,
-        with the hidden ones zero on the grid: keys and values then summarise the visible patches only."""
+    def forward(self, x):
+        """x: the class token and every patch token (N, 1 + grid^2, dim). The grid must be whole: masked
+        pretraining, whose hidden patches would leave zeros on it for BatchNorm to learn, is refused."""
         n, t, d = x.shape
-        patches = x[:, 1:]
-        if ids_keep is not None:
-            patches = x.new_zeros(n, self.grid ** 2, d).scatter(1, ids_keep[..., None].expand(-1, -1, d), patches)
-        waves = self.filter(dwt(self.reduce(patches.transpose(1, 2).reshape(n, d, self.grid, self.grid))))
+        patches = x[:, 1:].transpose(1, 2).reshape(n, d, self.grid, self.grid)
+        waves = self.filter(dwt(self.reduce(patches)))
         kv = self.kv(waves.flatten(2).transpose(1, 2)).view(n, -1, 2, self.heads, d // self.heads)
         q = self.q(x).view(n, t, self.heads, d // self.heads).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, *kv.permute(2, 0, 3, 1, 4)).transpose(1, 2).reshape(n, t, d)
         detail = idwt(waves).flatten(2).transpose(1, 2)  # (N, grid^2, d/4)
-        if ids_keep is not None:
-            detail = detail.gather(1, ids_keep[..., None].expand(-1, -1, d // 4))
         detail = torch.cat([detail.new_zeros(n, 1, d // 4), detail], 1)  # the class token has no place on the grid
         return self.proj(torch.cat([out, detail], -1))

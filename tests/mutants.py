@@ -16,10 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (name, file, code, broken code, tests that must fail)
 MUTANTS = [
-    ("encoder sees every patch", "model.py", "self.encoder(x, ids_shuffle[:, :n_keep])", "self.encoder(x)",
+    ("encoder sees every patch", "model.py", "self.encoder(x, ids_keep)", "self.encoder(x)",
      "tests/test_method.py::test_encoder_sees_only_the_visible_patches"),
-    ("loss on every patch", "model.py", "return (loss * mask).sum() / mask.sum(), pred, mask",
-     "return loss.mean(), pred, mask", "tests/test_pretrain.py::test_loss_is_on_masked_patches_only"),
+    ("loss on every patch", "model.py", "return (loss * mask).sum() / mask.sum()",
+     "return loss.mean()", "tests/test_pretrain.py::test_loss_is_on_masked_patches_only"),
     ("set_lr ignores lr_scale", "training.py", 'group["lr"] = lr * group["lr_scale"]', 'group["lr"] = lr',
      "tests/test_method.py::test_layer_decay_reaches_the_optimizer"),
     ("probe without BatchNorm", "linprobe.py", "nn.BatchNorm1d(feats.shape[1], affine=False, eps=1e-6)",

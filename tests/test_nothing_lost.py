@@ -51,11 +51,36 @@ def test_a_run_folder_with_its_log_but_no_checkpoint_is_refused(fmnist_folder, t
     assert run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--out", out)[0] == 0
     (out / "ckpt.pt").rename(tmp_path / "moved.pt")
     (out / "ckpt.prev.pt").unlink()
-    log, summary = (out / "log.jsonl").read_text(), (out / "summary.json").read_text()
+    (out / "summary.json").unlink()  # a run stopped on its way: its log, and its checkpoint moved away
+    log = (out / "log.jsonl").read_text()
     for flags in (["--resume"], []):
         code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--out", out, *flags)
         assert one_line_error(code, err) and "log.jsonl" in err
-    assert (out / "log.jsonl").read_text() == log and (out / "summary.json").read_text() == summary
+    assert (out / "log.jsonl").read_text() == log
+
+
+def test_an_ended_run_without_its_checkpoints_is_recognised_as_ended(pre, fmnist_folder, tmp_path, run):
+    """Committed results have no checkpoints: on a fresh clone, --resume of each ended run leaves it as it is."""
+    study = tmp_path / "study"
+    shutil.copytree(pre, study / "pre")
+    ckpt = study / "pre" / "ckpt.pt"
+    runs = [(pretrain, [*SHORT, "--data-dir", fmnist_folder, "--out", study / "pre"]),
+            (linprobe, ["--ckpt", ckpt, "--epochs", 2, "--data-dir", fmnist_folder, "--out", study / "probe"]),
+            (finetune, ["--ckpt", ckpt, "--dataset", "folder", "--image-size", 16, "--epochs", 1, "--batch-size", 32,
+                        "--data-dir", fmnist_folder, "--out", study / "tune"])]
+    for script, args in runs[1:]:
+        assert run(script, *args)[0] == 0
+    for path in study.rglob("*.pt"):  # what git holds of the study
+        path.unlink()
+    files = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
+    for script, args in runs:
+        code, out, err = run(script, *args, "--resume")
+        assert code == 0 and "already ended" in out and not err, (script, err)
+        code, _, err = run(script, *args)  # without --resume: refused, as with its checkpoint
+        assert one_line_error(code, err) and "already holds this run" in err, (script, err)
+    code, _, err = run(pretrain, *runs[0][1], "--seed", 5, "--resume")  # another run: refused
+    assert one_line_error(code, err) and "differs in seed" in err
+    assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == files
 
 
 def test_linprobe_never_reuses_features_of_other_data_or_weights(pre, fmnist_folder, tmp_path, run):

@@ -26,7 +26,7 @@ def pretrain_cmd(folder, out, *extra):
 
 
 def logs_without_timing(out):
-    return [{k: v for k, v in line.items() if k not in ("seconds", "images_per_s")} for line in training.read_log(out)]
+    return [{k: v for k, v in line.items() if k not in ("seconds", "images_per_s", "monitor_seconds")} for line in training.read_log(out)]
 
 
 def assert_same_run(a, b):

@@ -162,7 +162,7 @@ class MAE(nn.Module):
             # contiguous regions, and taking exactly the top-k keeps the count exact. Having no
             # edges, the field treats every position alike: each is kept equally often.
             noise = torch.rand(n, g, g, device=device, generator=generator)
-            return blur_on_torus(noise, sigma=g / 8).flatten(1)
+            return blur_on_torus(noise, sigma=g / 5).flatten(1)
         # grid: keep one patch of every s x s cell (s = 2 for mask ratio 0.75), at a random offset per image
         s = grid_cell(self.mask_ratio)
         offset = torch.randint(0, s, (n, 2, 1, 1), device=device, generator=generator)

@@ -146,18 +146,21 @@ def main(argv=None):
 
     for epoch in run.epochs():
         for idx in run.batches():
-            # Every process draws the random numbers of the whole global batch and keeps its slice,
-            # so N processes compute what one would.
-            u = torch.rand(run.batch_size, 5, device=device)[run.local] if args.aug != "none" else None
+            # The step's random numbers come from (seed, step) alone, so a resumed run draws what it would
+            # have; every process draws those of the whole global batch and keeps its slice, so N
+            # processes compute what one would.
+            g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + run.global_step)
+            u = torch.rand(run.batch_size, 5, device=device, generator=g)[run.local] if args.aug != "none" else None
             hidden = scores = None
             if args.masking == "pca":
-                u_pca = torch.rand(run.batch_size, len(pcs["share"]), device=device)[run.local]
+                u_pca = torch.rand(run.batch_size, len(pcs["share"]), device=device, generator=g)[run.local]
                 hidden = pca_project.hide_components(pcs["share"], args.pca_mask_share, u_pca)
             elif not args.corruption:
-                scores = model.mask_scores(run.batch_size, device)[run.local]
+                scores = model.mask_scores(run.batch_size, device, generator=g)[run.local]
+            # Outside autocast: the band target is made in float32 (pca_project.exact_float32 makes sure).
             x, target = make_batch(x_train[idx[run.local]], args.aug, pcs, u, hidden)
             if args.corruption:  # gaussian: the encoder sees every patch, noisy; the target stays clean
-                x = x + args.sigma * torch.randn(run.batch_size, *x.shape[1:], device=device)[run.local]
+                x = x + args.sigma * torch.randn(run.batch_size, *x.shape[1:], device=device, generator=g)[run.local]
             with torch.no_grad():
                 mask = model.hidden(scores, len(x), device)
                 trivial = model.loss(mean_guess.expand(len(x), -1, -1), target, mask)

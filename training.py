@@ -263,7 +263,7 @@ class Run:
         for i in tqdm(range(self.start, steps), desc=f"epoch {self.epoch + 1}/{self.args.epochs}", leave=False,
                       disable=None if main_process() else True, mininterval=1, initial=self.start, total=steps):
             self.i = i
-            step = self.epoch * steps + i
+            self.global_step = step = self.epoch * steps + i
             lr = get_lr(step, self.lr, self.args.warmup_epochs * steps, self.args.epochs * steps)
             for group in self.optimizer.param_groups:  # lr_scale: layer-wise decay in fine-tuning
                 group["lr"] = lr * group["lr_scale"]

@@ -49,6 +49,37 @@ def test_masked_count_is_exact(masking, ratio):
         assert same > 0.75
 
 
+@pytest.mark.parametrize("grid", [7, 8, 16])
+def test_block_masking_keeps_every_position_equally_often(grid):
+    """Large contiguous masked regions, the exact count, and no position favoured: each is kept with
+    the mean probability (within 10%) over 4,000 masks."""
+    m = model.MAE(image_size=grid * 2, patch_size=2, channels=1, dim=32, depth=1, heads=2, decoder_dim=32,
+                  decoder_depth=1, decoder_heads=2, masking="block")
+    scores = m.mask_scores(4000, "cpu", torch.Generator().manual_seed(0))
+    mask = m.split(scores)[2]
+    assert (mask.sum(1) == round(0.75 * grid ** 2)).all()
+    kept = 1 - mask.mean(0)
+    assert (kept - kept.mean()).abs().max() < 0.1 * kept.mean(), kept.view(grid, grid)
+    masks = mask.view(-1, grid, grid)
+    same = ((masks[:, 1:] == masks[:, :-1]).float().mean() + (masks[:, :, 1:] == masks[:, :, :-1]).float().mean()) / 2
+    assert same > 0.8  # random masking at 0.75: 0.625
+
+
+def test_a_vit_from_scratch_starts_from_the_mae_init():
+    """finetune.py --init none builds Encoder(...): with the same seed, the weights of a fresh MAE's encoder."""
+    sizes = dict(image_size=16, patch_size=4, channels=3, dim=32, depth=2, heads=2)
+    torch.manual_seed(3)
+    encoder = model.Encoder(**sizes)
+    torch.manual_seed(3)
+    mae = model.MAE(**sizes, decoder_dim=32, decoder_depth=1, decoder_heads=2)
+    assert encoder.state_dict().keys() == mae.encoder.state_dict().keys()
+    for k, v in encoder.state_dict().items():
+        assert torch.equal(v, mae.encoder.state_dict()[k]), k
+    assert (encoder.blocks[0].attn.qkv.bias == 0).all() and encoder.cls_token.std() > 0.01  # MAE's, not torch's
+    bound = (6 / (32 + 96)) ** 0.5  # xavier-uniform for the 32 -> 96 qkv layer
+    assert encoder.blocks[0].attn.qkv.weight.abs().max() > 0.9 * bound
+
+
 def test_loss_is_on_masked_patches_only():
     m = tiny_mae()
     x = torch.rand(4, 3, 16, 16)
@@ -111,24 +142,42 @@ def monitored(fmnist_folder):
     return fit, pca_project.spectrum_bands(fit, [10, 25]), x
 
 
-@pytest.mark.parametrize("masking,target", [("random", "original"), ("random", "bottom"), ("pca", "original"),
-                                            ("pca", "bottom")])
-def test_band_monitor_gives_1_for_the_target_and_0_for_the_mean_image(fmnist_folder, masking, target):
+def monitor(mae, pca, x, predict):
+    """explained_by_band for a stand-in model whose prediction is predict(target, mask) (mask (N, T, 1))."""
+    forward = mae.forward
+
+    def stand_in(x, t, generator=None, scores=None):
+        mask = forward(x, t, generator)[2]
+        return None, mae.patchify(predict(t, mae.unpatchify(mask[..., None].expand(*mask.shape, mae.patchify(t).shape[-1])))), mask
+    mae.forward = stand_in
+    return pretrain.explained_by_band(mae, x, pca, SimpleNamespace(pca_mask_share=0.2, sigma=None))
+
+
+@pytest.mark.parametrize("masking,target,patch", [("random", "original", 4), ("random", "bottom", 4),
+                                                  ("random", "original", 2), ("random", "bottom", 2),
+                                                  ("block", "original", 4), ("grid", "bottom", 2),
+                                                  ("pca", "original", 4), ("pca", "bottom", 4)])
+def test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds(fmnist_folder, masking, target, patch):
+    """Oracles on real pictures: the target scores 1 on each of its bands, the mean image 0, and the target's
+    band A alone 1 on A and 0 on every other band; a guess right only where the model saw the patch, 0."""
     fit, bands, x = monitored(fmnist_folder)
     band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
     pca = pca_project.on_device(fit, "cpu", band, bands, full=masking == "pca")  # as pretrain.py keeps it
-    mae = model.MAE(image_size=16, patch_size=4, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
+    mae = model.MAE(image_size=16, patch_size=patch, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
                     decoder_depth=1, decoder_heads=2, masking=masking)
-    forward = mae.forward
-    oracle, mean_image = (lambda target: target), (lambda target: pca["mean"].view_as(target[0]).expand_as(target))
-    for predict, expected in ((oracle, 1), (mean_image, 0)):
-        mae.forward = lambda x, t, generator=None, scores=None: (None, mae.patchify(predict(t)),
-                                                                 forward(x, t, generator)[2])
-        got = pretrain.explained_by_band(mae, x, pca, SimpleNamespace(pca_mask_share=0.2, sigma=None))
-        expected = dict.fromkeys(got, expected)
-        if target == "bottom":  # the top 75% is no part of the target
-            expected["top 75%"] = None
-        assert got == pytest.approx(expected, abs=1e-4)
+    mean = pca["mean"].view_as(x[0].float())
+    outside = {"top 75%": None} if target == "bottom" else {}  # the top 75% is no part of a bottom-25% target
+    names = [name for name, _ in bands if name not in outside]
+    cases = [(lambda t, m: t, dict.fromkeys(names, 1.0)), (lambda t, m: mean.expand_as(t), dict.fromkeys(names, 0.0))]
+    for name, b in bands:
+        if name in names:
+            cases.append((lambda t, m, b=b: project(t, fit, fit["eigvecs"][:, b].float()),
+                          {n: float(n == name) for n in names}))
+    if masking != "pca":  # right on the hidden patches of each pass only: all; on the visible ones only: nothing
+        cases += [(lambda t, m: t * m + mean * (1 - m), dict.fromkeys(names, 1.0)),
+                  (lambda t, m: t * (1 - m) + mean * m, dict.fromkeys(names, 0.0))]
+    for predict, expected in cases:
+        assert monitor(mae, pca, x, predict) == pytest.approx(expected | outside, abs=0.02)
 
 
 def test_pca_masking_feeds_visible_components_and_predicts_hidden_ones(fmnist_folder, tmp_path, run, monkeypatch):
@@ -185,6 +234,22 @@ def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run,
     assert not any(torch.equal(xi, s) for xi in seen[0][0] for s in stored)
 
 
+@pytest.mark.parametrize("precision", ["highest", "medium"])  # medium: bf16 matmuls on a CPU with AMX, TF32 on CUDA
+def test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision(fmnist_folder, precision):
+    fit, _, x = monitored(fmnist_folder)
+    pcs = pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, "bottom", 25))
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        with torch.autocast("cpu", torch.bfloat16):
+            _, target = pretrain.make_batch(x, "none", pcs)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert target.dtype == torch.float32 and torch.get_float32_matmul_precision() == before
+    reference = project(x.double() / 255, fit, band(fit, "bottom", 25))
+    assert (target - reference).abs().max() < 1e-5
+
+
 def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, stopped_and_resumed):
     code, out, err = stopped_and_resumed(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 4, "--eval-every",
                                          2, "--target", "top", "--pct", 75)
@@ -198,6 +263,16 @@ def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, stopped_and_
     logs = [[{k: v for k, v in line.items() if k not in ("seconds", "images_per_s", "monitor_seconds")} for line in training.read_log(d)]
             for d in (tmp_path / "a", tmp_path / "b")]
     assert logs[0] == logs[1]
+
+
+def test_a_step_draws_from_seed_and_step_alone(fmnist_folder, tmp_path, stopped_and_resumed, monkeypatch):
+    """Under torchrun every rank restores the generator state rank 0 saved: a step's draws (crop, masks)
+    must not depend on it. A resume that restores no generator state at all ends with the same weights."""
+    monkeypatch.setattr(training, "set_rng_state", lambda state: torch.manual_seed(12345))
+    code, out, err = stopped_and_resumed(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 3, "--aug", "crop")
+    assert code == 0 and "resuming at epoch 3" in out, err
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_bad_input_is_one_line_and_exit_2(fmnist_folder, tmp_path, run):

@@ -19,8 +19,8 @@ import cli
 import data
 import pca_project
 import training
-from model import Classifier, Encoder, check_sizes, default_patch_size, load_pretrained, param_groups, pretrained, \
-    target_name
+from model import Classifier, Encoder, check_sizes, default_patch_size, load_pretrained, param_groups, pretrained
+from report import target_name
 
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads", "attention")
 VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}

@@ -18,7 +18,8 @@ from tqdm import tqdm
 import cli
 import data
 import training
-from model import extract_features, get_lr, knn_accuracy, load_pretrained, pretrained, target_name
+from model import extract_features, get_lr, knn_accuracy, load_pretrained, pretrained
+from report import target_name
 
 
 def get_args(argv=None):

@@ -286,14 +286,6 @@ def pretrained(ckpt, image_shape, path):
     return mae
 
 
-def target_name(cfg):
-    """How results name a pretraining target: original, bottom 25%, top 75%, and PCA masking or noise when used."""
-    name = "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
-    if cfg.get("corruption"):
-        return name + f", gaussian noise {cfg['sigma']:g}"
-    return name + (f", PCA masking {100 * cfg['pca_mask_share']:g}%" if cfg["masking"] == "pca" else "")
-
-
 def grid_cell(mask_ratio):
     """Side s of the cell that grid masking keeps one patch of: mask ratio 1 - 1/s^2, or None."""
     s = round((1 - mask_ratio) ** -0.5)

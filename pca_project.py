@@ -20,7 +20,8 @@ import torch
 
 import cli
 import data
-from model import load_pretrained, pretrained, target_name
+from model import load_pretrained, pretrained
+from report import target_name
 
 
 def fit(x, device=None):

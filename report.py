@@ -11,6 +11,7 @@ explained_chart draws pretrain.py's per-band explained variance over epochs.
 import glob
 import itertools
 import json
+import math
 import os
 import pathlib
 from xml.sax.saxutils import escape
@@ -29,14 +30,29 @@ PAPER = {
     ("cifar100", "bottom 25%"): (0.682, 0.373), ("cifar100", "top 75%"): (0.643, 0.270)}
 
 
+def target_name(cfg):
+    """How results name a pretraining target: original, bottom 25%, top 75%, and what else sets a run
+    apart (norm-pix loss, a masking other than random, PCA masking or noise)."""
+    name = "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
+    if cfg.get("norm_pix_loss"):
+        name += ", norm-pix loss"
+    if cfg.get("corruption"):
+        return name + f", gaussian noise {cfg['sigma']:g}"
+    masking = cfg.get("masking", "random")
+    if masking == "pca":
+        return name + f", PCA masking {100 * cfg['pca_mask_share']:g}%"
+    return name + (f", {masking} masking" if masking != "random" else "")
+
+
 def scale(r):
-    """Model and pretraining schedule of a result, in a few words."""
+    """Model and pretraining schedule of a result, in a few words, and the (schedule, epoch) to sort by."""
     c = r["pretrain_config"] or r["config"]
     model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}" + (", wave attention" if c.get("attention") else "")
     if not r["pretrain_config"]:
-        return model
+        return model, (0, 0)
     done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run (pretrain.py --keep-epochs)
-    return model + (f", {c['epochs']} pretrain ep" if done == c["epochs"] else f", pretrain ep {done} of {c['epochs']}")
+    words = f", {c['epochs']} pretrain ep" if done == c["epochs"] else f", pretrain ep {done} of {c['epochs']}"
+    return model + words, (c["epochs"], done)
 
 
 FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
@@ -73,13 +89,14 @@ def table(results):
     rows, bands = {}, {}
     for r in results:
         if r["eval"] == "finetune" and r.get("input", "original") != "original":
-            bands.setdefault((r["dataset"], r["input"], r["target"], scale(r)), []).append(r)
+            bands.setdefault((r["dataset"], r["input"], r["target"], scale(r)[0]), []).append(r)
         else:  # one row per pretraining (or from-scratch) config; its seeds are gathered in the cells
-            key = (r["dataset"], r["target"], scale(r), seedless(r["pretrain_config"] or r["config"]))
+            (sc, order), config = scale(r), seedless(r["pretrain_config"] or r["config"])
+            key = (r["dataset"], r["target"], order, sc, config)
             rows.setdefault(key, {}).setdefault(r["eval"], []).append(r)
     lines = ["| dataset | target | scale | fine-tune | linear probe | paper fine-tune | paper linear probe |",
              "|---|---|---|---|---|---|---|"]
-    for (dataset, target, sc, _), evals in sorted(rows.items()):
+    for (dataset, target, _, sc, _), evals in sorted(rows.items()):
         ft, lp = ("-" if v is None else f"{v:.3f}" for v in PAPER.get((dataset.removesuffix(FOLDER), target),
                                                                       (None, None)))
         lines.append(f"| {dataset} | {target} | {sc} | {cell(evals.get('finetune', []))} | {cell(evals.get('linprobe', []))} "
@@ -97,13 +114,15 @@ def svg(name, text=None, **attrs):
     return f"<{name} {a}/>" if text is None else f"<{name} {a}>{escape(text)}</{name}>"
 
 
-def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, step=0.25):
-    """An SVG line chart, as text: series {name: [value at x = 1, 2, ...; None: none]} from red (the first)
-    to blue (the last), y ticks every `step`, the 0 line dark, a legend naming each series; a value
-    beyond [low, high] is drawn at the edge as an open triangle pointing off the chart."""
+def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, step=0.25, xs=None):
+    """An SVG line chart, as text: series {name: [value at xs[0], xs[1], ...; None: none]} (xs: 1, 2, ...
+    unless given, ascending) from red (the first) to blue (the last), y ticks every `step`, the 0 line dark,
+    a legend naming each series; a value beyond [low, high] is drawn at the edge as an open triangle
+    pointing off the chart."""
     width, height, left, top, pw, ph = 600, 340, 64, 50, 356, 240  # pw x ph: the plot; the legend to its right
     n = max(len(values) for values in series.values())
-    x = lambda i: round(left + pw * i / max(n - 1, 1), 1)  # noqa: E731  (value i sits at x = i + 1)
+    xs = xs or list(range(1, n + 1))
+    x = lambda i: round(left + pw * (xs[i] - xs[0]) / max(xs[-1] - xs[0], 1), 1)  # noqa: E731
     y = lambda v: round(top + ph * (high - min(max(v, low), high)) / (high - low), 1)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
            'font-size="12">', svg("rect", width="100%", height="100%", fill="white"),
@@ -116,7 +135,7 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
         out += [svg("line", x1=left, x2=left + pw, y1=y(v), y2=y(v), stroke="black" if zero else "#ddd",
                     stroke_width=1.5 if zero else 1),
                 svg("text", f"{v:g}", x=left - 6, y=y(v) + 4, text_anchor="end")]
-    out += [svg("text", str(i + 1), x=x(i), y=top + ph + 18, text_anchor="middle") for i in range(0, n, -(-n // 10))]
+    out += [svg("text", f"{xs[i]:g}", x=x(i), y=top + ph + 18, text_anchor="middle") for i in range(0, n, -(-n // 10))]
     out.append(svg("rect", x=left, y=top, width=pw, height=ph, fill="none", stroke="#888"))
     for k, (name, values) in enumerate(series.items()):
         color = f"hsl({240 * k / max(len(series) - 1, 1):.0f}, 80%, 42%)"
@@ -156,6 +175,37 @@ def explained_chart(logs, path, target):
                              "epoch", "share explained (1 = all, 0 = none)"), path)
 
 
+UNTRAINED = "untrained (MAE init)"
+
+
+def probe_chart(results, path):
+    """probe_epochs.svg: linear-probe accuracy against the pretraining epoch of the probed weights (copies
+    kept by pretrain.py --keep-epochs), a line per pretraining (seeds averaged), a run with one probed
+    epoch as a lone point, and the untrained encoders (epoch-0 copies) as a level. False if nothing to draw."""
+    probes = [r for r in results if r["eval"] == "linprobe" and r.get("pretrain_config")]
+    runs = {}
+    for r in probes:
+        c = r["pretrain_config"]
+        if r.get("pretrain_epoch") == 0:
+            continue  # drawn as the level
+        name = f"{r['target']}, patch {c['patch_size']}, {c['epochs']} ep"
+        runs.setdefault(name, {}).setdefault(r.get("pretrain_epoch", c["epochs"]), []).append(r["accuracy"])
+    untrained = [a for r in probes if r.get("pretrain_epoch") == 0 for a in [r["accuracy"]]]
+    if not any(len(epochs) > 1 for epochs in runs.values()):
+        return False
+    xs = sorted({e for epochs in runs.values() for e in epochs} | ({0} if untrained else set()))
+    series = {name: [sum(epochs[e]) / len(epochs[e]) if e in epochs else None for e in xs]
+              for name, epochs in sorted(runs.items())}
+    if untrained:
+        series[f"{UNTRAINED}, n={len(untrained)}"] = [sum(untrained) / len(untrained)] * len(xs)
+    lows = [v for values in series.values() for v in values if v is not None]
+    low, high = math.floor(min(lows) * 20) / 20, math.ceil(max(lows) * 20) / 20
+    cli.save_text(line_chart(series, "Linear probe against pretraining epoch", "each point a probe of the weights "
+                             "at that epoch; mean over seeds", "pretraining epoch", "linear-probe test accuracy",
+                             low=low, high=high, step=0.05, xs=xs), path)
+    return True
+
+
 def main():
     p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("folder", nargs="?", default="runs")
@@ -190,6 +240,12 @@ def main():
             raise cli.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
         if args.folder_as and results[-1]["dataset"] == "folder":
             results[-1]["dataset"] = args.folder_as + FOLDER
+        if "target" in (results[-1].get("pretrain_config") or {}):  # named as now, whatever code wrote it
+            results[-1]["target"] = target_name(results[-1]["pretrain_config"])
+        if results[-1].get("pretrain_epoch") == 0:  # a copy of the initialisation: no target has touched it
+            results[-1]["target"] = UNTRAINED
+    if args.charts:
+        probe_chart(results, os.path.join(args.folder, "probe_epochs.svg"))
     print(table(results))
     summaries = glob.glob(os.path.join(args.folder, "**", "summary.json"), recursive=True)
     hours = (sum(r.get("seconds") or 0 for r in results) +

@@ -186,6 +186,42 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     assert len(svg.findall(f".//{ns}circle")) == 3
 
 
+def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path, run):
+    def probe(name, target, epoch, accuracy, seed=0, epochs=40):
+        c = {"target": target, "pct": 25, "masking": "random", "dim": 64, "depth": 2, "patch_size": 4,
+             "epochs": epochs, "seed": seed}
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"dataset": "folder", "target": "?", "eval": "linprobe", "accuracy": accuracy, "epochs": 30,
+             "pretrain_config": c, "config": {"seed": 0}} | ({} if epoch is None else {"pretrain_epoch": epoch})))
+    for seed in (0, 1):
+        probe(f"o{seed}/lp-0000", "original", 0, 0.40 + 0.02 * seed, seed)
+    for epoch, accuracy in ((5, 0.45), (10, 0.50), (40, 0.60)):
+        probe(f"o0/lp-{epoch}", "original", epoch, accuracy)
+        probe(f"b0/lp-{epoch}", "bottom", epoch, accuracy - 0.05)
+    probe("ten/lp", "original", None, 0.48, epochs=10)  # an older run: its final weights, no epoch recorded
+    code, out, err = run(report, tmp_path, "--charts")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("| folder")]
+    assert [r.split(" | ")[1:3] for r in rows[:5]] == [
+        ["bottom 25%", "ViT 64x2, patch 4, pretrain ep 5 of 40"], ["bottom 25%", "ViT 64x2, patch 4, pretrain ep 10 of 40"],
+        ["bottom 25%", "ViT 64x2, patch 4, 40 pretrain ep"], ["original", "ViT 64x2, patch 4, 10 pretrain ep"],
+        ["original", "ViT 64x2, patch 4, pretrain ep 5 of 40"]]
+    assert any("untrained (MAE init)" in r and "0.410 ± 0.014 (n=2)" in r for r in rows)
+    svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
+    ns = "{http://www.w3.org/2000/svg}"
+    legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
+    assert legend == ["bottom 25%, patch 4, 40 ep", "original, patch 4, 10 ep", "original, patch 4, 40 ep",
+                      "untrained (MAE init), n=2"]
+    lines = {legend[i]: [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+             for i, line in enumerate(svg.iter(ns + "polyline"))}
+    xs = [x for x, _ in lines["original, patch 4, 40 ep"]]
+    assert len(xs) == 3 and (xs[2] - xs[1]) == pytest.approx(6 * (xs[1] - xs[0]), abs=0.5)  # 5, 10, 40
+    assert len(lines["original, patch 4, 10 ep"]) == 1  # a lone point at epoch 10
+    level = lines["untrained (MAE init), n=2"]
+    assert len({y for _, y in level}) == 1 and level[0][0] < xs[0]  # a level from epoch 0 on
+
+
 def test_chart_draws_each_band_where_its_values_are():
     svg = ET.fromstring(report.line_chart({"top 75%": [0, 0.5, 1, -3], "bottom 25%": [1, None, 1, 1],
                                            "10-25%": [None, None, None, None]},

@@ -119,7 +119,8 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
     unless given, ascending) from red (the first) to blue (the last), y ticks every `step`, the 0 line dark,
     a legend naming each series; a value beyond [low, high] is drawn at the edge as an open triangle
     pointing off the chart."""
-    width, height, left, top, pw, ph = 600, 340, 64, 50, 356, 240  # pw x ph: the plot; the legend to its right
+    height, left, top, pw, ph = 340, 64, 50, 356, 240  # pw x ph: the plot; the legend to its right
+    width = max(600, left + pw + 24 + 8 * max(len(name) for name in series))  # room for the longest name
     n = max(len(values) for values in series.values())
     xs = xs or list(range(1, n + 1))
     x = lambda i: round(left + pw * (xs[i] - xs[0]) / max(xs[-1] - xs[0], 1), 1)  # noqa: E731

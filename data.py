@@ -68,8 +68,10 @@ AUGMENTATIONS = ("none", "flip", "crop")
 def augment(x, kind, u=None):
     """Augment a float batch (N, C, H, W) on its device, all images at once.
 
-    flip: horizontal flip with probability 1/2. crop: RandomResizedCrop (area 0.2-1, aspect ratio
-    3/4-4/3, resized back to H x W, bilinear) plus the flip. u: the (N, 5) uniform numbers that
+    flip: horizontal flip with probability 1/2. crop: a random resized crop drawn once per image, area
+    0.2-1 and aspect ratio 3/4-4/3 (log-uniform) as in MAE's pretraining, a side longer than the image
+    clamped to it (torchvision's RandomResizedCrop redraws up to 10 times, then crops the centre),
+    resized back to H x W bilinearly (MAE: bicubic), plus the flip. u: the (N, 5) uniform numbers that
     decide it all, drawn here unless given (distributed runs draw them for the global batch).
     """
     if kind == "none":

@@ -19,7 +19,8 @@ import cli
 import data
 import pca_project
 import training
-from model import Classifier, Encoder, check_sizes, default_patch_size, load_pretrained, param_groups, pretrained
+from checkpoints import check_sizes, load_pretrained, pretrained
+from model import Classifier, Encoder, default_patch_size, param_groups
 from report import target_name
 
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads", "attention")

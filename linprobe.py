@@ -18,7 +18,9 @@ from tqdm import tqdm
 import cli
 import data
 import training
-from model import extract_features, get_lr, knn_accuracy, load_pretrained, pretrained
+from checkpoints import load_pretrained, pretrained
+from features import extract_features, knn_accuracy
+from model import get_lr
 from report import target_name
 
 

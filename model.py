@@ -1,4 +1,5 @@
-"""The ViT masked autoencoder (He et al. 2022, ViT-Tiny sizes by default) and the learning-rate schedule.
+"""The ViT masked autoencoder (He et al. 2022; ViT-Tiny sizes by default), its classifier, and the
+optimizer's schedule: AdamW parameter groups and the warmup-cosine learning rate.
 
     model = MAE(image_size=32, patch_size=2, channels=3)
     loss, pred, mask = model(x, target)   # x, target (N, C, H, W); loss on masked patches only
@@ -10,7 +11,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cli import UserError, load_checkpoint
 from wave_attention import WaveAttention
 
 # Patch maskings hide mask_ratio of the patches; "pca" hides no patch: the input and target are
@@ -29,15 +29,52 @@ def get_lr(it, lr, warmup_iters, total_iters, min_lr=0.0):
     return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
+def param_groups(model, weight_decay, layer_decay=1.0):
+    """AdamW groups: no weight decay on norms, biases and tokens; with layer_decay < 1, each
+    group's lr_scale shrinks by that factor per layer below the top (He et al.'s layer-wise decay):
+    the patch embedding and class token get the smallest lr, the final norm and head the full lr."""
+    depth = len(model.encoder.blocks)
+    groups = {}
+    for name, p in model.named_parameters():
+        if name.startswith("encoder.blocks."):
+            layer = int(name.split(".")[2]) + 1
+        elif name.startswith(("encoder.patch_embed", "encoder.cls_token")):
+            layer = 0
+        else:
+            layer = depth + 1
+        no_decay = p.ndim < 2 or name.endswith("token")
+        scale = layer_decay ** (depth + 1 - layer)
+        group = groups.setdefault((no_decay, scale), {
+            "params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale})
+        group["params"].append(p)
+    return list(groups.values())
+
+
+def sincos_1d(dim, positions):
+    """(len(positions), dim): sines, then cosines, of the positions at dim/2 geometric frequencies."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
+    angles = positions.flatten()[:, None] * omega
+    return torch.cat([torch.sin(angles), torch.cos(angles)], 1)
+
+
 def sincos_pos_embed(dim, grid):
-    """Fixed 2-D sin-cos position embeddings (grid * grid, dim): half the channels encode the row,
-    half the column, each as sines and cosines of geometric frequencies."""
+    """Fixed 2-D sin-cos position embeddings (grid * grid, dim), patches in row-major order: the first
+    half of the channels encodes the row, the second the column (MAE's code has them the other way)."""
     assert dim % 4 == 0, "sin-cos position embeddings need dim divisible by 4"
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
-    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
-                                indexing="ij")
-    parts = [f(pos.flatten()[:, None] * omega) for pos in (rows, cols) for f in (torch.sin, torch.cos)]
-    return torch.cat(parts, 1).float()
+    axis = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.cat([sincos_1d(dim // 2, rows), sincos_1d(dim // 2, cols)], 1).float()
+
+
+def init_weights(module):
+    """As in the MAE code: xavier-uniform linear layers with zero bias, tokens N(0, 0.02)."""
+    for name, p in module.named_parameters():
+        if name.endswith("token"):
+            nn.init.normal_(p, std=0.02)
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 class Attention(nn.Module):
@@ -49,13 +86,15 @@ class Attention(nn.Module):
 
     def forward(self, x):
         n, t, d = x.shape
-        q, k, v = self.qkv(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).view(n, t, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (N, heads, T, d / heads)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(n, t, d))
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block, with stochastic depth (drop_path) for fine-tuning; with a grid, wave attention."""
+    """Pre-norm transformer block, with stochastic depth (drop_path) for fine-tuning; given the
+    patch grid, Wave-ViT's attention instead of plain attention."""
 
     def __init__(self, dim, heads, mlp_ratio=4.0, drop_path=0.0, grid=None):
         super().__init__()
@@ -63,7 +102,8 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, heads) if grid is None else WaveAttention(dim, heads, grid)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, x):
         x = x + self.dropped(self.attn(self.norm1(x)))
@@ -81,12 +121,15 @@ class Encoder(nn.Module):
     """ViT encoder: linear patch embedding, fixed sin-cos positions, class token, pre-norm blocks
     (with attention "wave", Wave-ViT's attention in every block)."""
 
-    def __init__(self, image_size, patch_size, channels, dim, depth, heads, drop_path=0.0, attention=None):
+    def __init__(self, image_size, patch_size, channels, dim, depth, heads, drop_path=0.0,
+                 attention=None):
         super().__init__()
-        self.patch_size, self.channels, self.grid, self.dim = patch_size, channels, image_size // patch_size, dim
+        self.patch_size, self.channels, self.dim = patch_size, channels, dim
+        self.grid = image_size // patch_size
         self.patch_embed = nn.Linear(patch_size * patch_size * channels, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid)[None], persistent=False)
+        pos_embed = sincos_pos_embed(dim, self.grid)[None]
+        self.register_buffer("pos_embed", pos_embed, persistent=False)
         rates = torch.linspace(0, drop_path, depth).tolist()  # deeper blocks are dropped more often
         grid = self.grid if attention == "wave" else None
         self.blocks = nn.ModuleList(Block(dim, heads, drop_path=r, grid=grid) for r in rates)
@@ -98,14 +141,20 @@ class Encoder(nn.Module):
     def patchify(self, x):
         """(N, C, H, W) -> (N, T, p*p*C), patches in row-major order."""
         n, c, p, g = len(x), self.channels, self.patch_size, self.grid
-        return x.reshape(n, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(n, g * g, p * p * c)
+        x = x.reshape(n, c, g, p, g, p)
+        return x.permute(0, 2, 4, 3, 5, 1).reshape(n, g * g, p * p * c)
 
     def forward(self, x, ids_keep=None):
         """Tokens (N, 1 + kept, dim) of the kept patches (all patches when ids_keep is None)."""
+        # embed patches, add positions
         tokens = self.patch_embed(self.patchify(x)) + self.pos_embed
+        # keep the visible patches only
         if ids_keep is not None:
-            tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
+            index = ids_keep[..., None].expand(-1, -1, tokens.shape[-1])
+            tokens = torch.gather(tokens, 1, index)
+        # prepend the class token
         tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], 1)
+        # apply the transformer blocks
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)
@@ -116,41 +165,37 @@ class Encoder(nn.Module):
         return tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(1)
 
 
-def init_weights(module):
-    """As in the MAE code: xavier-uniform linear layers with zero bias, tokens N(0, 0.02)."""
-    for name, p in module.named_parameters():
-        if name.endswith("token"):
-            nn.init.normal_(p, std=0.02)
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
 class MAE(nn.Module):
     def __init__(self, image_size=32, patch_size=2, channels=3, dim=192, depth=12, heads=3,
-                 decoder_dim=192, decoder_depth=4, decoder_heads=3, mask_ratio=0.75, masking="random",
-                 norm_pix_loss=False, attention=None):
+                 decoder_dim=192, decoder_depth=4, decoder_heads=3, mask_ratio=0.75,
+                 masking="random", norm_pix_loss=False, attention=None):
         super().__init__()
-        self.encoder = Encoder(image_size, patch_size, channels, dim, depth, heads, attention=attention)
-        self.patch_size, self.channels, self.grid = patch_size, channels, image_size // patch_size
+        self.encoder = Encoder(image_size, patch_size, channels, dim, depth, heads,
+                               attention=attention)
+        self.patch_size, self.channels = patch_size, channels
+        self.grid = image_size // patch_size
         self.mask_ratio, self.masking, self.norm_pix_loss = mask_ratio, masking, norm_pix_loss
+        # the decoder: its own width, plain attention, a pixel prediction per patch
         self.decoder_embed = nn.Linear(dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        self.register_buffer("decoder_pos_embed", sincos_pos_embed(decoder_dim, self.grid)[None], persistent=False)
-        self.decoder_blocks = nn.ModuleList(Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
+        pos_embed = sincos_pos_embed(decoder_dim, self.grid)[None]
+        self.register_buffer("decoder_pos_embed", pos_embed, persistent=False)
+        blocks = (Block(decoder_dim, decoder_heads) for _ in range(decoder_depth))
+        self.decoder_blocks = nn.ModuleList(blocks)
         self.decoder_norm = nn.LayerNorm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, patch_size * patch_size * channels)
         nn.init.normal_(self.mask_token, std=0.02)
-        for part in (self.decoder_embed, self.decoder_blocks, self.decoder_pred):  # the encoder inits itself
-            init_weights(part)
+        for part in (self.decoder_embed, self.decoder_blocks, self.decoder_pred):
+            init_weights(part)  # the encoder inits itself
 
     def patchify(self, x):
         return self.encoder.patchify(x)
 
     def unpatchify(self, patches):
+        """(N, T, p*p*C) -> (N, C, H, W), the inverse of patchify."""
         n, c, p, g = len(patches), self.channels, self.patch_size, self.grid
-        return patches.reshape(n, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, g * p, g * p)
+        x = patches.reshape(n, g, g, p, p, c)
+        return x.permute(0, 5, 1, 3, 2, 4).reshape(n, c, g * p, g * p)
 
     def mask_scores(self, n, device, generator=None):
         """A score per patch (N, T); the lowest T - round(mask_ratio * T) are kept, the rest masked."""
@@ -163,23 +208,59 @@ class MAE(nn.Module):
             # edges, the field treats every position alike: each is kept equally often.
             noise = torch.rand(n, g, g, device=device, generator=generator)
             return blur_on_torus(noise, sigma=g / 5).flatten(1)
-        # grid: keep one patch of every s x s cell (s = 2 for mask ratio 0.75), at a random offset per image
+        # grid: keep one patch of every s x s cell (s = 2 at mask ratio 0.75), at a random offset
         s = grid_cell(self.mask_ratio)
         offset = torch.randint(0, s, (n, 2, 1, 1), device=device, generator=generator)
         idx = torch.arange(g, device=device)
-        keep = ((idx[:, None] % s == offset[:, 0]) & (idx[None, :] % s == offset[:, 1]))
-        return (~keep).float().flatten(1)
+        keep_row = idx[:, None] % s == offset[:, 0]
+        keep_col = idx[None, :] % s == offset[:, 1]
+        return (~(keep_row & keep_col)).float().flatten(1)
+
+    def split(self, scores):
+        """Mask scores (N, T) -> (ids of the kept patches, the order that restores the sequence,
+        mask (N, T), 1 = masked): the round(mask_ratio * T) highest scores are masked."""
+        t = scores.shape[1]
+        n_keep = t - round(self.mask_ratio * t)
+        ids_shuffle = torch.argsort(scores, dim=1, stable=True)  # ascending: kept first
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        mask = torch.ones_like(scores)
+        mask[:, :n_keep] = 0
+        return ids_shuffle[:, :n_keep], ids_restore, torch.gather(mask, 1, ids_restore)
+
+    def hidden(self, scores, n, device):
+        """The mask (N, T) forward() makes of these scores (None: no patch hidden, as with the
+        patch-free maskings)."""
+        if scores is None:
+            return torch.ones(n, self.grid ** 2, device=device)
+        return self.split(scores)[2]
 
     def decode(self, latent, ids_restore):
-        """Decoder: mask tokens fill the masked places, the sequence is unshuffled; (N, T, p*p*C)."""
+        """The decoder's prediction (N, T, p*p*C) of every patch from the encoder's tokens."""
+        # embed tokens
         x = self.decoder_embed(latent)
         n, kept, d = x.shape[0], x.shape[1] - 1, x.shape[2]
-        x_ = torch.cat([x[:, 1:], self.mask_token.expand(n, ids_restore.shape[1] - kept, -1)], 1)
-        x_ = torch.gather(x_, 1, ids_restore[..., None].expand(-1, -1, d)) + self.decoder_pos_embed
-        x = torch.cat([x[:, :1], x_], 1)
+        # append mask tokens to the sequence
+        masked = self.mask_token.expand(n, ids_restore.shape[1] - kept, -1)
+        patches = torch.cat([x[:, 1:], masked], 1)
+        # unshuffle
+        patches = torch.gather(patches, 1, ids_restore[..., None].expand(-1, -1, d))
+        # add positions
+        patches = patches + self.decoder_pos_embed
+        # put the class token back in front
+        x = torch.cat([x[:, :1], patches], 1)
+        # apply the transformer blocks
         for block in self.decoder_blocks:
             x = block(x)
+        # predict pixels, then remove the class token
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]
+
+    def loss(self, pred, target, mask):
+        """Mean squared error of pred (N, T, p*p*C) on the masked patches of target (N, C, H, W)."""
+        target = self.patchify(target)
+        if self.norm_pix_loss:
+            target = normalize_patches(target)
+        loss = ((pred.float() - target) ** 2).mean(-1)  # per patch
+        return (loss * mask).sum() / mask.sum()
 
     def forward(self, x, target, generator=None, scores=None):
         """Returns (loss, prediction (N, T, p*p*C), mask (N, T) with 1 = masked). The mask comes
@@ -188,44 +269,24 @@ class MAE(nn.Module):
         n, t = len(x), self.grid ** 2
         if self.masking in ("pca", "none"):  # every patch is seen, and predicted
             mask = torch.ones(n, t, device=x.device)
-            pred = self.decode(self.encoder(x), torch.arange(t, device=x.device).expand(n, t))
+            every = torch.arange(t, device=x.device).expand(n, t)
+            pred = self.decode(self.encoder(x), every)
         else:
-            scores = self.mask_scores(n, x.device, generator) if scores is None else scores
+            if scores is None:
+                scores = self.mask_scores(n, x.device, generator)
             ids_keep, ids_restore, mask = self.split(scores)
             pred = self.decode(self.encoder(x, ids_keep), ids_restore)
         return self.loss(pred, target, mask), pred, mask
 
-    def split(self, scores):
-        """Mask scores (N, T) -> (ids of the kept patches, the order that restores the sequence,
-        mask (N, T), 1 = masked): the round(mask_ratio * T) highest scores are masked."""
-        t = scores.shape[1]
-        n_keep = t - round(self.mask_ratio * t)
-        ids_shuffle = torch.argsort(scores, dim=1, stable=True)
-        ids_restore = torch.argsort(ids_shuffle, dim=1)
-        mask = torch.ones_like(scores)
-        mask[:, :n_keep] = 0
-        return ids_shuffle[:, :n_keep], ids_restore, torch.gather(mask, 1, ids_restore)
-
-    def hidden(self, scores, n, device):
-        """The mask (N, T) that forward() makes of these scores (None: patch-free maskings, nothing hidden)."""
-        return torch.ones(n, self.grid ** 2, device=device) if scores is None else self.split(scores)[2]
-
-    def loss(self, pred, target, mask):
-        """Mean squared error of pred (N, T, p*p*C) on the masked patches of target (N, C, H, W)."""
-        target = self.patchify(target)
-        if self.norm_pix_loss:
-            target = normalize_patches(target)
-        loss = ((pred.float() - target) ** 2).mean(-1)
-        return (loss * mask).sum() / mask.sum()
-
 
 def normalize_patches(patches):
     """Each patch (..., p*p*C) to zero mean and unit variance: MAE's norm-pix-loss target."""
-    return (patches - patches.mean(-1, keepdim=True)) / (patches.var(-1, keepdim=True) + 1e-6).sqrt()
+    mean, var = patches.mean(-1, keepdim=True), patches.var(-1, keepdim=True)
+    return (patches - mean) / (var + 1e-6).sqrt()
 
 
 def blur_on_torus(x, sigma):
-    """x (N, g, g) convolved with a Gaussian of sigma cells, wrapping around the edges (through the FFT)."""
+    """x (N, g, g) convolved with a Gaussian of sigma cells, wrapping around the edges (by FFT)."""
     g = x.shape[-1]
     freq = torch.fft.fftfreq(g, device=x.device)  # cycles per cell
     rfreq = torch.fft.rfftfreq(g, device=x.device)
@@ -233,63 +294,17 @@ def blur_on_torus(x, sigma):
     return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=(g, g))
 
 
-def default_patch_size(image_size):
-    """The divisor of the image size that gives the patch grid closest to 16 x 16."""
-    return min((p for p in range(1, image_size + 1) if image_size % p == 0), key=lambda p: abs(image_size / p - 16))
-
-
-def check_sizes(image_shape, patch_size, *widths_and_heads, attention=None):
-    """A UserError unless the images are square, divisible into patches (an even grid of them for wave
-    attention's DWT), and every transformer width is divisible by 4 (sin-cos positions) and by its heads."""
-    _, h, w = image_shape
-    if h != w or h % patch_size:
-        raise UserError(f"image size {h}x{w} is not a square divisible by patch size {patch_size}")
-    if attention == "wave" and h // patch_size % 2:
-        raise UserError(f"wave attention needs an even patch grid for its DWT; {h} px / patch {patch_size} = {h // patch_size}")
-    for d, heads in widths_and_heads:
-        if d % heads or d % 4:
-            raise UserError(f"width {d} must be divisible by 4 and by its number of heads ({heads})")
-
-
-def build_model(cfg, image_shape):
-    """The MAE a config (pretrain.py's flags) describes, for images (C, H, W); a UserError if they do not fit."""
-    c, h, _ = image_shape
-    check_sizes(image_shape, cfg["patch_size"], (cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"]),
-                attention=cfg.get("attention"))
-    if cfg["masking"] == "grid" and (h // cfg["patch_size"]) % grid_cell(cfg["mask_ratio"]):
-        raise UserError(f"--masking grid needs the patch grid ({h // cfg['patch_size']}) divisible by "
-                        f"{grid_cell(cfg['mask_ratio'])}")
-    return MAE(h, cfg["patch_size"], c, cfg["dim"], cfg["depth"], cfg["heads"], cfg["decoder_dim"],
-               cfg["decoder_depth"], cfg["decoder_heads"], cfg["mask_ratio"],
-               "none" if cfg.get("corruption") == "gaussian" else cfg["masking"], cfg["norm_pix_loss"], cfg.get("attention"))
-
-
-def load_pretrained(path):
-    """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one."""
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "mask_ratio" not in ckpt.get("config", {}) or "model" not in ckpt:
-        raise UserError(f"{path} is not a pretrain.py checkpoint")
-    return ckpt
-
-
-def pretrained(ckpt, image_shape, path):
-    """The MAE of a pretrain.py checkpoint, for images of image_shape (C, H, W)."""
-    cfg = ckpt["config"]
-    if tuple(cfg["image_shape"]) != tuple(image_shape):
-        raise UserError(f"{path} was pretrained on {'x'.join(map(str, cfg['image_shape']))} images; "
-                        f"this dataset has {'x'.join(map(str, image_shape))}")
-    mae = build_model(cfg, image_shape)
-    try:
-        mae.load_state_dict(ckpt["model"])
-    except RuntimeError:
-        raise UserError(f"{path} holds weights of another model than its config describes") from None
-    return mae
-
-
 def grid_cell(mask_ratio):
     """Side s of the cell that grid masking keeps one patch of: mask ratio 1 - 1/s^2, or None."""
     s = round((1 - mask_ratio) ** -0.5)
     return s if s >= 2 and abs(1 - 1 / s**2 - mask_ratio) < 1e-6 else None
+
+
+def default_patch_size(image_size):
+    """The divisor of the image size that gives the patch grid closest to 16 x 16."""
+    divisors = [p for p in range(1, image_size + 1) if image_size % p == 0]
+    grid_gap = [abs(image_size / p - 16) for p in divisors]
+    return divisors[grid_gap.index(min(grid_gap))]
 
 
 class Classifier(nn.Module):
@@ -299,51 +314,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.encoder, self.pool = encoder, pool
         self.head = nn.Linear(encoder.dim, num_classes)
-        nn.init.trunc_normal_(self.head.weight, std=2e-5)  # MAE's fine-tuning head: start near zero
+        nn.init.trunc_normal_(self.head.weight, std=2e-5)  # MAE's fine-tuning head: near zero
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x):
         return self.head(self.encoder.features(x, self.pool))
-
-
-def param_groups(model, weight_decay, layer_decay=1.0):
-    """AdamW groups: no weight decay on norms, biases and tokens; with layer_decay < 1, each
-    group's lr_scale shrinks by that factor per layer below the top (He et al.'s layer-wise decay):
-    the patch embedding and class token get the smallest lr, the final norm and head the full lr."""
-    depth = len(model.encoder.blocks)
-    groups = {}
-    for name, p in model.named_parameters():
-        if name.startswith("encoder.blocks."):
-            layer = int(name.split(".")[2]) + 1
-        elif name.startswith(("encoder.patch_embed", "encoder.cls_token")):
-            layer = 0
-        else:
-            layer = depth + 1
-        no_decay = p.ndim < 2 or name.endswith("token")
-        scale = layer_decay ** (depth + 1 - layer)
-        group = groups.setdefault((no_decay, scale), {"params": [], "weight_decay": 0.0 if no_decay else weight_decay,
-                                                      "lr_scale": scale})
-        group["params"].append(p)
-    return list(groups.values())
-
-
-@torch.no_grad()
-def extract_features(encoder, x, pool="cls", batch_size=256, amp=None):
-    """Features (N, dim) of uint8 images (N, C, H, W) on the encoder's device; bf16 with amp (default: CUDA)."""
-    encoder.eval()
-    autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=x.device.type == "cuda" if amp is None else amp)
-    feats = []
-    for i in range(0, len(x), batch_size):
-        with autocast:
-            feats.append(encoder.features(x[i:i + batch_size].float() / 255, pool).float())
-    return torch.cat(feats)
-
-
-@torch.no_grad()
-def knn_accuracy(train_feats, train_y, test_feats, test_y, k=20, temperature=0.07):
-    """Weighted k-nearest-neighbour accuracy on cosine similarity (the vote of InstDisc / DINO)."""
-    train_feats, test_feats = F.normalize(train_feats.float(), dim=1), F.normalize(test_feats.float(), dim=1)
-    sim, idx = (test_feats @ train_feats.T).topk(min(k, len(train_feats)), dim=1)
-    votes = torch.zeros(len(test_feats), int(train_y.max()) + 1, device=test_feats.device)
-    votes.scatter_add_(1, train_y[idx], (sim / temperature).exp())
-    return (votes.argmax(1) == test_y).float().mean().item()

@@ -20,7 +20,7 @@ import torch
 
 import cli
 import data
-from model import load_pretrained, pretrained
+from checkpoints import load_pretrained, pretrained
 from report import target_name
 
 

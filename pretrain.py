@@ -16,8 +16,9 @@ import data
 import pca_project
 import report
 import training
-from model import MASKINGS, build_model, default_patch_size, extract_features, grid_cell, knn_accuracy, \
-    normalize_patches, param_groups
+from checkpoints import build_model
+from features import extract_features, knn_accuracy
+from model import MASKINGS, default_patch_size, grid_cell, normalize_patches, param_groups
 
 # Monitors and copies: not part of the run's config.
 RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges", "keep_epochs"}

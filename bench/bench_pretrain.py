@@ -25,7 +25,7 @@ import pca_project  # noqa: E402
 import pretrain  # noqa: E402
 import training  # noqa: E402
 from bench_pca import cifar_shaped  # noqa: E402
-from model import build_model  # noqa: E402
+from checkpoints import build_model  # noqa: E402
 
 
 def interleaved(fns, rounds):

@@ -4,6 +4,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
+import checkpoints
 import finetune
 import linprobe
 import model
@@ -23,7 +24,7 @@ def pretrained(fmnist_folder, tmp_path_factory):
                                     "--target", "bottom", "--pct", 25]])
     ckpt = torch.load(out / "run" / "ckpt.pt", weights_only=True)
     torch.manual_seed(123)
-    ckpt["model"] = model.build_model(ckpt["config"], ckpt["config"]["image_shape"]).state_dict()
+    ckpt["model"] = checkpoints.build_model(ckpt["config"], ckpt["config"]["image_shape"]).state_dict()
     torch.save(ckpt, out / "random.pt")
     return out / "run" / "ckpt.pt", out / "random.pt"
 
@@ -71,7 +72,7 @@ def test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch(fmnis
     # The reported accuracy is that of the final weights on the test split.
     results = json.loads((tmp_path / "results.json").read_text())
     cfg = results["pretrain_config"]
-    clf = model.Classifier(model.build_model(cfg, cfg["image_shape"]).encoder, 10)
+    clf = model.Classifier(checkpoints.build_model(cfg, cfg["image_shape"]).encoder, 10)
     clf.load_state_dict(after)
     x, y = finetune.data.load("folder", "test", str(fmnist_folder), 16)
     acc = finetune.accuracy(clf, x, y, None, torch.autocast("cuda", enabled=False))

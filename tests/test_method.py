@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import data
+import features
 import finetune
 import linprobe
 import model
@@ -91,8 +92,8 @@ def test_knn_votes_for_the_most_similar_neighbours():
     away = torch.tensor([[math.cos(a), math.sin(a)] for a in torch.linspace(2.5, 3.0, 30).tolist()])
     train = torch.cat([close, far, away])
     labels = torch.tensor([0] * 5 + [1] * 15 + [2] * 30)
-    assert model.knn_accuracy(train, labels, test, torch.tensor([0])) == 1.0
-    assert model.knn_accuracy(train, labels, test, torch.tensor([0]), k=50) == 1.0  # even with everyone voting
+    assert features.knn_accuracy(train, labels, test, torch.tensor([0])) == 1.0
+    assert features.knn_accuracy(train, labels, test, torch.tensor([0]), k=50) == 1.0  # even with everyone voting
 
 
 

@@ -1,0 +1,64 @@
+"""What a pretraining config and checkpoint describe: the MAE built from pretrain.py's flags (its
+sizes checked first), and a pretrain.py checkpoint, or a copy kept during the run, loaded and checked.
+
+    mae = build_model(cfg, image_shape)       # cfg: pretrain.py's flags; image_shape (C, H, W)
+    ckpt = load_pretrained("runs/pretrain/ckpt.pt")
+    mae = pretrained(ckpt, image_shape, path)
+"""
+from cli import UserError, load_checkpoint
+from model import MAE, grid_cell
+
+
+def check_sizes(image_shape, patch_size, *widths_and_heads, attention=None):
+    """A UserError unless the images are square and divisible into patches (an even grid of them for
+    wave attention's DWT), and every transformer width is divisible by 4 (sin-cos positions) and by
+    its number of heads."""
+    _, h, w = image_shape
+    if h != w or h % patch_size:
+        raise UserError(f"image size {h}x{w} is not a square divisible by patch size {patch_size}")
+    if attention == "wave" and h // patch_size % 2:
+        raise UserError(f"wave attention needs an even patch grid for its DWT; "
+                        f"{h} px / patch {patch_size} = {h // patch_size}")
+    for d, heads in widths_and_heads:
+        if d % heads or d % 4:
+            raise UserError(f"width {d} must be divisible by 4 and by its number of heads ({heads})")
+
+
+def build_model(cfg, image_shape):
+    """The MAE that pretrain.py's flags (cfg) describe, for images (C, H, W); a UserError if they
+    do not fit."""
+    c, h, _ = image_shape
+    encoder, decoder = (cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"])
+    check_sizes(image_shape, cfg["patch_size"], encoder, decoder, attention=cfg.get("attention"))
+    grid, cell = h // cfg["patch_size"], grid_cell(cfg["mask_ratio"])
+    if cfg["masking"] == "grid" and grid % cell:
+        raise UserError(f"--masking grid needs the patch grid ({grid}) divisible by {cell}")
+    noise = cfg.get("corruption") == "gaussian"  # nothing masked: the encoder sees the noisy image
+    return MAE(image_size=h, patch_size=cfg["patch_size"], channels=c,
+               dim=cfg["dim"], depth=cfg["depth"], heads=cfg["heads"],
+               decoder_dim=cfg["decoder_dim"], decoder_depth=cfg["decoder_depth"],
+               decoder_heads=cfg["decoder_heads"], mask_ratio=cfg["mask_ratio"],
+               masking="none" if noise else cfg["masking"], norm_pix_loss=cfg["norm_pix_loss"],
+               attention=cfg.get("attention"))
+
+
+def load_pretrained(path):
+    """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "mask_ratio" not in ckpt.get("config", {}) or "model" not in ckpt:
+        raise UserError(f"{path} is not a pretrain.py checkpoint")
+    return ckpt
+
+
+def pretrained(ckpt, image_shape, path):
+    """The MAE of a pretrain.py checkpoint, for images of image_shape (C, H, W)."""
+    cfg = ckpt["config"]
+    if tuple(cfg["image_shape"]) != tuple(image_shape):
+        raise UserError(f"{path} was pretrained on {'x'.join(map(str, cfg['image_shape']))} images; "
+                        f"this dataset has {'x'.join(map(str, image_shape))}")
+    mae = build_model(cfg, image_shape)
+    try:
+        mae.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise UserError(f"{path} holds weights of another model than its config describes") from None
+    return mae

@@ -20,7 +20,7 @@ import data
 import pca_project
 import training
 from checkpoints import check_sizes, load_pretrained, pretrained
-from model import Classifier, Encoder, default_patch_size, param_groups
+from model import Classifier, Encoder, default_patch_size, get_lr, param_groups
 from report import target_name
 
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads", "attention")
@@ -117,14 +117,12 @@ def main(argv=None):
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
-    run = training.Run(args, cfg, model, param_groups(model, args.weight_decay, args.layer_decay), (0.9, 0.999),
-                       len(x_train), device)
+    groups = param_groups(model, args.weight_decay, args.layer_decay)
+    run = training.Run(args, cfg, model, param_groups=groups, betas=(0.9, 0.999), n_train=len(x_train),
+                       device=device)
     mixes = [mixer(alpha=alpha, num_classes=num_classes) for mixer, alpha in ((v2.MixUp, args.mixup),
                                                                               (v2.CutMix, args.cutmix)) if alpha > 0]
     mix = v2.RandomChoice(mixes) if mixes else None
-
-    def loss_fn(logits, labels):
-        return F.cross_entropy(logits.float(), labels, label_smoothing=args.label_smoothing)
 
     if training.main_process():
         print(f"device {device}{f' x {run.world} processes' if run.world > 1 else ''} | {args.dataset}: "
@@ -135,13 +133,22 @@ def main(argv=None):
               f"{run.steps_per_epoch} steps{run.notes}")
 
     for epoch in run.epochs():
-        for idx in run.batches():
-            u = torch.rand(run.batch_size, 5, device=device)[run.local] if args.aug != "none" else None
-            x = pca_project.to_band(data.augment(x_train[idx[run.local]].float().div_(255), args.aug, u), pcs)
-            labels = y_train[idx[run.local]]
+        for step, idx in run.batches():
+            training.set_lr(run.optimizer, get_lr(step, run.lr, run.warmup_steps, run.total_steps))
+            # the batch: augmented on the device (the draws made for the global batch), then its band
+            u_aug = run.rand(5) if args.aug != "none" else None
+            x = data.augment(x_train[idx].float().div_(255), args.aug, u_aug)
+            x, labels = pca_project.to_band(x, pcs), y_train[idx]
             if mix is not None:
                 x, labels = mix(x, labels)
-            run.step(x, labels, loss_fn)
+            # forward, backward, step
+            with run.autocast:
+                loss = F.cross_entropy(run.step_model(x).float(), labels,
+                                       label_smoothing=args.label_smoothing)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            run.tally(loss)
         log = run.end_epoch()
         if training.main_process():  # the test curve, to see it flatten; the result is the final epoch's
             log["test_accuracy"] = accuracy(model, x_test, y_test, pcs, run.autocast)

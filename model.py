@@ -227,13 +227,6 @@ class MAE(nn.Module):
         mask[:, :n_keep] = 0
         return ids_shuffle[:, :n_keep], ids_restore, torch.gather(mask, 1, ids_restore)
 
-    def hidden(self, scores, n, device):
-        """The mask (N, T) forward() makes of these scores (None: no patch hidden, as with the
-        patch-free maskings)."""
-        if scores is None:
-            return torch.ones(n, self.grid ** 2, device=device)
-        return self.split(scores)[2]
-
     def decode(self, latent, ids_restore):
         """The decoder's prediction (N, T, p*p*C) of every patch from the encoder's tokens."""
         # embed tokens

@@ -18,7 +18,7 @@ import report
 import training
 from checkpoints import build_model
 from features import extract_features, knn_accuracy
-from model import MASKINGS, default_patch_size, grid_cell, normalize_patches, param_groups
+from model import MASKINGS, default_patch_size, get_lr, grid_cell, normalize_patches, param_groups
 
 # Monitors and copies: not part of the run's config.
 RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges", "keep_epochs"}
@@ -100,6 +100,23 @@ def explained_by_band(model, x_uint8, pcs, args):
     return explained
 
 
+def header(device, run, args, x_train, band_desc, n_params):
+    """The run's first line: where it runs, the data, the target, the model, the masking, the schedule."""
+    processes = f" x {run.world} processes" if run.world > 1 else ""
+    shape = "x".join(map(str, x_train.shape[1:]))
+    if args.corruption:
+        corruption = f"gaussian noise {args.sigma:g}"
+    else:
+        share = args.pca_mask_share if args.masking == "pca" else args.mask_ratio
+        corruption = f"{args.masking} masking {share:g}"
+    model = (f"MAE dim {args.dim} depth {args.depth}, decoder {args.decoder_dim}x{args.decoder_depth}, "
+             f"patch {args.patch_size}")
+    parts = [f"device {device}{processes}", f"{args.dataset}: {len(x_train):,} train images {shape}",
+             f"target: {band_desc}", f"{model}, {corruption}", f"{n_params / 1e6:.2f}M parameters",
+             f"{args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}"]
+    return " | ".join(parts)
+
+
 def main(argv=None):
     args = get_args(argv)
     device = training.setup_distributed(cli.device(args.device))
@@ -107,15 +124,17 @@ def main(argv=None):
     x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
     args.image_size = x_train.shape[-1]  # the size used (a fixed-size dataset ignores the flag)
     args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
-    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS} | {"image_shape": list(x_train.shape[1:])}
+    image_shape = list(x_train.shape[1:])
+    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS} | {"image_shape": image_shape}
     torch.manual_seed(args.seed)
-    model = build_model(cfg, tuple(x_train.shape[1:])).to(device)
+    model = build_model(cfg, tuple(image_shape)).to(device)
 
+    # The PCA: for a band target, PCA masking and the band monitor.
     pcs = None
     band_desc = "the image"
     if args.target != "original" or args.masking == "pca" or args.band_edges:
-        fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
-                                         device=device)
+        fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size,
+                                         download=args.download, device=device)
         band = pca_project.band_slice(fit, args.target, args.pct) if args.target != "original" else None
         bands = pca_project.spectrum_bands(fit, args.band_edges) if args.band_edges else ()
         pcs = pca_project.on_device(fit, device, band, bands, full=args.masking == "pca")
@@ -124,60 +143,68 @@ def main(argv=None):
     if args.masking == "pca":
         band_desc = f"the hidden components' part of {band_desc}"
 
-    run = training.Run(args, cfg, model, param_groups(model, args.weight_decay), (0.9, 0.95), len(x_train), device)
+    run = training.Run(args, cfg, model, param_groups=param_groups(model, args.weight_decay),
+                       betas=(0.9, 0.95), n_train=len(x_train), device=device)
     n_params = sum(p.numel() for p in model.parameters())
     if training.main_process():
-        print(f"device {device}{f' x {run.world} processes' if run.world > 1 else ''} | {args.dataset}: "
-              f"{len(x_train):,} train images {'x'.join(map(str, x_train.shape[1:]))} | target: {band_desc} | MAE dim "
-              f"{args.dim} depth {args.depth}, decoder {args.decoder_dim}x{args.decoder_depth}, patch {args.patch_size}, "
-              + (f"gaussian noise {args.sigma:g} | " if args.corruption else f"{args.masking} masking "
-                 f"{args.pca_mask_share if args.masking == 'pca' else args.mask_ratio:g} | ") +
-              f"{n_params / 1e6:.2f}M parameters | {args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}")
+        print(header(device, run, args, x_train, band_desc, n_params))
 
     x_train = x_train.to(device)
-    knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()  # fixed subsets
+    # Fixed subsets for the monitors: kNN on class tokens, the band monitor, the grids.
+    knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()
     knn_test = torch.linspace(0, len(x_test) - 1, min(args.knn_test, len(x_test))).long()
     grid_images = x_test[:8].to(device)
     x_monitor = x_test[knn_test].to(device)
-    # The trivial guess, whose loss each log line carries beside the model's: the train split's mean image
-    # in every hidden patch (the mean of every target: band images and hidden components keep the mean).
+    # The trivial guess, whose loss each log line carries beside the model's: the train split's mean
+    # image in every hidden patch (the mean of every target: bands and hidden components keep it).
     mean_guess = model.patchify(data.mean_image(x_train)[None])
     mean_guess = normalize_patches(mean_guess) if args.norm_pix_loss else mean_guess
     t_start = time.time()
 
     for epoch in run.epochs():
-        for idx in run.batches():
-            # The step's random numbers come from (seed, step) alone, so a resumed run draws what it would
-            # have; every process draws those of the whole global batch and keeps its slice, so N
-            # processes compute what one would.
-            g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + run.global_step)
-            u = torch.rand(run.batch_size, 5, device=device, generator=g)[run.local] if args.aug != "none" else None
+        for step, idx in run.batches():
+            lr = get_lr(step, run.lr, run.warmup_steps, run.total_steps)
+            training.set_lr(run.optimizer, lr)
+            # The step's random numbers come from (seed, step) alone, so a resumed run draws what it
+            # would have; every process draws those of the whole global batch and keeps its slice,
+            # so N processes compute what one would.
+            g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step)
+            u_aug = run.rand(5, generator=g) if args.aug != "none" else None
             hidden = scores = None
             if args.masking == "pca":
-                u_pca = torch.rand(run.batch_size, len(pcs["share"]), device=device, generator=g)[run.local]
+                u_pca = run.rand(len(pcs["share"]), generator=g)
                 hidden = pca_project.hide_components(pcs["share"], args.pca_mask_share, u_pca)
             elif not args.corruption:
                 scores = model.mask_scores(run.batch_size, device, generator=g)[run.local]
-            # Outside autocast: the band target is made in float32 (pca_project.exact_float32 makes sure).
-            x, target = make_batch(x_train[idx[run.local]], args.aug, pcs, u, hidden)
+            # The input and target, outside autocast: a band target is made in float32
+            # (pca_project.exact_float32 makes sure).
+            x, target = make_batch(x_train[idx], args.aug, pcs, u_aug, hidden)
             if args.corruption:  # gaussian: the encoder sees every patch, noisy; the target stays clean
-                x = x + args.sigma * torch.randn(run.batch_size, *x.shape[1:], device=device, generator=g)[run.local]
+                x = x + args.sigma * run.randn(*x.shape[1:], generator=g)
+            # forward, backward, step
+            with run.autocast:
+                loss, _, mask = run.step_model(x, target, scores=scores)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
             with torch.no_grad():
-                mask = model.hidden(scores, len(x), device)
                 trivial = model.loss(mean_guess.expand(len(x), -1, -1), target, mask)
-            run.step(x, target, scores=scores, trivial=trivial)
+            run.tally(loss, trivial)
+
         log = run.end_epoch()
         if training.main_process() and args.band_edges:
             t_monitor = time.time()
             log["explained"] = explained_by_band(model, x_monitor, pcs, args)
-            log |= {"explained_by": report.EXPLAINED_BY, "monitor_seconds": time.time() - t_monitor}
+            log["explained_by"] = report.EXPLAINED_BY
+            log["monitor_seconds"] = time.time() - t_monitor
         if training.main_process() and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
             feats_train = extract_features(model.encoder, x_train[knn_train.to(device)], amp=run.amp)
             feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
             rows = pca_project.shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
-            cli.save_png(torch.cat(rows), os.path.join(args.out, f"recon-{epoch + 1:04d}.png"), nrow=8, padding=1)
+            grid_path = os.path.join(args.out, f"recon-{epoch + 1:04d}.png")
+            cli.save_png(torch.cat(rows), grid_path, nrow=8, padding=1)
         run.save(log)
 
     if training.main_process() and not run.ended:

@@ -1,12 +1,18 @@
 """The life of a training run, shared by pretrain.py and finetune.py (and linprobe.py's loading):
 its flags, the output folder, checkpoints and --resume, the log, torchrun processes, the NaN stop,
-and `Run`, which does what surrounds each step so that a script's loop shows only the method:
+and `Run`, which does what surrounds each step so that a script's loop shows the method:
 
-    run = Run(args, cfg, model, param_groups(model, wd), betas, len(x_train), device)  # restores --resume
+    run = Run(args, cfg, model, param_groups=..., betas=..., n_train=..., device=...)  # restores --resume
     for epoch in run.epochs():
-        for idx in run.batches():                  # sets the step's lr
-            run.step(x, target)                    # x, target made from x_train[idx[run.local]]
-        run.save(run.end_epoch() | monitors)       # exit 3 on a NaN loss; log line, checkpoint
+        for step, idx in run.batches():          # idx: this process's share of the global batch
+            set_lr(run.optimizer, get_lr(step, run.lr, run.warmup_steps, run.total_steps))
+            with run.autocast:
+                loss = ...                       # forward on x_train[idx]
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            run.tally(loss)                      # the epoch's sums, the NaN watch, checkpoints
+        run.save(run.end_epoch() | monitors)     # exit 3 on a NaN loss; log line, checkpoint
 """
 import argparse
 import json
@@ -22,7 +28,6 @@ from tqdm import tqdm
 
 import cli
 from cli import UserError, load_checkpoint, save_atomic, save_text
-from model import get_lr
 
 
 # Flags that change where or how fast a run goes, not what it computes: left out of its config.
@@ -202,23 +207,20 @@ def read_log(out):
     return cli.read_jsonl(os.path.join(out, "log.jsonl"))
 
 
-def train_step(model, optimizer, x, target, autocast, loss_fn=None, scores=None):
-    """One optimizer step: the MAE's own loss, or loss_fn(model(x), target) for a classifier."""
-    with autocast:
-        loss = model(x, target, scores=scores)[0] if loss_fn is None else loss_fn(model(x), target)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()  # no .item(): the host does not wait for the device
+def set_lr(optimizer, lr):
+    """The step's learning rate, scaled per group by its lr_scale (layer-wise decay in fine-tuning)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
 
 
 class Run:
-    """One training run in args.out: per-epoch permutations, model.get_lr each step (peak blr * batch
-    / 256), the step (DDP under torchrun, each process on its slice `local` of the global batch; bf16
-    autocast with --amp; --compile), checkpoints every --ckpt-every steps and each epoch, resume."""
+    """One training run in args.out, and what surrounds each of its steps: per-epoch permutations of the
+    global batch (each process on its slice), the schedule's lengths (peak lr blr * batch / 256), AdamW,
+    the model to step (DDP under torchrun, --compile), bf16 autocast with --amp, the epoch's loss sums,
+    the NaN stop, checkpoints every --ckpt-every steps and each epoch, --resume."""
 
     def __init__(self, args, cfg, model, param_groups, betas, n_train, device):
-        # AdamW built the same way on every device (fused: CUDA and CPU); run.batches() sets its lr.
+        # AdamW built the same way on every device (fused: CUDA and CPU); the loop sets its lr.
         self.optimizer = torch.optim.AdamW(param_groups, betas=betas, fused=True)
         self.args, self.cfg, self.model, self.n_train, self.device = args, cfg, model, n_train, device
         rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -226,23 +228,31 @@ class Run:
         self.batch_size = min(args.batch_size, n_train)
         if self.batch_size % self.world:
             raise UserError(f"batch size {self.batch_size} does not split over {self.world} processes")
-        self.local = slice(rank * self.batch_size // self.world, (rank + 1) * self.batch_size // self.world)
+        share = self.batch_size // self.world
+        self.local = slice(rank * share, (rank + 1) * share)
         self.steps_per_epoch = n_train // self.batch_size
         self.lr = args.blr * self.batch_size / 256
-        self.start_epoch, self.start_step, self.resumed_sum, self.log = restore(args.out, cfg, model, self.optimizer,
-                                                                                args.resume)
+        self.warmup_steps = args.warmup_epochs * self.steps_per_epoch
+        self.total_steps = args.epochs * self.steps_per_epoch
+        resumed = restore(args.out, cfg, model, self.optimizer, args.resume)
+        self.start_epoch, self.start_step, self.resumed_sum, self.log = resumed
         self.amp = device.type == "cuda" if args.amp is None else args.amp
-        resumed = self.start_epoch or self.start_step  # for the header line
-        self.notes = (" | bf16 autocast" if self.amp else "") + \
-            (f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}" if resumed else "")
         self.autocast = torch.autocast(device.type, torch.bfloat16, enabled=self.amp)
         step_model = DistributedDataParallel(model) if self.world > 1 else model
         self.step_model = torch.compile(step_model) if args.compile else step_model
         self.bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite
-        self.keep_epochs = set(getattr(args, "keep_epochs", ()))
         self.has_trivial = False
-        if 0 in self.keep_epochs and not resumed:
+        self.keep_epochs = set(getattr(args, "keep_epochs", ()))
+        if 0 in self.keep_epochs and not (self.start_epoch or self.start_step):
             self.keep_copy(0)
+
+    @property
+    def notes(self):
+        """What the header line adds about the run: bf16, and where a resumed run starts."""
+        notes = " | bf16 autocast" if self.amp else ""
+        if self.start_epoch or self.start_step:
+            notes += f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}"
+        return notes
 
     def epochs(self):
         """The epochs still to run, each with the model in training mode and its clock started."""
@@ -250,33 +260,42 @@ class Run:
         for epoch in range(self.start_epoch, stop):
             self.epoch, self.t0 = epoch, time.time()
             self.start = self.start_step if epoch == self.start_epoch else 0
-            # The sums of the loss and of a trivial guess's loss (pretraining's baseline) over the epoch's steps.
+            # The sums over the epoch's steps of the loss and of a trivial guess's loss (pretraining's
+            # baseline), carried over a mid-epoch resume.
             self.loss_sum = self.resumed_sum.to(self.device) if self.start else torch.zeros(2, device=self.device)
             self.model.train()
             yield epoch
 
+    def rand(self, *shape, generator=None):
+        """Uniform numbers (batch, *shape) drawn for the whole global batch; this process's slice."""
+        return torch.rand(self.batch_size, *shape, device=self.device, generator=generator)[self.local]
+
+    def randn(self, *shape, generator=None):
+        """Normal numbers, drawn like rand."""
+        return torch.randn(self.batch_size, *shape, device=self.device, generator=generator)[self.local]
+
     def batches(self):
-        """The epoch's global batches from where it stands: a permutation of (seed, epoch) only, as on resume."""
+        """(global step, this process's indices) of each of the epoch's steps from where it stands:
+        a permutation of (seed, epoch) only, as on resume."""
         n, size, steps = self.n_train, self.batch_size, self.steps_per_epoch
         g = torch.Generator().manual_seed(self.args.seed * 100003 + self.epoch)
         perm = torch.randperm(n, generator=g).to(self.device)
-        for i in tqdm(range(self.start, steps), desc=f"epoch {self.epoch + 1}/{self.args.epochs}", leave=False,
-                      disable=None if main_process() else True, mininterval=1, initial=self.start, total=steps):
+        progress = tqdm(range(self.start, steps), desc=f"epoch {self.epoch + 1}/{self.args.epochs}",
+                        leave=False, disable=None if main_process() else True, mininterval=1,
+                        initial=self.start, total=steps)
+        for i in progress:
             self.i = i
-            self.global_step = step = self.epoch * steps + i
-            lr = get_lr(step, self.lr, self.args.warmup_epochs * steps, self.args.epochs * steps)
-            for group in self.optimizer.param_groups:  # lr_scale: layer-wise decay in fine-tuning
-                group["lr"] = lr * group["lr_scale"]
-            yield perm[i * size:(i + 1) * size]
+            yield self.epoch * steps + i, perm[i * size:(i + 1) * size][self.local]
 
-    def step(self, x, target, loss_fn=None, scores=None, trivial=None):
-        """One optimizer step on this process's share of the batch; the mid-epoch checkpoint when due.
-        trivial: the loss a trivial guess scores on the same batch, logged beside the loss."""
-        loss = train_step(self.step_model, self.optimizer, x, target, self.autocast, loss_fn, scores)
+    def tally(self, loss, trivial=None):
+        """After a step: the epoch's sums (trivial: a trivial guess's loss on the same batch), the NaN
+        watch (no sync with the device), and the mid-epoch checkpoint when due."""
+        loss = loss.detach()  # no .item(): the host does not wait for the device
         self.loss_sum += torch.stack([loss, loss.new_zeros(()) if trivial is None else trivial.float()])
         self.has_trivial = trivial is not None
         step = self.epoch * self.steps_per_epoch + self.i
-        self.bad_step = torch.where(torch.isfinite(loss) | (self.bad_step >= 0), self.bad_step, step)  # no sync
+        first_bad = torch.isfinite(loss) | (self.bad_step >= 0)
+        self.bad_step = torch.where(first_bad, self.bad_step, step)
         every = self.args.ckpt_every
         if every and (step + 1) % every == 0 and self.i + 1 < self.steps_per_epoch:
             self.stop_if_not_finite()

@@ -23,9 +23,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
 import pca_project  # noqa: E402
 import pretrain  # noqa: E402
-import training  # noqa: E402
 from bench_pca import cifar_shaped  # noqa: E402
 from checkpoints import build_model  # noqa: E402
+
+
+def train_step(model, optimizer, x, target, autocast):
+    """pretrain.py's forward, backward and step."""
+    with autocast:
+        loss = model(x, target)[0]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 def interleaved(fns, rounds):
@@ -72,18 +80,18 @@ def main():
     x_pre, t_pre = pretrain.make_batch(x_train[:b], "crop", pcs)
     perm = torch.randperm(len(x_train))
     with FlopCounterMode(display=False) as counter:
-        training.train_step(model, opt, x_pre, t_pre, autocast)
+        train_step(model, opt, x_pre, t_pre, autocast)
     flops = counter.get_total_flops()
     print(f"model FLOPs/image  {flops / b / 1e9:8.2f} GFLOP (forward + backward, counted by FlopCounterMode)")
 
     for name, step_model in (("eager", model), ("compiled", torch.compile(model))):
         def bare():
-            training.train_step(step_model, opt, x_pre, t_pre, autocast)
+            train_step(step_model, opt, x_pre, t_pre, autocast)
 
         def full():  # as in pretrain.py's loop: index the uint8 split, augment, project, step
             i = torch.randint(0, len(x_train) // b, ()).item()
             x, target = pretrain.make_batch(x_train[perm[i * b:(i + 1) * b]], "crop", pcs)
-            training.train_step(step_model, opt, x, target, autocast)
+            train_step(step_model, opt, x, target, autocast)
 
         a, m = torch.randn(2048, 2048), torch.randn(2048, 2048)
         t_bare, t_full, t_matmul = interleaved([bare, full, lambda: a @ m], args.steps)
@@ -100,8 +108,8 @@ def main():
                           ("laptop scale (dim 64, depth 4, patch 4), batch 256", laptop, x_fm, x_fm)):
         o = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
         fp32, bf16 = (torch.autocast("cpu", torch.bfloat16, enabled=on) for on in (False, True))
-        t32, t16 = interleaved([lambda: training.train_step(m, o, x, t, fp32),
-                                lambda: training.train_step(m, o, x, t, bf16)], args.steps)
+        t32, t16 = interleaved([lambda: train_step(m, o, x, t, fp32),
+                                lambda: train_step(m, o, x, t, bf16)], args.steps)
         print(f"{name}: fp32 {len(x) / t32:,.1f} images/s, bf16 autocast {len(x) / t16:,.1f} images/s "
               f"= {t32 / t16:.2f}x")
 

@@ -10,7 +10,6 @@ import linprobe
 import model
 import pca_project
 import pretrain
-import training
 import wave_attention
 from conftest import TINY
 from test_pca import one_line_error
@@ -32,12 +31,13 @@ def test_noise_model_sees_and_scores_every_patch():
 
 def test_pretraining_adds_the_noise_to_the_input_only(fmnist_folder, tmp_path, run, monkeypatch):
     batches = []
-    step = training.train_step
+    forward = model.MAE.forward
 
-    def spy(step_model, optimizer, x, target, *args, **kwargs):
-        batches.append((x.clone(), target.clone(), step_model.masking))
-        return step(step_model, optimizer, x, target, *args, **kwargs)
-    monkeypatch.setattr(training, "train_step", spy)
+    def spy(self, x, target, *args, **kwargs):
+        if self.training:
+            batches.append((x.clone(), target.clone(), self.masking))
+        return forward(self, x, target, *args, **kwargs)
+    monkeypatch.setattr(model.MAE, "forward", spy)
     code, out, err = run(pretrain, *GAUSS, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path)
     assert code == 0 and "gaussian noise 0.5" in out, err
     for x, target, masking in batches:

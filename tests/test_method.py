@@ -30,9 +30,9 @@ def test_encoder_sees_only_the_visible_patches():
 def test_layer_decay_reaches_the_optimizer(fmnist_folder, tmp_path, run, monkeypatch):
     """Each step's lr is the schedule's times the group's lr_scale, and the scales differ by layer."""
     lrs = []
-    step = training.train_step
-    monkeypatch.setattr(training, "train_step", lambda m, opt, *a, **k: lrs.append(
-        [(g["lr"], g["lr_scale"]) for g in opt.param_groups]) or step(m, opt, *a, **k))
+    set_lr = training.set_lr
+    monkeypatch.setattr(training, "set_lr", lambda opt, lr: set_lr(opt, lr) or lrs.append(
+        [(g["lr"], g["lr_scale"]) for g in opt.param_groups]))
     code, _, err = run(finetune, "--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder,
                        "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 3, "--heads", 2,
                        "--epochs", 2, "--warmup-epochs", 1, "--batch-size", 64, "--layer-decay", 0.5,
@@ -125,9 +125,9 @@ def test_drop_path_drops_whole_branches_in_training_only():
 
 def test_mixup_and_cutmix_give_soft_labels_to_the_loss(fmnist_folder, tmp_path, run, monkeypatch):
     targets = []
-    step = training.train_step
-    monkeypatch.setattr(training, "train_step", lambda m, opt, x, target, *a, **k: targets.append(target.clone())
-                        or step(m, opt, x, target, *a, **k))
+    cross_entropy = finetune.F.cross_entropy
+    monkeypatch.setattr(finetune.F, "cross_entropy", lambda logits, target, **k: targets.append(target.clone())
+                        or cross_entropy(logits, target, **k))
     tiny = ["--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size",
             4, "--dim", 32, "--depth", 2, "--heads", 2, "--epochs", 1, "--batch-size", 64]
     assert run(finetune, *tiny, "--out", tmp_path / "plain")[0] == 0

@@ -1,5 +1,6 @@
 """What a pretraining config and checkpoint describe: the MAE built from pretrain.py's flags (its
-sizes checked first), and a pretrain.py checkpoint, or a copy kept during the run, loaded and checked.
+sizes checked first), and a pretrain.py checkpoint, or a copy kept during the run, loaded and
+checked.
 
     mae = build_model(cfg, image_shape)       # cfg: pretrain.py's flags; image_shape (C, H, W)
     ckpt = load_pretrained("runs/pretrain/ckpt.pt")

@@ -18,7 +18,8 @@ class UserError(ValueError):
 
 
 class Finished(Exception):
-    """--resume of a run that has already ended: nothing to do, and the files it wrote stay as they are."""
+    """--resume of a run that has already ended: nothing to do, and the files it wrote stay as they
+    are."""
 
 
 def main_guard(main):
@@ -102,7 +103,8 @@ def write_atomic(path, write, keep_previous=None):
 
 
 def writable(path):
-    """An output file's path, tried before any work: refused when it is a folder or its folder takes no file."""
+    """An output file's path, tried before any work: refused when it is a folder or its folder takes
+    no file."""
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(path))).close()
@@ -142,8 +144,9 @@ def load_checkpoint(path):
 
 
 def read_cache(path, what, keys):
-    """The cache at path (None: no file), its "stamp" saying what it was made from. One rule for every
-    cache: a file there that is not `what` (a dict with `keys`) is refused, never written over."""
+    """The cache at path (None: no file), its "stamp" saying what it was made from. One rule for
+    every cache: a file there that is not `what` (a dict with `keys`) is refused, never written
+    over."""
     if not os.path.exists(path):
         return None
     try:

@@ -23,8 +23,8 @@ DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "folder")
 SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
-# Each dataset's folder under DATA_DIR (its cache is stamped with the files' names, sizes and times),
-# and how to get its files, for the one-line message when they are missing.
+# Each dataset's folder under DATA_DIR (its cache is stamped with the files' names, sizes and
+# times), and how to get its files, for the one-line message when they are missing.
 SOURCE = {"cifar10": ("cifar-10-batches-py", "extract cifar-10-python.tar.gz there"),
           "cifar100": ("cifar-100-python", "extract cifar-100-python.tar.gz there"),
           "stl10": ("stl10_binary", "extract stl10_binary.tar.gz there"),
@@ -32,7 +32,8 @@ SOURCE = {"cifar10": ("cifar-10-batches-py", "extract cifar-10-python.tar.gz the
 
 
 def load(name, split, data_dir="./data", image_size=32, download=False):
-    """The whole split as (uint8 (N, C, H, W), int64 (N,)), cached in DATA_DIR/cache after the first load."""
+    """The whole split as (uint8 (N, C, H, W), int64 (N,)), cached in DATA_DIR/cache after the first
+    load."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if split not in SPLITS.get(name, ("train", "test")):
@@ -55,7 +56,8 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
 
 
 def mean_image(x):
-    """The mean (C, H, W) of uint8 images (N, C, H, W), in [0, 1], summed in chunks: never a float copy of them."""
+    """The mean (C, H, W) of uint8 images (N, C, H, W), in [0, 1], summed in chunks: never a float
+    copy of them."""
     total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
     for i in range(0, len(x), 4096):
         total += x[i:i + 4096].sum(0, dtype=torch.float64)
@@ -68,12 +70,12 @@ AUGMENTATIONS = ("none", "flip", "crop")
 def augment(x, kind, u=None):
     """Augment a float batch (N, C, H, W) on its device, all images at once.
 
-    flip: horizontal flip with probability 1/2. crop: a random resized crop drawn once per image, area
-    0.2-1 and aspect ratio 3/4-4/3 (log-uniform) as in MAE's pretraining, a side longer than the image
-    clamped to it (torchvision's RandomResizedCrop redraws up to 10 times, then crops the centre),
-    resized back to H x W bilinearly (MAE: bicubic), plus the flip. u: the (N, 5) uniform numbers that
-    decide it all, drawn here unless given (distributed runs draw them for the global batch).
-    """
+    flip: horizontal flip with probability 1/2. crop: a random resized crop drawn once per image,
+    area 0.2-1 and aspect ratio 3/4-4/3 (log-uniform) as in MAE's pretraining, a side longer than
+    the image clamped to it (torchvision's RandomResizedCrop redraws up to 10 times, then crops the
+    centre), resized back to H x W bilinearly (MAE: bicubic), plus the flip. u: the (N, 5) uniform
+    numbers that decide it all, drawn here unless given (distributed runs draw them for the global
+    batch)."""
     if kind == "none":
         return x
     u = torch.rand(len(x), 5, device=x.device) if u is None else u
@@ -201,8 +203,8 @@ def _read_folder(data_dir, split, image_size):
 
 
 def read_image(path, size, channels=3):
-    """An image file as uint8 (channels, size, size): resized (shorter side) and centre-cropped; 16-bit
-    grey scaled to 8 bits (PIL's RGB conversion would clip it)."""
+    """An image file as uint8 (channels, size, size): resized (shorter side) and centre-cropped;
+    16-bit grey scaled to 8 bits (PIL's RGB conversion would clip it)."""
     try:
         with Image.open(path) as img:
             if img.mode.startswith("I"):  # I, I;16: 16-bit grey

@@ -4,10 +4,9 @@
     python finetune.py --init none --dataset cifar10                  # the no-pretraining baseline
     python finetune.py --init none --input bottom --pct 25            # supervised on the bottom band
 
---input bottom|top trains and tests on band-projected images (PCA fitted on the train split):
-with --init none this is Balestriero & LeCun's experiment. Logs the test accuracy of each epoch (the
-curve) and reports the final epoch's.
-"""
+--input bottom|top trains and tests on band-projected images (PCA fitted on the train split): with
+--init none this is Balestriero & LeCun's experiment. Logs the test accuracy of each epoch (the
+curve) and reports the final epoch's."""
 import os
 import time
 
@@ -17,6 +16,7 @@ from torchvision.transforms import v2
 
 import cli
 import data
+import outfolder
 import pca_project
 import training
 from checkpoints import check_sizes, load_pretrained, pretrained
@@ -69,7 +69,7 @@ def main(argv=None):
     args = get_args(argv)
     t_start = time.time()
     if args.ckpt and not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended run is ended
-        training.skip_if_ended(args.out, {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS},
+        outfolder.skip_if_ended(args.out, {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS},
                                args.resume)
     device = training.setup_distributed(cli.device(args.device))
     x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
@@ -135,7 +135,8 @@ def main(argv=None):
     for epoch in run.epochs():
         for step, idx in run.batches():
             training.set_lr(run.optimizer, get_lr(step, run.lr, run.warmup_steps, run.total_steps))
-            # the batch: augmented on the device (the draws made for the global batch), then its band
+            # the batch: augmented on the device (the draws made for the global batch), then its
+            # band
             u_aug = run.rand(5) if args.aug != "none" else None
             x = data.augment(x_train[idx].float().div_(255), args.aug, u_aug)
             x, labels = pca_project.to_band(x, pcs), y_train[idx]

@@ -1,11 +1,11 @@
-"""Linear probe of a pretrained encoder: frozen features, BatchNorm without affine + linear head, SGD.
+"""Linear probe of a pretrained encoder: frozen features, BatchNorm without affine + linear head,
+SGD.
 
     python linprobe.py --ckpt runs/pretrain/ckpt.pt --dataset cifar10
 
 Features are extracted once for train and test (inference mode; bf16 with --amp, the default on
 CUDA) and the head trains on them in memory. Reports the final epoch's test accuracy, never the
-best epoch's, and a kNN accuracy (k = 20, cosine) on the same features.
-"""
+best epoch's, and a kNN accuracy (k = 20, cosine) on the same features."""
 import hashlib
 import os
 import time
@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 import cli
 import data
+import outfolder
 import training
 from checkpoints import load_pretrained, pretrained
 from features import extract_features, knn_accuracy
@@ -77,7 +78,7 @@ def main(argv=None):
     device = cli.device(args.device)
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS - {"amp"} | {"ckpt"}}
     if not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended probe is ended
-        training.skip_if_ended(args.out, cfg | {"image_size": None}, args.resume)  # size: the checkpoint's
+        outfolder.skip_if_ended(args.out, cfg | {"image_size": None}, args.resume)  # size: the checkpoint's
     ckpt = load_pretrained(args.ckpt)
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]
@@ -96,7 +97,7 @@ def main(argv=None):
         data_sha1.update(t.contiguous().numpy().tobytes())
     cfg |= {"dataset": dataset, "image_size": x_train.shape[-1], "ckpt_sha1": file_sha1(args.ckpt),
             "data_sha1": data_sha1.hexdigest()}
-    state = training.claim_out(args.out, cfg, args.resume, "features.pt")
+    state = outfolder.claim_out(args.out, cfg, args.resume, "features.pt")
     if state is not None:
         feats, test_feats = state["train"].to(device), state["test"].to(device)
     else:

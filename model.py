@@ -51,15 +51,17 @@ def param_groups(model, weight_decay, layer_decay=1.0):
 
 
 def sincos_1d(dim, positions):
-    """(len(positions), dim): sines, then cosines, of the positions at dim/2 geometric frequencies."""
+    """(len(positions), dim): sines, then cosines, of the positions at dim/2 geometric frequencies.
+    """
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
     angles = positions.flatten()[:, None] * omega
     return torch.cat([torch.sin(angles), torch.cos(angles)], 1)
 
 
 def sincos_pos_embed(dim, grid):
-    """Fixed 2-D sin-cos position embeddings (grid * grid, dim), patches in row-major order: the first
-    half of the channels encodes the row, the second the column (MAE's code has them the other way)."""
+    """Fixed 2-D sin-cos position embeddings (grid * grid, dim), patches in row-major order: the
+    first half of the channels encodes the row, the second the column (MAE's code has them the
+    other way)."""
     assert dim % 4 == 0, "sin-cos position embeddings need dim divisible by 4"
     axis = torch.arange(grid, dtype=torch.float64)
     rows, cols = torch.meshgrid(axis, axis, indexing="ij")
@@ -198,7 +200,8 @@ class MAE(nn.Module):
         return x.permute(0, 5, 1, 3, 2, 4).reshape(n, c, g * p, g * p)
 
     def mask_scores(self, n, device, generator=None):
-        """A score per patch (N, T); the lowest T - round(mask_ratio * T) are kept, the rest masked."""
+        """A score per patch (N, T); the lowest T - round(mask_ratio * T) are kept, the rest masked.
+        """
         g, t = self.grid, self.grid ** 2
         if self.masking == "random":
             return torch.rand(n, t, device=device, generator=generator)

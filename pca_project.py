@@ -25,7 +25,8 @@ from report import target_name
 
 
 def fit(x, device=None):
-    """PCA of x's pixels: mean (D,), eigvals (D,) ascending, eigvecs (D, D) as columns, all float64."""
+    """PCA of x's pixels: mean (D,), eigvals (D,) ascending, eigvecs (D, D) as columns, all float64.
+    """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     n, shape = len(x), tuple(x.shape[1:])
     d = math.prod(shape)
@@ -89,7 +90,8 @@ def band_slice(pca, target, pct):
 
 
 def band_name(pca, target, pct):
-    """How the scripts name a band: "bottom 25% band (770 of 784 components, 24.68% of the variance)"."""
+    """How the scripts name a band: "bottom 25% band (770 of 784 components, 24.68% of the
+    variance)"."""
     b = band_slice(pca, target, pct)
     return f"{target} {pct:g}% band ({b.stop - b.start:,} of {len(pca['eigvals']):,} components, " \
            f"{100 * float(variance_share(pca)[b].sum()):.2f}% of the variance)"
@@ -106,8 +108,9 @@ def spectrum_bands(pca, edges):
 
 
 def hide_components(share, mask_share, u):
-    """PMAE's mask (Bizeul et al.): per image, components taken in the random order of u (N, D)
-    are hidden until their variance share (share (D,)) reaches mask_share. Bool (N, D), True = hidden."""
+    """PMAE's mask (Bizeul et al.): per image, components taken in the random order of u (N, D) are
+    hidden until their variance share (share (D,)) reaches mask_share. Bool (N, D), True = hidden.
+    """
     order = u.argsort(1)
     s = share[order]
     hidden = s.cumsum(1) - s < mask_share
@@ -128,9 +131,10 @@ def split(x, pca, hidden, band=None):
 
 
 def on_device(fit, device, band=None, bands=(), full=False):
-    """What a run keeps of a fit on its device (float32): the mean; for a band, the eigenvectors of the
-    smaller side of its split (a bottom-25% band holds nearly all components, its complement a few
-    dozen); for the monitor, those of every band but the largest; for PCA masking (full), all of them."""
+    """What a run keeps of a fit on its device (float32): the mean; for a band, the eigenvectors of
+    the smaller side of its split (a bottom-25% band holds nearly all components, its complement a
+    few dozen); for the monitor, those of every band but the largest; for PCA masking (full), all
+    of them."""
     f32, d = (lambda t: t.to(device, torch.float32)), len(fit["eigvals"])
     pcs = {"mean": f32(fit["mean"]), "band": band, "bands": bands}
     if band is not None:
@@ -149,8 +153,9 @@ def on_device(fit, device, band=None, bands=(), full=False):
 
 
 def to_band(x, pcs):
-    """x (N, C, H, W) rebuilt from the band (SPEC 2.5: (x - mu) V V^T + mu), through the smaller side of
-    the split: the bands partition the space, so it is also x - (x - mu) W W^T, W the complement's."""
+    """x (N, C, H, W) rebuilt from the band (SPEC 2.5: (x - mu) V V^T + mu), through the smaller
+    side of the split: the bands partition the space, so it is also x - (x - mu) W W^T, W the
+    complement's."""
     if pcs is None or pcs["band"] is None:
         return x
     with exact_float32(x.device.type):
@@ -160,8 +165,8 @@ def to_band(x, pcs):
 
 @contextlib.contextmanager
 def exact_float32(device_type):
-    """Projections onto a band in true float32, whatever the caller has set: no bf16 autocast (0.3-1% error
-    in a bottom-25% target) and no TF32 or bf16 matmul precision (0.03-0.1%)."""
+    """Projections onto a band in true float32, whatever the caller has set: no bf16 autocast
+    (0.3-1% error in a bottom-25% target) and no TF32 or bf16 matmul precision (0.03-0.1%)."""
     precision = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     try:
@@ -172,9 +177,10 @@ def exact_float32(device_type):
 
 
 def explained(x, seen, guess, pcs):
-    """Per monitored band (V its eigenvectors): the share of the variance of what a model did not see,
-    x - seen, that its guess of x explains, 1 - |(guess - x) V|^2 / |(x - seen) V|^2 over the images;
-    1 for a guess equal to x, 0 for one that adds nothing to what was seen (None: no such variance)."""
+    """Per monitored band (V its eigenvectors): the share of the variance of what a model did not
+    see, x - seen, that its guess of x explains, 1 - |(guess - x) V|^2 / |(x - seen) V|^2 over
+    the images; 1 for a guess equal to x, 0 for one that adds nothing to what was seen (None: no
+    such variance)."""
     def per_band(diff):  # |diff V|^2 per band, the largest band's as the rest of |diff|^2
         diff = diff.flatten(1)
         sq = torch.zeros(len(pcs["bands"]), device=diff.device)
@@ -186,8 +192,9 @@ def explained(x, seen, guess, pcs):
 
 
 def inputs(model, x_uint8, pcs, mask_share, sigma, generator):
-    """The images in [0, 1], the model's input (the images; with PCA masking their visible components;
-    with sigma, plus noise) and its target (the images or their band; with PCA masking the hidden components)."""
+    """The images in [0, 1], the model's input (the images; with PCA masking their visible
+    components; with sigma, plus noise) and its target (the images or their band; with PCA
+    masking the hidden components)."""
     x = x_uint8.float() / 255
     if model.masking == "pca":
         u = torch.rand(len(x), len(pcs["share"]), device=x.device, generator=generator)
@@ -200,8 +207,8 @@ def inputs(model, x_uint8, pcs, mask_share, sigma, generator):
 
 
 def in_pixels(model, pred, target):
-    """A prediction (N, T, p*p*C) as an image; with norm-pix-loss, the per-patch normalisation undone
-    with the target's own statistics."""
+    """A prediction (N, T, p*p*C) as an image; with norm-pix-loss, the per-patch normalisation
+    undone with the target's own statistics."""
     if model.norm_pix_loss:
         tp = model.patchify(target)
         pred = pred * (tp.var(-1, keepdim=True) + 1e-6).sqrt() + tp.mean(-1, keepdim=True)
@@ -210,8 +217,9 @@ def in_pixels(model, pred, target):
 
 @torch.no_grad()
 def predict(model, x_uint8, pcs, mask_share=0.2, sigma=None):
-    """A pretrained MAE on fixed images with the same masks (or noise) every time: (images, input, target,
-    prediction, mask image (1 = masked patch)), the prediction in pixels even with norm-pix-loss."""
+    """A pretrained MAE on fixed images with the same masks (or noise) every time: (images, input,
+    target, prediction, mask image (1 = masked patch)), the prediction in pixels even with
+    norm-pix-loss."""
     model.eval()
     g = torch.Generator(x_uint8.device).manual_seed(0)
     x, inp, target = inputs(model, x_uint8, pcs, mask_share, sigma, g)
@@ -223,9 +231,9 @@ def predict(model, x_uint8, pcs, mask_share=0.2, sigma=None):
 @torch.no_grad()
 def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
     """The model's guess of the whole target, each patch guessed while it was hidden: passes of the
-    model's own masking, on fixed images, until every patch of every image has been hidden once; each
-    patch comes from the first pass that hid it. Returns (input, target, guess), images (N, C, H, W).
-    (Maskings that hide no patch, PCA masking and noise, are done in one pass.)"""
+    model's own masking, on fixed images, until every patch of every image has been hidden once;
+    each patch comes from the first pass that hid it. Returns (input, target, guess), images (N, C,
+    H, W). (Maskings that hide no patch, PCA masking and noise, are done in one pass.)"""
     model.eval()
     g = torch.Generator(x_uint8.device).manual_seed(0)
     _, inp, target = inputs(model, x_uint8, pcs, mask_share, sigma, g)
@@ -242,8 +250,9 @@ def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
 
 
 def shown(model, x_uint8, pcs, mask_share=0.2, sigma=None):
-    """The rows of a reconstruction grid, in [0, 1]: input (masked patches grey; noisy), prediction (visible
-    patches from the target; with PCA masking, input plus predicted hidden components), target, original."""
+    """The rows of a reconstruction grid, in [0, 1]: input (masked patches grey; noisy), prediction
+    (visible patches from the target; with PCA masking, input plus predicted hidden components),
+    target, original."""
     x, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share, sigma)
     if model.masking == "pca":
         rows = [inp, inp + pred - pcs["mean"].view_as(x[0]), target, x]

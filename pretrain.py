@@ -72,9 +72,10 @@ def get_args(argv=None):
 
 
 def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
-    """Encoder input and reconstruction target from one uint8 batch, both from the same augmented images:
-    the image and the image (or its band, pcs from pca_project.on_device); with PCA masking (hidden (N, D)
-    components), the images rebuilt from the visible components and from the hidden ones (in the band)."""
+    """Encoder input and reconstruction target from one uint8 batch, both from the same augmented
+    images: the image and the image (or its band, pcs from pca_project.on_device); with PCA masking
+    (hidden (N, D) components), the images rebuilt from the visible components and from the hidden
+    ones (in the band)."""
     x = data.augment(x_uint8.float().div_(255), aug, u)
     if hidden is not None:
         return pca_project.split(x, pcs, hidden, pcs["band"])
@@ -82,11 +83,12 @@ def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
 
 
 def explained_by_band(model, x_uint8, pcs, args):
-    """Per band B of the spectrum, the share of B's variance in what the model had to guess that its guess
-    recovers (pca_project.explained); None outside the target band. Patch maskings: the whole target, each
-    patch guessed while hidden (pca_project.completed), against the mean image. Comparing only the masked
-    patches would cut them out at their borders, and the cut puts energy into every band: a guess of the
-    top band alone would be credited with much of the others. PCA masking: the hidden components."""
+    """Per band B of the spectrum, the share of B's variance in what the model had to guess that its
+    guess recovers (pca_project.explained); None outside the target band. Patch maskings: the whole
+    target, each patch guessed while hidden (pca_project.completed), against the mean image.
+    Comparing only the masked patches would cut them out at their borders, and the cut puts energy
+    into every band: a guess of the top band alone would be credited with much of the others. PCA
+    masking: the hidden components."""
     inp, target, guess = pca_project.completed(model, x_uint8, pcs, args.pca_mask_share, args.sigma)
     mean = pcs["mean"].view_as(inp[0])
     if model.masking == "pca":  # the input holds the visible components; the rest was to be guessed
@@ -101,7 +103,8 @@ def explained_by_band(model, x_uint8, pcs, args):
 
 
 def header(device, run, args, x_train, band_desc, n_params):
-    """The run's first line: where it runs, the data, the target, the model, the masking, the schedule."""
+    """The run's first line: where it runs, the data, the target, the model, the masking, the
+    schedule."""
     processes = f" x {run.world} processes" if run.world > 1 else ""
     shape = "x".join(map(str, x_train.shape[1:]))
     if args.corruption:

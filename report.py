@@ -31,8 +31,8 @@ PAPER = {
 
 
 def target_name(cfg):
-    """How results name a pretraining target: original, bottom 25%, top 75%, and what else sets a run
-    apart (norm-pix loss, a masking other than random, PCA masking or noise)."""
+    """How results name a pretraining target: original, bottom 25%, top 75%, and what else sets a
+    run apart (norm-pix loss, a masking other than random, PCA masking or noise)."""
     name = "original" if cfg["target"] == "original" else f"{cfg['target']} {cfg['pct']:g}%"
     if cfg.get("norm_pix_loss"):
         name += ", norm-pix loss"
@@ -45,7 +45,8 @@ def target_name(cfg):
 
 
 def scale(r):
-    """Model and pretraining schedule of a result, in a few words, and the (schedule, epoch) to sort by."""
+    """Model and pretraining schedule of a result, in a few words, and the (schedule, epoch) to sort
+    by."""
     c = r["pretrain_config"] or r["config"]
     model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}" + (", wave attention" if c.get("attention") else "")
     if not r["pretrain_config"]:
@@ -76,7 +77,8 @@ def mean_spread(values):
 
 
 def cell(results):
-    """A cell's results, those that differ only by seed aggregated (never one of them kept), others apart."""
+    """A cell's results, those that differ only by seed aggregated (never one of them kept), others
+    apart."""
     groups = {}
     for r in results:
         groups.setdefault(seedless(r.get("config")) + seedless(r.get("pretrain_config")), []).append(r)
@@ -115,10 +117,10 @@ def svg(name, text=None, **attrs):
 
 
 def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, step=0.25, xs=None):
-    """An SVG line chart, as text: series {name: [value at xs[0], xs[1], ...; None: none]} (xs: 1, 2, ...
-    unless given, ascending) from red (the first) to blue (the last), y ticks every `step`, the 0 line dark,
-    a legend naming each series; a value beyond [low, high] is drawn at the edge as an open triangle
-    pointing off the chart."""
+    """An SVG line chart, as text: series {name: [value at xs[0], xs[1], ...; None: none]} (xs: 1,
+    2, ... unless given, ascending) from red (the first) to blue (the last), y ticks every
+    `step`, the 0 line dark, a legend naming each series; a value beyond [low, high] is drawn at
+    the edge as an open triangle pointing off the chart."""
     height, left, top, pw, ph = 340, 64, 50, 356, 240  # pw x ph: the plot; the legend to its right
     width = max(600, left + pw + 24 + 8 * max(len(name) for name in series))  # room for the longest name
     n = max(len(values) for values in series.values())
@@ -164,9 +166,10 @@ OLD_EXPLAINED_BY = "masked patches only (before issue 21; leaks across bands)"
 
 
 def explained_chart(logs, path, target):
-    """explained.svg: the share of the hidden variance of each spectrum band that the model explains,
-    over epochs, from pretrain.py's log rows (bands outside a band target have no line). Only the rows
-    measured as the last one was are drawn: two definitions never share a chart."""
+    """explained.svg: the share of the hidden variance of each spectrum band that the model
+    explains, over epochs, from pretrain.py's log rows (bands outside a band target have no
+    line). Only the rows measured as the last one was are drawn: two definitions never share a
+    chart."""
     measured = [log for log in logs if "explained" in log]
     definition = measured[-1].get("explained_by", OLD_EXPLAINED_BY)
     rows = [log["explained"] if log.get("explained_by", OLD_EXPLAINED_BY) == definition else {} for log in measured]
@@ -180,9 +183,10 @@ UNTRAINED = "untrained (MAE init)"
 
 
 def probe_chart(results, path):
-    """probe_epochs.svg: linear-probe accuracy against the pretraining epoch of the probed weights (copies
-    kept by pretrain.py --keep-epochs), a line per pretraining (seeds averaged), a run with one probed
-    epoch as a lone point, and the untrained encoders (epoch-0 copies) as a level. False if nothing to draw."""
+    """probe_epochs.svg: linear-probe accuracy against the pretraining epoch of the probed weights
+    (copies kept by pretrain.py --keep-epochs), a line per pretraining (seeds averaged), a run with
+    one probed epoch as a lone point, and the untrained encoders (epoch-0 copies) as a level. False
+    if nothing to draw."""
     probes = [r for r in results if r["eval"] == "linprobe" and r.get("pretrain_config")]
     runs = {}
     for r in probes:

@@ -1,8 +1,8 @@
 """The life of a training run, shared by pretrain.py and finetune.py (and linprobe.py's loading):
-its flags, the output folder, checkpoints and --resume, the log, torchrun processes, the NaN stop,
-and `Run`, which does what surrounds each step so that a script's loop shows the method:
+its flags, the output folder, checkpoints and --resume, the log, torchrun processes, the NaN
+stop, and `Run`, which does what surrounds each step so that a script's loop shows the method:
 
-    run = Run(args, cfg, model, param_groups=..., betas=..., n_train=..., device=...)  # restores --resume
+    run = Run(args, cfg, model, param_groups=..., betas=..., n_train=..., device=...)  # --resume
     for epoch in run.epochs():
         for step, idx in run.batches():          # idx: this process's share of the global batch
             set_lr(run.optimizer, get_lr(step, run.lr, run.warmup_steps, run.total_steps))
@@ -17,7 +17,6 @@ and `Run`, which does what surrounds each step so that a script's loop shows the
 import argparse
 import json
 import os
-import pathlib
 import sys
 import time
 
@@ -27,46 +26,57 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import cli
-from cli import UserError, load_checkpoint, save_atomic, save_text
+import outfolder
+from cli import UserError, save_atomic, save_text
 
 
 # Flags that change where or how fast a run goes, not what it computes: left out of its config.
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "data_dir", "download", "ckpt_every", "stop_epoch"}
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "data_dir", "download", "ckpt_every",
+                 "stop_epoch"}
 
 
 def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
     """The flags of a training run (schedule, seed, output, resume), with the script's defaults;
     head_only (the linear probe): without those of a network's training."""
     p.add_argument("--epochs", type=cli.positive, default=epochs)
-    p.add_argument("--warmup-epochs", type=cli.count, help=f"default: {100 * warmup:.3g}%% of --epochs")
+    p.add_argument("--warmup-epochs", type=cli.count,
+                   help=f"default: {100 * warmup:.3g}%% of --epochs")
     p.add_argument("--batch-size", type=cli.positive, default=batch_size)
-    p.add_argument("--blr", type=cli.positive_float, default=blr, help="base lr; lr = blr * batch / 256")
+    p.add_argument("--blr", type=cli.positive_float, default=blr,
+                   help="base lr; lr = blr * batch / 256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction,
-                   help="bf16 autocast; default: on with CUDA, off on a CPU (see the README's benchmarks)")
+                   help="bf16 autocast; default: on with CUDA, off on a CPU (see the README's "
+                        "benchmarks)")
     p.add_argument("--out", default=out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     if not head_only:
         p.add_argument("--weight-decay", type=cli.nonnegative, default=0.05)
-        p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile on a CPU)")
-        p.add_argument("--ckpt-every", type=cli.count, default=500, help="steps between checkpoints in an epoch (0: none)")
-        p.add_argument("--stop-epoch", type=cli.count, metavar="E", help="stop after epoch E, the schedule still that "
-                       "of --epochs (as nanoGPT's max_iters and lr_decay_iters); --resume without it continues")
+        p.add_argument("--compile", action="store_true",
+                       help="torch.compile the model (minutes to compile on a CPU)")
+        p.add_argument("--ckpt-every", type=cli.count, default=500,
+                       help="steps between checkpoints in an epoch (0: none)")
+        p.add_argument("--stop-epoch", type=cli.count, metavar="E",
+                       help="stop after epoch E, the schedule still that of --epochs (as nanoGPT's "
+                            "max_iters and lr_decay_iters); --resume without it continues")
 
 
 def check_schedule(p, args, warmup):
-    """--warmup-epochs: by default the share `warmup` of the run (10% in the pretraining recipe), and never
-    longer than the run, whose learning rate would then never reach its peak."""
+    """--warmup-epochs: by default the share `warmup` of the run (10% in the pretraining recipe),
+    and never longer than the run, whose learning rate would then never reach its peak."""
     if args.warmup_epochs is None:
         args.warmup_epochs = round(warmup * args.epochs)
     if args.warmup_epochs > args.epochs:
-        p.error(f"--warmup-epochs {args.warmup_epochs} is longer than the run ({args.epochs} epochs)")
+        p.error(f"--warmup-epochs {args.warmup_epochs} is longer than the run "
+                f"({args.epochs} epochs)")
     if getattr(args, "stop_epoch", None) is not None and args.stop_epoch >= args.epochs:
-        p.error(f"--stop-epoch {args.stop_epoch} is not before the run's end ({args.epochs} epochs)")
+        p.error(f"--stop-epoch {args.stop_epoch} is not before the run's end "
+                f"({args.epochs} epochs)")
 
 
 def setup_distributed(device):
-    """This process's device; under torchrun (RANK, LOCAL_RANK set) the process group: NCCL, or gloo on CPU."""
+    """This process's device; under torchrun (RANK, LOCAL_RANK set) the process group: NCCL, or gloo
+    on CPU."""
     if "RANK" not in os.environ:
         return device
     if device.type == "cuda":
@@ -95,8 +105,12 @@ def mean_over_processes(t):
 
 
 def rng_state():
-    """The generators a run draws from (nothing here uses NumPy's or Python's): torch's, CPU and CUDA."""
-    return {"torch": torch.get_rng_state()} | ({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
+    """The generators a run draws from (nothing here uses NumPy's or Python's): torch's, CPU and
+    CUDA."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state):
@@ -106,101 +120,39 @@ def set_rng_state(state):
 
 
 def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None, log=()):
-    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, with the log of those epochs,
-    written whole; the previous one becomes ckpt.prev.pt."""
+    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, with the log of those
+    epochs, written whole; the previous one becomes ckpt.prev.pt."""
     if not main_process():
         return
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg, "epoch": epoch,
-             "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(), "rng": rng_state(), "log": list(log)}
-    save_atomic(state, os.path.join(out, "ckpt.pt"), keep_previous=os.path.join(out, "ckpt.prev.pt"))
-
-
-RUN_FILES = ("log.jsonl", "summary.json", "results.json")  # what a run leaves beside its state file
-
-
-def ended_config(out):
-    """The config of the run that ended in OUT, from the summary.json or results.json written at its end
-    (committed results have them without their checkpoints), or None."""
-    for name in RUN_FILES[1:]:
-        path = os.path.join(out, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            config = json.loads(pathlib.Path(path).read_text()).get("config")
-        except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object
-            config = None
-        if not isinstance(config, dict):
-            raise UserError(f"{path} is not a {name} of this project (truncated or edited?)")
-        return config
-    return None
-
-
-def differences(cfg, old):
-    """The keys two configs disagree on; a key one lacks is a flag added since: the same when the other is None."""
-    return sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
-
-
-def skip_if_ended(out, known, resume):
-    """Before any data is read: a run that has ended in OUT with the settings known so far (config keys the
-    arguments give; None: not known yet) is cli.Finished with --resume, refused without; the rest goes on."""
-    ended = ended_config(out)
-    if ended is not None and all(v is None or ended.get(k) == v for k, v in known.items()):
-        check_same_run(out, {}, {}, resume)
-        raise cli.Finished(f"{out} holds this run, already ended: its files left as they are")
-
-
-def claim_out(out, cfg, resume, state="ckpt.pt"):
-    """The output-folder rule of every script. OUT is new, or it holds this very run (its state file,
-    ckpt.pt or linprobe's features.pt, has the same config; without one, the config in the summary.json
-    or results.json it ended with) and --resume is given; a log without its state file is refused.
-    Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt. A run that has ended
-    (written summary.json or results.json) is left as it is: cli.Finished, exit 0."""
-    cli.writable(os.path.join(out, "log.jsonl"))  # OUT made and tried up front: a run never fails at its end for want of it
-    paths = [os.path.join(out, state), os.path.join(out, state.replace(".pt", ".prev.pt"))]
-    if not any(os.path.exists(p) for p in paths):
-        ended = ended_config(out)
-        if ended is not None:
-            check_same_run(out, cfg, ended, resume)
-            raise cli.Finished(f"{out} holds this run, already ended: its files left as they are")
-        if os.path.exists(os.path.join(out, RUN_FILES[0])):
-            raise UserError(f"{out} holds a run's {RUN_FILES[0]} but no {state}: choose another --out")
-        return None
-    try:
-        ckpt, repair = load_checkpoint(paths[0]), False
-    except UserError as e:
-        if not os.path.exists(paths[1]):
-            raise
-        print(f"warning: {e}; resuming from {paths[1]}", file=sys.stderr)
-        ckpt, repair = load_checkpoint(paths[1]), True
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
-        raise UserError(f"{paths[0]} is not a {state} of this project")
-    check_same_run(out, cfg, ckpt["config"], resume)
-    if not repair and (ended := [f for f in RUN_FILES[1:] if os.path.exists(os.path.join(out, f))]):  # written last
-        raise cli.Finished(f"{out} holds this run, already ended: {ended[0]} left as it is")
-    return ckpt
-
-
-def check_same_run(out, cfg, old, resume):
-    if diff := differences(cfg, old):
-        raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); choose another --out")
-    if not resume:
-        raise UserError(f"{out} already holds this run: pass --resume to continue it, or choose another --out")
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg,
+             "epoch": epoch, "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(),
+             "rng": rng_state(), "log": list(log)}
+    previous = os.path.join(out, "ckpt.prev.pt")
+    save_atomic(state, os.path.join(out, "ckpt.pt"), keep_previous=previous)
 
 
 def restore(out, cfg, model, optimizer, resume):
     """Continue the run in OUT (weights, optimizer, RNG, log) when --resume. Returns (whole epochs
-    done, steps done in the next, that epoch's loss sum so far or None, the log of the epochs done)."""
-    ckpt = claim_out(out, cfg, resume)
+    done, steps done in the next, that epoch's loss sum so far or None, the log of the epochs
+    done)."""
+    ckpt = outfolder.claim_out(out, cfg, resume)
     if ckpt is None:
         return 0, 0, None, []
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"])
     # The checkpoint's log is the true one (older checkpoints had none: the file's lines up to it).
-    log = ckpt["log"] if "log" in ckpt else [l for l in read_log(out) if l["epoch"] <= ckpt["epoch"]]
+    if "log" in ckpt:
+        log = ckpt["log"]
+    else:
+        log = [line for line in read_log(out) if line["epoch"] <= ckpt["epoch"]]
     if main_process():
-        save_text("".join(json.dumps(line) + "\n" for line in log), os.path.join(out, "log.jsonl"))
+        write_log(out, log)
     return ckpt["epoch"], ckpt["step"], ckpt["loss_sum"], log
+
+
+def write_log(out, log):
+    save_text("".join(json.dumps(line) + "\n" for line in log), os.path.join(out, "log.jsonl"))
 
 
 def read_log(out):
@@ -208,26 +160,31 @@ def read_log(out):
 
 
 def set_lr(optimizer, lr):
-    """The step's learning rate, scaled per group by its lr_scale (layer-wise decay in fine-tuning)."""
+    """The step's learning rate, scaled per group by its lr_scale (layer-wise decay in fine-tuning).
+    """
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_scale"]
 
 
 class Run:
-    """One training run in args.out, and what surrounds each of its steps: per-epoch permutations of the
-    global batch (each process on its slice), the schedule's lengths (peak lr blr * batch / 256), AdamW,
-    the model to step (DDP under torchrun, --compile), bf16 autocast with --amp, the epoch's loss sums,
-    the NaN stop, checkpoints every --ckpt-every steps and each epoch, --resume."""
+    """One training run in args.out, and what surrounds each of its steps: per-epoch permutations of
+    the global batch (each process on its slice), the schedule's lengths (peak lr blr * batch /
+    256), AdamW, the model to step (DDP under torchrun, --compile), bf16 autocast with --amp, the
+    epoch's loss sums, the NaN stop, checkpoints every --ckpt-every steps and each epoch, --resume.
+    """
 
     def __init__(self, args, cfg, model, param_groups, betas, n_train, device):
         # AdamW built the same way on every device (fused: CUDA and CPU); the loop sets its lr.
         self.optimizer = torch.optim.AdamW(param_groups, betas=betas, fused=True)
-        self.args, self.cfg, self.model, self.n_train, self.device = args, cfg, model, n_train, device
-        rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.args, self.cfg, self.model = args, cfg, model
+        self.n_train, self.device = n_train, device
+        distributed = dist.is_initialized()
+        rank, self.world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
         # The global batch and the lr do not depend on the number of processes: each takes a slice.
         self.batch_size = min(args.batch_size, n_train)
         if self.batch_size % self.world:
-            raise UserError(f"batch size {self.batch_size} does not split over {self.world} processes")
+            raise UserError(f"batch size {self.batch_size} does not split over {self.world} "
+                            "processes")
         share = self.batch_size // self.world
         self.local = slice(rank * share, (rank + 1) * share)
         self.steps_per_epoch = n_train // self.batch_size
@@ -240,7 +197,8 @@ class Run:
         self.autocast = torch.autocast(device.type, torch.bfloat16, enabled=self.amp)
         step_model = DistributedDataParallel(model) if self.world > 1 else model
         self.step_model = torch.compile(step_model) if args.compile else step_model
-        self.bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite
+        # the first step whose loss was not finite, -1 while there is none
+        self.bad_step = torch.full((), -1, device=device)
         self.has_trivial = False
         self.keep_epochs = set(getattr(args, "keep_epochs", ()))
         if 0 in self.keep_epochs and not (self.start_epoch or self.start_step):
@@ -260,19 +218,23 @@ class Run:
         for epoch in range(self.start_epoch, stop):
             self.epoch, self.t0 = epoch, time.time()
             self.start = self.start_step if epoch == self.start_epoch else 0
-            # The sums over the epoch's steps of the loss and of a trivial guess's loss (pretraining's
-            # baseline), carried over a mid-epoch resume.
-            self.loss_sum = self.resumed_sum.to(self.device) if self.start else torch.zeros(2, device=self.device)
+            # The sums over the epoch's steps of the loss and of a trivial guess's loss
+            # (pretraining's baseline), carried over a mid-epoch resume.
+            fresh = torch.zeros(2, device=self.device)
+            self.loss_sum = self.resumed_sum.to(self.device) if self.start else fresh
             self.model.train()
             yield epoch
 
     def rand(self, *shape, generator=None):
-        """Uniform numbers (batch, *shape) drawn for the whole global batch; this process's slice."""
-        return torch.rand(self.batch_size, *shape, device=self.device, generator=generator)[self.local]
+        """Uniform numbers (batch, *shape) drawn for the whole global batch; this process's slice.
+        """
+        draws = torch.rand(self.batch_size, *shape, device=self.device, generator=generator)
+        return draws[self.local]
 
     def randn(self, *shape, generator=None):
         """Normal numbers, drawn like rand."""
-        return torch.randn(self.batch_size, *shape, device=self.device, generator=generator)[self.local]
+        draws = torch.randn(self.batch_size, *shape, device=self.device, generator=generator)
+        return draws[self.local]
 
     def batches(self):
         """(global step, this process's indices) of each of the epoch's steps from where it stands:
@@ -288,19 +250,21 @@ class Run:
             yield self.epoch * steps + i, perm[i * size:(i + 1) * size][self.local]
 
     def tally(self, loss, trivial=None):
-        """After a step: the epoch's sums (trivial: a trivial guess's loss on the same batch), the NaN
-        watch (no sync with the device), and the mid-epoch checkpoint when due."""
+        """After a step: the epoch's sums (trivial: a trivial guess's loss on the same batch), the
+        NaN watch (no sync with the device), and the mid-epoch checkpoint when due."""
         loss = loss.detach()  # no .item(): the host does not wait for the device
-        self.loss_sum += torch.stack([loss, loss.new_zeros(()) if trivial is None else trivial.float()])
         self.has_trivial = trivial is not None
+        trivial = loss.new_zeros(()) if trivial is None else trivial.float()
+        self.loss_sum += torch.stack([loss, trivial])
         step = self.epoch * self.steps_per_epoch + self.i
         first_bad = torch.isfinite(loss) | (self.bad_step >= 0)
         self.bad_step = torch.where(first_bad, self.bad_step, step)
         every = self.args.ckpt_every
         if every and (step + 1) % every == 0 and self.i + 1 < self.steps_per_epoch:
             self.stop_if_not_finite()
-            save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch, self.i + 1,
-                            mean_over_processes(self.loss_sum), self.log)
+            loss_sum = mean_over_processes(self.loss_sum)
+            save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch,
+                            step=self.i + 1, loss_sum=loss_sum, log=self.log)
 
     @property
     def ended(self):
@@ -309,8 +273,8 @@ class Run:
 
     def stopped(self):
         """The line that says where a run stopped by --stop-epoch stands."""
-        return f"stopped after epoch {len(self.log)} of {self.args.epochs}: the same command without --stop-epoch, " \
-               "with --resume, continues it"
+        return (f"stopped after epoch {len(self.log)} of {self.args.epochs}: the same command "
+                "without --stop-epoch, with --resume, continues it")
 
     def stop_if_not_finite(self):
         """Exit 3, before anything is saved, when a loss was NaN or inf."""
@@ -319,34 +283,40 @@ class Run:
         if self.bad_step.item() >= 0:
             good = os.path.join(self.args.out, "ckpt.pt")
             if main_process():
-                print(f"error: loss is NaN or inf at step {self.bad_step.item()}; the last good checkpoint is "
-                      f"{good if os.path.exists(good) else 'none'}", file=sys.stderr)
+                print(f"error: loss is NaN or inf at step {self.bad_step.item()}; the last good "
+                      f"checkpoint is {good if os.path.exists(good) else 'none'}", file=sys.stderr)
             sys.exit(3)
 
     def end_epoch(self):
-        """The epoch's log line: mean loss over all processes (after the NaN stop), lr, speed, time."""
+        """The epoch's log line: mean loss over all processes (after the NaN stop), lr, speed and
+        time."""
         self.stop_if_not_finite()
         seconds = time.time() - self.t0
         loss, trivial = (mean_over_processes(self.loss_sum) / self.steps_per_epoch).tolist()
-        return {"epoch": self.epoch + 1, "step": (self.epoch + 1) * self.steps_per_epoch, "loss": loss} | \
-            ({"trivial_loss": trivial} if self.has_trivial else {}) | \
-            {"lr": max(g["lr"] for g in self.optimizer.param_groups),
-             "images_per_s": (self.steps_per_epoch - self.start) * self.batch_size / seconds, "seconds": seconds}
+        steps_done = (self.epoch + 1) * self.steps_per_epoch
+        log = {"epoch": self.epoch + 1, "step": steps_done, "loss": loss}
+        if self.has_trivial:
+            log["trivial_loss"] = trivial
+        images = (self.steps_per_epoch - self.start) * self.batch_size
+        lr = max(g["lr"] for g in self.optimizer.param_groups)
+        return log | {"lr": lr, "images_per_s": images / seconds, "seconds": seconds}
 
     def save(self, log):
-        """The epoch's checkpoint, then log.jsonl with the epoch's line (rank 0 only): the checkpoint
-        holds the log too, so a stop between the two loses nothing."""
+        """The epoch's checkpoint, then log.jsonl with the epoch's line (rank 0 only): the
+        checkpoint holds the log too, so a stop between the two loses nothing."""
         self.log.append(log)
         if self.epoch + 1 in self.keep_epochs:
             self.keep_copy(self.epoch + 1)
-        save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch + 1, log=self.log)
+        save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch + 1,
+                        log=self.log)
         if main_process():
             print(json.dumps(log))
-            save_text("".join(json.dumps(line) + "\n" for line in self.log), os.path.join(self.args.out, "log.jsonl"))
+            write_log(self.args.out, self.log)
 
     def keep_copy(self, epoch):
-        """OUT/keep-EEEE.pt: the weights and config after `epoch` epochs (0: the initialisation), which the
-        evaluations take like a final checkpoint; a copy already kept is left as it is."""
+        """OUT/keep-EEEE.pt: the weights and config after `epoch` epochs (0: the initialisation),
+        which the evaluations take like a final checkpoint; a copy already kept is left as it is."""
         path = os.path.join(self.args.out, f"keep-{epoch:04d}.pt")
         if main_process() and not os.path.exists(path):
-            save_atomic({"model": self.model.state_dict(), "config": self.cfg, "epoch": epoch}, path)
+            copy = {"model": self.model.state_dict(), "config": self.cfg, "epoch": epoch}
+            save_atomic(copy, path)

@@ -1,5 +1,5 @@
-"""Wave-ViT's attention (Yao et al., ECCV 2022) for a ViT's patch grid, with a one-level Haar wavelet
-transform written in torch (fixed 2 x 2 kernels, no wavelet package).
+"""Wave-ViT's attention (Yao et al., ECCV 2022) for a ViT's patch grid, with a one-level Haar
+wavelet transform written in torch (fixed 2 x 2 kernels, no wavelet package).
 
     bands = dwt(x)          # (N, C, H, W) -> (N, 4C, H/2, W/2); idwt(bands) == x
     attn = WaveAttention(dim, heads, grid)   # model.Block's attention with --attention wave
@@ -8,13 +8,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Haar filters of a 2 x 2 block (LL, LH, HL, HH): orthonormal, so the inverse DWT is the transposed convolution.
+# Haar filters of a 2 x 2 block (LL, LH, HL, HH): orthonormal, so the inverse DWT is the transposed
+# convolution.
 HAAR = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[1.0, -1.0], [1.0, -1.0]], [[1.0, 1.0], [-1.0, -1.0]],
                      [[1.0, -1.0], [-1.0, 1.0]]]) / 2
 
 
 def dwt(x):
-    """One-level Haar DWT: (N, C, H, W) -> (N, 4C, H/2, W/2), the four sub-bands of each channel in turn."""
+    """One-level Haar DWT: (N, C, H, W) -> (N, 4C, H/2, W/2), the four sub-bands of each channel in
+    turn."""
     return F.conv2d(x, HAAR.to(x)[:, None].repeat(x.shape[1], 1, 1, 1), stride=2, groups=x.shape[1])
 
 
@@ -25,9 +27,9 @@ def idwt(y):
 
 
 class WaveAttention(nn.Module):
-    """Wave-ViT's attention (Yao et al. 2022) over a grid x grid patch grid: the tokens, reduced to dim/4
-    channels, go through a Haar DWT and a 3x3 conv to a half-resolution map; keys and values come from
-    it, and its inverse DWT is a full-resolution branch beside the attention output."""
+    """Wave-ViT's attention (Yao et al. 2022) over a grid x grid patch grid: the tokens, reduced to
+    dim/4 channels, go through a Haar DWT and a 3x3 conv to a half-resolution map; keys and values
+    come from it, and its inverse DWT is a full-resolution branch beside the attention output."""
 
     def __init__(self, dim, heads, grid):
         super().__init__()
@@ -39,8 +41,9 @@ class WaveAttention(nn.Module):
         self.proj = nn.Linear(dim + dim // 4, dim)
 
     def forward(self, x):
-        """x: the class token and every patch token (N, 1 + grid^2, dim). The grid must be whole: masked
-        pretraining, whose hidden patches would leave zeros on it for BatchNorm to learn, is refused."""
+        """x: the class token and every patch token (N, 1 + grid^2, dim). The grid must be whole:
+        masked pretraining, whose hidden patches would leave zeros on it for BatchNorm to learn, is
+        refused."""
         n, t, d = x.shape
         patches = x[:, 1:].transpose(1, 2).reshape(n, d, self.grid, self.grid)
         waves = self.filter(dwt(self.reduce(patches)))

@@ -4,7 +4,6 @@ import sys
 
 import torch
 
-import pretrain
 import training
 from conftest import TINY
 from test_pca import ROOT

@@ -1,0 +1,92 @@
+"""The output-folder rule of every training script: OUT is new, or it holds this very run and
+--resume is given, and a run that has ended is left as it is, even where its checkpoint is gone
+(committed results have none).
+
+    ckpt = claim_out(out, cfg, resume)       # None for a new run; cli.Finished for an ended one
+"""
+import json
+import os
+import pathlib
+import sys
+
+from cli import Finished, UserError, load_checkpoint, writable
+
+
+RUN_FILES = ("log.jsonl", "summary.json", "results.json")  # what a run leaves beside its state file
+
+
+def ended_config(out):
+    """The config of the run that ended in OUT, from the summary.json or results.json written at its
+    end (committed results have them without their checkpoints), or None."""
+    for name in RUN_FILES[1:]:
+        path = os.path.join(out, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            config = json.loads(pathlib.Path(path).read_text()).get("config")
+        except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object
+            config = None
+        if not isinstance(config, dict):
+            raise UserError(f"{path} is not a {name} of this project (truncated or edited?)")
+        return config
+    return None
+
+
+def differences(cfg, old):
+    """The keys two configs disagree on; a key one lacks is a flag added since: the same when the
+    other is None."""
+    return sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
+
+
+def skip_if_ended(out, known, resume):
+    """Before any data is read: a run that has ended in OUT with the settings known so far (config
+    keys the arguments give; None: not known yet) is cli.Finished with --resume, refused without;
+    the rest goes on."""
+    ended = ended_config(out)
+    if ended is not None and all(v is None or ended.get(k) == v for k, v in known.items()):
+        check_same_run(out, {}, {}, resume)
+        raise Finished(f"{out} holds this run, already ended: its files left as they are")
+
+
+def claim_out(out, cfg, resume, state="ckpt.pt"):
+    """The output-folder rule of every script. OUT is new, or it holds this very run (its state
+    file, ckpt.pt or linprobe's features.pt, has the same config; without one, the config in the
+    summary.json or results.json it ended with) and --resume is given; a log without its state
+    file is refused. Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt. A
+    run that has ended (written summary.json or results.json) is left as it is: cli.Finished,
+    exit 0."""
+    # OUT made and tried up front: a run never fails at its end for want of it
+    writable(os.path.join(out, "log.jsonl"))
+    paths = [os.path.join(out, state), os.path.join(out, state.replace(".pt", ".prev.pt"))]
+    if not any(os.path.exists(p) for p in paths):
+        ended = ended_config(out)
+        if ended is not None:
+            check_same_run(out, cfg, ended, resume)
+            raise Finished(f"{out} holds this run, already ended: its files left as they are")
+        if os.path.exists(os.path.join(out, RUN_FILES[0])):
+            raise UserError(f"{out} holds a run's {RUN_FILES[0]} but no {state}: "
+                            "choose another --out")
+        return None
+    try:
+        ckpt, repair = load_checkpoint(paths[0]), False
+    except UserError as e:
+        if not os.path.exists(paths[1]):
+            raise
+        print(f"warning: {e}; resuming from {paths[1]}", file=sys.stderr)
+        ckpt, repair = load_checkpoint(paths[1]), True
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
+        raise UserError(f"{paths[0]} is not a {state} of this project")
+    check_same_run(out, cfg, ckpt["config"], resume)
+    ended = [f for f in RUN_FILES[1:] if os.path.exists(os.path.join(out, f))]  # written last
+    if ended and not repair:
+        raise Finished(f"{out} holds this run, already ended: {ended[0]} left as it is")
+    return ckpt
+
+
+def check_same_run(out, cfg, old, resume):
+    if diff := differences(cfg, old):
+        raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); "
+                        "choose another --out")
+    if not resume:
+        raise UserError(f"{out} already holds this run: pass --resume to continue it, "
+                        "or choose another --out")

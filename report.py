@@ -48,12 +48,15 @@ def scale(r):
     """Model and pretraining schedule of a result, in a few words, and the (schedule, epoch) to sort
     by."""
     c = r["pretrain_config"] or r["config"]
-    model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}" + (", wave attention" if c.get("attention") else "")
+    model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}"
+    if c.get("attention"):
+        model += ", wave attention"
     if not r["pretrain_config"]:
         return model, (0, 0)
-    done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run (pretrain.py --keep-epochs)
-    words = f", {c['epochs']} pretrain ep" if done == c["epochs"] else f", pretrain ep {done} of {c['epochs']}"
-    return model + words, (c["epochs"], done)
+    done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run: --keep-epochs
+    if done == c["epochs"]:
+        return model + f", {c['epochs']} pretrain ep", (c["epochs"], done)
+    return model + f", pretrain ep {done} of {c['epochs']}", (c["epochs"], done)
 
 
 FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
@@ -64,7 +67,8 @@ SEEDLESS = {"seed", "ckpt", "ckpt_sha1", "out", "resume", "data_dir", "device", 
 
 
 def seedless(config):
-    return json.dumps({k: v for k, v in (config or {}).items() if k not in SEEDLESS}, sort_keys=True)
+    kept = {k: v for k, v in (config or {}).items() if k not in SEEDLESS}
+    return json.dumps(kept, sort_keys=True)
 
 
 def mean_spread(values):
@@ -81,10 +85,15 @@ def cell(results):
     apart."""
     groups = {}
     for r in results:
-        groups.setdefault(seedless(r.get("config")) + seedless(r.get("pretrain_config")), []).append(r)
-    return "; ".join(mean_spread([r["accuracy"] for r in g]) + (
-        f" (kNN {mean_spread([r['knn'] for r in g])})" if all(r.get("knn") is not None for r in g) else "")
-        + f", {g[0]['epochs']} ep" for g in groups.values()) or "-"
+        key = seedless(r.get("config")) + seedless(r.get("pretrain_config"))
+        groups.setdefault(key, []).append(r)
+    parts = []
+    for g in groups.values():
+        part = mean_spread([r["accuracy"] for r in g])
+        if all(r.get("knn") is not None for r in g):
+            part += f" (kNN {mean_spread([r['knn'] for r in g])})"
+        parts.append(part + f", {g[0]['epochs']} ep")
+    return "; ".join(parts) or "-"
 
 
 def table(results):
@@ -92,19 +101,20 @@ def table(results):
     for r in results:
         if r["eval"] == "finetune" and r.get("input", "original") != "original":
             bands.setdefault((r["dataset"], r["input"], r["target"], scale(r)[0]), []).append(r)
-        else:  # one row per pretraining (or from-scratch) config; its seeds are gathered in the cells
+        else:  # a row per pretraining (or from-scratch) config; its seeds are gathered in cells
             (sc, order), config = scale(r), seedless(r["pretrain_config"] or r["config"])
             key = (r["dataset"], r["target"], order, sc, config)
             rows.setdefault(key, {}).setdefault(r["eval"], []).append(r)
-    lines = ["| dataset | target | scale | fine-tune | linear probe | paper fine-tune | paper linear probe |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | target | scale | fine-tune | linear probe | paper fine-tune "
+             "| paper linear probe |", "|---|---|---|---|---|---|---|"]
     for (dataset, target, _, sc, _), evals in sorted(rows.items()):
-        ft, lp = ("-" if v is None else f"{v:.3f}" for v in PAPER.get((dataset.removesuffix(FOLDER), target),
-                                                                      (None, None)))
-        lines.append(f"| {dataset} | {target} | {sc} | {cell(evals.get('finetune', []))} | {cell(evals.get('linprobe', []))} "
-                     f"| {ft} | {lp} |")
+        paper = PAPER.get((dataset.removesuffix(FOLDER), target), (None, None))
+        ft, lp = ("-" if v is None else f"{v:.3f}" for v in paper)
+        ours = f"{cell(evals.get('finetune', []))} | {cell(evals.get('linprobe', []))}"
+        lines.append(f"| {dataset} | {target} | {sc} | {ours} | {ft} | {lp} |")
     if bands:
-        lines += ["", "| dataset | classifier input | init | scale | test accuracy |", "|---|---|---|---|---|"]
+        lines += ["", "| dataset | classifier input | init | scale | test accuracy |",
+                  "|---|---|---|---|---|"]
         for (dataset, band, target, sc), rs in sorted(bands.items()):
             lines.append(f"| {dataset} | {band} band | {target} | {sc} | {cell(rs)} |")
     return "\n".join(lines)
@@ -122,23 +132,27 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
     `step`, the 0 line dark, a legend naming each series; a value beyond [low, high] is drawn at
     the edge as an open triangle pointing off the chart."""
     height, left, top, pw, ph = 340, 64, 50, 356, 240  # pw x ph: the plot; the legend to its right
-    width = max(600, left + pw + 24 + 8 * max(len(name) for name in series))  # room for the longest name
+    width = max(600, left + pw + 24 + 8 * max(len(name) for name in series))  # the longest name
     n = max(len(values) for values in series.values())
     xs = xs or list(range(1, n + 1))
     x = lambda i: round(left + pw * (xs[i] - xs[0]) / max(xs[-1] - xs[0], 1), 1)  # noqa: E731
     y = lambda v: round(top + ph * (high - min(max(v, low), high)) / (high - low), 1)  # noqa: E731
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-           'font-size="12">', svg("rect", width="100%", height="100%", fill="white"),
-           svg("text", title, x=left + pw / 2, y=20, text_anchor="middle", font_size=14),
-           svg("text", subtitle, x=left + pw / 2, y=38, text_anchor="middle"),
-           svg("text", xlabel, x=left + pw / 2, y=height - 12, text_anchor="middle"),
-           svg("text", ylabel, transform=f"translate(16 {top + ph / 2}) rotate(-90)", text_anchor="middle")]
-    for v in [low + k * step for k in range(round((high - low) / step) + 1)]:
+    middle, legend = left + pw / 2, left + pw + 14
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           'font-family="sans-serif" font-size="12">',
+           svg("rect", width="100%", height="100%", fill="white"),
+           svg("text", title, x=middle, y=20, text_anchor="middle", font_size=14),
+           svg("text", subtitle, x=middle, y=38, text_anchor="middle"),
+           svg("text", xlabel, x=middle, y=height - 12, text_anchor="middle"),
+           svg("text", ylabel, transform=f"translate(16 {top + ph / 2}) rotate(-90)",
+               text_anchor="middle")]
+    for v in [low + k * step for k in range(round((high - low) / step) + 1)]:  # y grid and ticks
         zero = abs(v) < 1e-9
-        out += [svg("line", x1=left, x2=left + pw, y1=y(v), y2=y(v), stroke="black" if zero else "#ddd",
-                    stroke_width=1.5 if zero else 1),
+        out += [svg("line", x1=left, x2=left + pw, y1=y(v), y2=y(v),
+                    stroke="black" if zero else "#ddd", stroke_width=1.5 if zero else 1),
                 svg("text", f"{v:g}", x=left - 6, y=y(v) + 4, text_anchor="end")]
-    out += [svg("text", f"{xs[i]:g}", x=x(i), y=top + ph + 18, text_anchor="middle") for i in range(0, n, -(-n // 10))]
+    for i in range(0, n, -(-n // 10)):  # at most 10 x ticks
+        out.append(svg("text", f"{xs[i]:g}", x=x(i), y=top + ph + 18, text_anchor="middle"))
     out.append(svg("rect", x=left, y=top, width=pw, height=ph, fill="none", stroke="#888"))
     for k, (name, values) in enumerate(series.items()):
         color = f"hsl({240 * k / max(len(series) - 1, 1):.0f}, 80%, 42%)"
@@ -151,11 +165,13 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
                 out.append(svg("circle", cx=x(i), cy=y(v), r=3, fill=color))
             elif v is not None:
                 tip = 6 if v < low else -6
-                out.append(svg("polygon", points=f"{x(i) - 5},{y(v) - tip} {x(i) + 5},{y(v) - tip} {x(i)},{y(v) + tip}",
-                               fill="white", stroke=color, stroke_width=1.5))
-        out.append(svg("text", name, x=left + pw + 14, y=top + 14 + 20 * k, fill=color, font_weight="bold"))
+                corners = f"{x(i) - 5},{y(v) - tip} {x(i) + 5},{y(v) - tip} {x(i)},{y(v) + tip}"
+                out.append(svg("polygon", points=corners, fill="white", stroke=color,
+                               stroke_width=1.5))
+        out.append(svg("text", name, x=legend, y=top + 14 + 20 * k, fill=color, font_weight="bold"))
     if any(v is not None and not low <= v <= high for values in series.values() for v in values):
-        out.append(svg("text", "open triangle: beyond the axis", x=left + pw + 14, y=top + ph, font_size=10))
+        note = "open triangle: beyond the axis"
+        out.append(svg("text", note, x=legend, y=top + ph, font_size=10))
     return "\n".join(out + ["</svg>\n"])
 
 
@@ -172,11 +188,16 @@ def explained_chart(logs, path, target):
     chart."""
     measured = [log for log in logs if "explained" in log]
     definition = measured[-1].get("explained_by", OLD_EXPLAINED_BY)
-    rows = [log["explained"] if log.get("explained_by", OLD_EXPLAINED_BY) == definition else {} for log in measured]
-    series = {name + ("" if rows[-1][name] is not None else " (outside the target)"): [row.get(name) for row in rows]
-              for name in rows[-1]}
-    cli.save_text(line_chart(series, "Hidden variance explained, per PCA band", f"target: {target}; {definition}",
-                             "epoch", "share explained (1 = all, 0 = none)"), path)
+    rows = [log["explained"] if log.get("explained_by", OLD_EXPLAINED_BY) == definition else {}
+            for log in measured]
+    series = {}
+    for name in rows[-1]:
+        label = name if rows[-1][name] is not None else name + " (outside the target)"
+        series[label] = [row.get(name) for row in rows]
+    chart = line_chart(series, "Hidden variance explained, per PCA band",
+                       f"target: {target}; {definition}", "epoch",
+                       "share explained (1 = all, 0 = none)")
+    cli.save_text(chart, path)
 
 
 UNTRAINED = "untrained (MAE init)"
@@ -194,8 +215,9 @@ def probe_chart(results, path):
         if r.get("pretrain_epoch") == 0:
             continue  # drawn as the level
         name = f"{r['target']}, patch {c['patch_size']}, {c['epochs']} ep"
-        runs.setdefault(name, {}).setdefault(r.get("pretrain_epoch", c["epochs"]), []).append(r["accuracy"])
-    untrained = [a for r in probes if r.get("pretrain_epoch") == 0 for a in [r["accuracy"]]]
+        epoch = r.get("pretrain_epoch", c["epochs"])
+        runs.setdefault(name, {}).setdefault(epoch, []).append(r["accuracy"])
+    untrained = [r["accuracy"] for r in probes if r.get("pretrain_epoch") == 0]
     if not any(len(epochs) > 1 for epochs in runs.values()):
         return False
     xs = sorted({e for epochs in runs.values() for e in epochs} | ({0} if untrained else set()))
@@ -205,58 +227,83 @@ def probe_chart(results, path):
         series[f"{UNTRAINED}, n={len(untrained)}"] = [sum(untrained) / len(untrained)] * len(xs)
     lows = [v for values in series.values() for v in values if v is not None]
     low, high = math.floor(min(lows) * 20) / 20, math.ceil(max(lows) * 20) / 20
-    cli.save_text(line_chart(series, "Linear probe against pretraining epoch", "each point a probe of the weights "
-                             "at that epoch; mean over seeds", "pretraining epoch", "linear-probe test accuracy",
-                             low=low, high=high, step=0.05, xs=xs), path)
+    chart = line_chart(series, "Linear probe against pretraining epoch",
+                       "each point a probe of the weights at that epoch; mean over seeds",
+                       "pretraining epoch", "linear-probe test accuracy",
+                       low=low, high=high, step=0.05, xs=xs)
+    cli.save_text(chart, path)
     return True
+
+
+def under(folder, name):
+    """Every file called name anywhere under folder, sorted."""
+    return sorted(glob.glob(os.path.join(folder, "**", name), recursive=True))
+
+
+def redraw_charts(folder):
+    """explained.svg beside each pretraining log, and FOLDER/test_curves.svg of the fine-tunings."""
+    curves = {}
+    for path in under(folder, "log.jsonl"):
+        logs = cli.read_jsonl(path)
+        run = os.path.dirname(path)
+        summary = os.path.join(run, "summary.json")
+        if any("explained" in log for log in logs):  # the target from summary.json, once it ended
+            target = run
+            if os.path.exists(summary):
+                target = json.loads(pathlib.Path(summary).read_text())["target"]
+            explained_chart(logs, os.path.join(run, "explained.svg"), target)
+        if any("test_accuracy" in log for log in logs):
+            curves[os.path.relpath(run, folder)] = [log.get("test_accuracy") for log in logs]
+    if curves:
+        chart = line_chart(curves, "Test accuracy per epoch", f"fine-tuning runs under {folder}",
+                           "epoch", "test accuracy", low=0, high=1, step=0.1)
+        cli.save_text(chart, os.path.join(folder, "test_curves.svg"))
+
+
+def read_result(path, folder_as=None):
+    """A results.json, checked, its target named as now (whatever code wrote it), an image folder
+    named as the dataset it holds when asked."""
+    try:
+        r = json.loads(pathlib.Path(path).read_text())
+    except json.JSONDecodeError:
+        r = None
+    if not isinstance(r, dict) or not {"eval", "dataset", "target", "accuracy"} <= r.keys():
+        raise cli.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
+    if folder_as and r["dataset"] == "folder":
+        r["dataset"] = folder_as + FOLDER
+    if "target" in (r.get("pretrain_config") or {}):
+        r["target"] = target_name(r["pretrain_config"])
+    if r.get("pretrain_epoch") == 0:  # a copy of the initialisation: no target has touched it
+        r["target"] = UNTRAINED
+    return r
 
 
 def main():
     p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("folder", nargs="?", default="runs")
-    p.add_argument("--charts", action="store_true", help="also redraw explained.svg of each pretraining run, "
-                   "and FOLDER/test_curves.svg: the test accuracy of each fine-tuning run over its epochs")
+    p.add_argument("--charts", action="store_true",
+                   help="also redraw explained.svg of each pretraining run, FOLDER/test_curves.svg "
+                        "(each fine-tuning run's test accuracy over its epochs) and "
+                        "FOLDER/probe_epochs.svg (linear probe against pretraining epoch)")
     p.add_argument("--as", dest="folder_as", choices=sorted({dataset for dataset, _ in PAPER}),
-                   help="name results on --dataset folder as this dataset, with the paper's numbers beside them "
-                        "(the CIFAR-10 JPEG copy: --as cifar10)")
+                   help="name results on --dataset folder as this dataset, with the paper's "
+                        "numbers beside them (the CIFAR-10 JPEG copy: --as cifar10)")
     args = p.parse_args()
-    curves = {}
-    for path in sorted(glob.glob(os.path.join(args.folder, "**", "log.jsonl"), recursive=True)) if args.charts else []:
-        logs = cli.read_jsonl(path)
-        run, summary = os.path.dirname(path), os.path.join(os.path.dirname(path), "summary.json")
-        if any("explained" in log for log in logs):  # the target: from summary.json once the run has ended
-            explained_chart(logs, os.path.join(run, "explained.svg"),
-                            json.loads(pathlib.Path(summary).read_text())["target"] if os.path.exists(summary) else run)
-        if any("test_accuracy" in log for log in logs):
-            curves[os.path.relpath(run, args.folder)] = [log.get("test_accuracy") for log in logs]
-    if curves:
-        cli.save_text(line_chart(curves, "Test accuracy per epoch", f"fine-tuning runs under {args.folder}", "epoch",
-                                 "test accuracy", low=0, high=1, step=0.1), os.path.join(args.folder, "test_curves.svg"))
-    paths = sorted(glob.glob(os.path.join(args.folder, "**", "results.json"), recursive=True))
+    if args.charts:
+        redraw_charts(args.folder)
+    paths = under(args.folder, "results.json")
     if not paths:
-        raise cli.UserError(f"no results.json under {args.folder}: run finetune.py or linprobe.py first")
-    results = []
-    for path in paths:
-        try:
-            results.append(json.loads(pathlib.Path(path).read_text()))
-        except json.JSONDecodeError:
-            results.append(None)
-        if not isinstance(results[-1], dict) or not {"eval", "dataset", "target", "accuracy"} <= results[-1].keys():
-            raise cli.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
-        if args.folder_as and results[-1]["dataset"] == "folder":
-            results[-1]["dataset"] = args.folder_as + FOLDER
-        if "target" in (results[-1].get("pretrain_config") or {}):  # named as now, whatever code wrote it
-            results[-1]["target"] = target_name(results[-1]["pretrain_config"])
-        if results[-1].get("pretrain_epoch") == 0:  # a copy of the initialisation: no target has touched it
-            results[-1]["target"] = UNTRAINED
+        raise cli.UserError(f"no results.json under {args.folder}: "
+                            "run finetune.py or linprobe.py first")
+    results = [read_result(path, args.folder_as) for path in paths]
     if args.charts:
         probe_chart(results, os.path.join(args.folder, "probe_epochs.svg"))
     print(table(results))
-    summaries = glob.glob(os.path.join(args.folder, "**", "summary.json"), recursive=True)
-    hours = (sum(r.get("seconds") or 0 for r in results) +
-             sum(json.loads(pathlib.Path(path).read_text()).get("train_seconds") or 0 for path in summaries)) / 3600
-    print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and the time "
-          "of each results.json")
+    pretraining = [json.loads(pathlib.Path(path).read_text()).get("train_seconds") or 0
+                   for path in under(args.folder, "summary.json")]
+    hours = (sum(r.get("seconds") or 0 for r in results) + sum(pretraining)) / 3600
+    print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and "
+          "the time of each results.json")
 
 
 if __name__ == "__main__":

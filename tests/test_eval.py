@@ -8,6 +8,7 @@ import checkpoints
 import finetune
 import linprobe
 import model
+import outfolder
 import pca_project
 import pretrain
 import report
@@ -84,7 +85,7 @@ def test_init_none_loads_nothing(fmnist_folder, tmp_path, run, monkeypatch):
         raise AssertionError("a checkpoint was loaded")
 
     monkeypatch.setattr(finetune, "load_pretrained", refuse)
-    monkeypatch.setattr(training, "load_checkpoint", refuse)
+    monkeypatch.setattr(outfolder, "load_checkpoint", refuse)
     code, _, err = run(finetune, "--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder,
                        "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
                        "--epochs", 1, "--batch-size", 64, "--out", tmp_path)

@@ -25,50 +25,78 @@ RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges", "keep_epoc
 
 
 def get_args(argv=None):
-    p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
+    p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
+    # the target and the corruption
     p.add_argument("--target", default="original", choices=("original", "bottom", "top"))
-    p.add_argument("--pct", type=cli.within(0, 100), help="variance share of the target band in percent")
-    p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS, help="none reproduces the original work")
+    p.add_argument("--pct", type=cli.within(0, 100),
+                   help="variance share of the target band in percent")
+    p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS,
+                   help="none reproduces the original work")
     p.add_argument("--masking", default="random", choices=MASKINGS)
-    p.add_argument("--corruption", choices=("gaussian",), help="gaussian: no masking; the encoder sees every patch "
-                   "of the image plus --sigma times N(0, 1) noise, and the loss covers every patch (default: masking)")
-    p.add_argument("--sigma", type=cli.positive_float, help="noise level of --corruption gaussian (pixels in [0, 1])")
-    p.add_argument("--mask-ratio", type=cli.within(0, 1), default=0.75, help="share of the patches masked (patch maskings)")
+    p.add_argument("--corruption", choices=("gaussian",),
+                   help="gaussian: no masking; the encoder sees every patch of the image plus "
+                        "--sigma times N(0, 1) noise, and the loss covers every patch "
+                        "(default: masking)")
+    p.add_argument("--sigma", type=cli.positive_float,
+                   help="noise level of --corruption gaussian (pixels in [0, 1])")
+    p.add_argument("--mask-ratio", type=cli.within(0, 1), default=0.75,
+                   help="share of the patches masked (patch maskings)")
     p.add_argument("--pca-mask-share", type=cli.within(0, 1), default=0.2,
-                   help="with --masking pca: variance share of the principal components hidden from each image")
-    p.add_argument("--norm-pix-loss", action="store_true", help="normalise each target patch (MAE paper)")
-    p.add_argument("--attention", choices=("wave",), help="wave: Wave-ViT's attention in the encoder (default: plain)")
-    p.add_argument("--patch-size", type=cli.positive, help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
-    for name, size in (("dim", 192), ("depth", 12), ("heads", 3), ("decoder-dim", 192), ("decoder-depth", 4),
-                       ("decoder-heads", 3)):  # ViT-Tiny, and SPEC 3's decoder
+                   help="with --masking pca: variance share of the principal components hidden "
+                        "from each image")
+    p.add_argument("--norm-pix-loss", action="store_true",
+                   help="normalise each target patch (MAE paper)")
+    # the model: ViT-Tiny, and SPEC 3's decoder
+    p.add_argument("--attention", choices=("wave",),
+                   help="wave: Wave-ViT's attention in the encoder (default: plain)")
+    p.add_argument("--patch-size", type=cli.positive,
+                   help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
+    sizes = {"dim": 192, "depth": 12, "heads": 3,
+             "decoder-dim": 192, "decoder-depth": 4, "decoder-heads": 3}
+    for name, size in sizes.items():
         p.add_argument("--" + name, type=cli.positive, default=size)
+    # the schedule (SPEC 4), the monitors and the copies
     training.add_flags(p, epochs=400, warmup=0.1, batch_size=512, blr=1.5e-4, out="runs/pretrain")
-    p.add_argument("--eval-every", type=cli.positive, default=10, help="epochs between kNN monitor and grids")
-    p.add_argument("--knn-train", type=cli.positive, default=5000, help="train images in the kNN monitor")
-    p.add_argument("--knn-test", type=cli.positive, default=1000, help="test images in the kNN and band monitors")
+    p.add_argument("--eval-every", type=cli.positive, default=10,
+                   help="epochs between kNN monitor and grids")
+    p.add_argument("--knn-train", type=cli.positive, default=5000,
+                   help="train images in the kNN monitor")
+    p.add_argument("--knn-test", type=cli.positive, default=1000,
+                   help="test images in the kNN and band monitors")
     p.add_argument("--band-edges", type=float, nargs="*", default=[10, 25],
-                   help="cumulative variance shares (percent, from the bottom) cutting the spectrum into the bands of "
-                        "the monitor; 10 25: top 75%%, 10-25%%, bottom 10%%; none given: no band monitor")
+                   help="cumulative variance shares (percent, from the bottom) cutting the "
+                        "spectrum into the bands of the monitor; 10 25: top 75%%, 10-25%%, "
+                        "bottom 10%%; none given: no band monitor")
     p.add_argument("--keep-epochs", type=cli.count, nargs="*", default=[], metavar="E",
-                   help="keep a copy of the model (weights and config) after each epoch E as OUT/keep-EEEE.pt; "
-                        "0: the initialisation. linprobe.py, finetune.py and pca_project.py --ckpt take them")
+                   help="keep a copy of the model (weights and config) after each epoch E as "
+                        "OUT/keep-EEEE.pt; 0: the initialisation. linprobe.py, finetune.py and "
+                        "pca_project.py --ckpt take them")
     args = p.parse_args(argv)
+    check_args(p, args)
+    return args
+
+
+def check_args(p, args):
+    """One line and exit 2 for flags that do not go together, before any data is read."""
     training.check_schedule(p, args, warmup=0.1)
     if any(e > args.epochs for e in args.keep_epochs):
-        p.error(f"--keep-epochs {max(args.keep_epochs)} is past the run's end ({args.epochs} epochs)")
+        p.error(f"--keep-epochs {max(args.keep_epochs)} is past the run's end "
+                f"({args.epochs} epochs)")
     if args.attention == "wave" and args.masking != "pca" and not args.corruption:
-        p.error("--attention wave needs the whole patch grid: its BatchNorm would learn from the zeros of the "
-                "masked patches; pretrain it with --masking pca or --corruption gaussian")
+        p.error("--attention wave needs the whole patch grid: its BatchNorm would learn from the "
+                "zeros of the masked patches; pretrain it with --masking pca or "
+                "--corruption gaussian")
     if (args.target == "original") != (args.pct is None):
         p.error("--pct selects the band: give it with --target bottom or top, and only then")
-    if any(not 0 < e < 100 for e in args.band_edges) or sorted(set(args.band_edges)) != args.band_edges:
+    edges = args.band_edges
+    if any(not 0 < e < 100 for e in edges) or sorted(set(edges)) != edges:
         p.error("--band-edges must be increasing percentages in (0, 100)")
-    if (args.corruption is None) != (args.sigma is None) or args.corruption and args.masking != "random":
+    noise = args.corruption is not None
+    if noise != (args.sigma is not None) or noise and args.masking != "random":
         p.error("--corruption gaussian takes --sigma and no --masking; --sigma only goes with it")
     if args.masking == "grid" and grid_cell(args.mask_ratio) is None:
-        p.error(f"--masking grid keeps one patch of every s x s cell: mask ratio 1 - 1/s^2 (0.75, 0.8889, ...), "
-                f"not {args.mask_ratio:g}")
-    return args
+        p.error("--masking grid keeps one patch of every s x s cell: mask ratio 1 - 1/s^2 "
+                f"(0.75, 0.8889, ...), not {args.mask_ratio:g}")
 
 
 def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
@@ -98,7 +126,8 @@ def explained_by_band(model, x_uint8, pcs, args):
     explained = pca_project.explained(truth, seen, guess, pcs)
     band = pcs["band"]
     if band is not None:
-        explained |= {name: None for name, b in pcs["bands"] if b.stop <= band.start or b.start >= band.stop}
+        outside = [name for name, b in pcs["bands"] if b.stop <= band.start or b.start >= band.stop]
+        explained |= dict.fromkeys(outside)
     return explained
 
 
@@ -112,9 +141,10 @@ def header(device, run, args, x_train, band_desc, n_params):
     else:
         share = args.pca_mask_share if args.masking == "pca" else args.mask_ratio
         corruption = f"{args.masking} masking {share:g}"
-    model = (f"MAE dim {args.dim} depth {args.depth}, decoder {args.decoder_dim}x{args.decoder_depth}, "
-             f"patch {args.patch_size}")
-    parts = [f"device {device}{processes}", f"{args.dataset}: {len(x_train):,} train images {shape}",
+    decoder = f"{args.decoder_dim}x{args.decoder_depth}"
+    model = f"MAE dim {args.dim} depth {args.depth}, decoder {decoder}, patch {args.patch_size}"
+    parts = [f"device {device}{processes}",
+             f"{args.dataset}: {len(x_train):,} train images {shape}",
              f"target: {band_desc}", f"{model}, {corruption}", f"{n_params / 1e6:.2f}M parameters",
              f"{args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}"]
     return " | ".join(parts)
@@ -123,12 +153,14 @@ def header(device, run, args, x_train, band_desc, n_params):
 def main(argv=None):
     args = get_args(argv)
     device = training.setup_distributed(cli.device(args.device))
-    x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
-    x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
+    where = (args.data_dir, args.image_size, args.download)
+    x_train, y_train = data.load(args.dataset, "train", *where)
+    x_test, y_test = data.load(args.dataset, "test", *where)
     args.image_size = x_train.shape[-1]  # the size used (a fixed-size dataset ignores the flag)
     args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
     image_shape = list(x_train.shape[1:])
-    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS} | {"image_shape": image_shape}
+    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
+    cfg["image_shape"] = image_shape
     torch.manual_seed(args.seed)
     model = build_model(cfg, tuple(image_shape)).to(device)
 
@@ -138,7 +170,9 @@ def main(argv=None):
     if args.target != "original" or args.masking == "pca" or args.band_edges:
         fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size,
                                          download=args.download, device=device)
-        band = pca_project.band_slice(fit, args.target, args.pct) if args.target != "original" else None
+        band = None
+        if args.target != "original":
+            band = pca_project.band_slice(fit, args.target, args.pct)
         bands = pca_project.spectrum_bands(fit, args.band_edges) if args.band_edges else ()
         pcs = pca_project.on_device(fit, device, band, bands, full=args.masking == "pca")
         if band is not None:
@@ -182,7 +216,7 @@ def main(argv=None):
             # The input and target, outside autocast: a band target is made in float32
             # (pca_project.exact_float32 makes sure).
             x, target = make_batch(x_train[idx], args.aug, pcs, u_aug, hidden)
-            if args.corruption:  # gaussian: the encoder sees every patch, noisy; the target stays clean
+            if args.corruption:  # gaussian: every patch seen, noisy; the target stays clean
                 x = x + args.sigma * run.randn(*x.shape[1:], generator=g)
             # forward, backward, step
             with run.autocast:
@@ -200,8 +234,10 @@ def main(argv=None):
             log["explained"] = explained_by_band(model, x_monitor, pcs, args)
             log["explained_by"] = report.EXPLAINED_BY
             log["monitor_seconds"] = time.time() - t_monitor
-        if training.main_process() and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
-            feats_train = extract_features(model.encoder, x_train[knn_train.to(device)], amp=run.amp)
+        evaluate = (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs
+        if training.main_process() and evaluate:
+            x_knn = x_train[knn_train.to(device)]
+            feats_train = extract_features(model.encoder, x_knn, amp=run.amp)
             feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
@@ -214,15 +250,17 @@ def main(argv=None):
         print(run.stopped())
     elif training.main_process():
         logs = run.log
-        summary = {"config": cfg, "target": band_desc, "parameters": n_params, "epochs": args.epochs, "amp": run.amp,
-                   "final_loss": logs[-1]["loss"],
-                   "final_knn": next((l["knn"] for l in reversed(logs) if "knn" in l), None),
+        final_knn = next((line["knn"] for line in reversed(logs) if "knn" in line), None)
+        summary = {"config": cfg, "target": band_desc, "parameters": n_params,
+                   "epochs": args.epochs, "amp": run.amp, "final_loss": logs[-1]["loss"],
+                   "final_knn": final_knn,
                    "final_explained": logs[-1].get("explained"),
-                   "train_seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start}
+                   "train_seconds": sum(line["seconds"] for line in logs),
+                   "wall_seconds_this_session": time.time() - t_start}
         cli.save_json(summary, os.path.join(args.out, "summary.json"))
         if args.band_edges:
             report.explained_chart(logs, os.path.join(args.out, "explained.svg"), band_desc)
-        print(f"done: loss {summary['final_loss']:.4f}, kNN {summary['final_knn']:.3f}; wrote {args.out}/")
+        print(f"done: loss {summary['final_loss']:.4f}, kNN {final_knn:.3f}; wrote {args.out}/")
     training.end_distributed()
 
 

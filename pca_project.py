@@ -232,20 +232,29 @@ def predict(model, x_uint8, pcs, mask_share=0.2, sigma=None):
 def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
     """The model's guess of the whole target, each patch guessed while it was hidden: passes of the
     model's own masking, on fixed images, until every patch of every image has been hidden once;
-    each patch comes from the first pass that hid it. Returns (input, target, guess), images (N, C,
-    H, W). (Maskings that hide no patch, PCA masking and noise, are done in one pass.)"""
+    each patch comes from the first pass that hid it. Returns (input, target, guess), images
+    (N, C, H, W). Random and block masking take two passes: the second keeps the patches of the
+    highest scores of the first one's field, as likely a mask as the lowest (the field's values are
+    symmetric), and hides every patch the first kept (at a mask ratio of 0.5 or more). Other
+    cases draw afresh until all are hidden;
+    maskings that hide no patch (PCA masking, noise) take one pass."""
     model.eval()
     g = torch.Generator(x_uint8.device).manual_seed(0)
     _, inp, target = inputs(model, x_uint8, pcs, mask_share, sigma, g)
     guess = torch.zeros_like(model.patchify(target))
     todo = torch.ones(guess.shape[:2], dtype=torch.bool, device=guess.device)
-    for _ in range(max_passes):
-        _, pred, mask = model(inp, target, generator=g)
+    scores = None if model.masking in ("pca", "none") else model.mask_scores(len(inp), inp.device, g)
+    for i in range(max_passes):
+        _, pred, mask = model(inp, target, scores=scores)
         take = todo & mask.bool()
         guess[take] = pred.float()[take]
         todo &= ~take
         if not todo.any():
             return inp, target, in_pixels(model, guess, target)
+        if i == 0 and model.masking != "grid":
+            scores = -scores  # the highest scores kept
+        else:  # grid masking, or a mask ratio under 0.5: fresh draws
+            scores = model.mask_scores(len(inp), inp.device, g)
     raise RuntimeError(f"{max_passes} passes of {model.masking} masking left patches never hidden")
 
 

@@ -147,24 +147,26 @@ def monitor(mae, pca, x, predict):
     forward = mae.forward
 
     def stand_in(x, t, generator=None, scores=None):
-        mask = forward(x, t, generator)[2]
-        return None, mae.patchify(predict(t, mae.unpatchify(mask[..., None].expand(*mask.shape, mae.patchify(t).shape[-1])))), mask
+        mask = forward(x, t, generator, scores)[2]
+        m = mae.unpatchify(mask[..., None].expand(*mask.shape, mae.patchify(t).shape[-1]))
+        return None, mae.patchify(predict(t, m)), mask
     mae.forward = stand_in
     return pretrain.explained_by_band(mae, x, pca, SimpleNamespace(pca_mask_share=0.2, sigma=None))
 
 
-@pytest.mark.parametrize("masking,target,patch", [("random", "original", 4), ("random", "bottom", 4),
-                                                  ("random", "original", 2), ("random", "bottom", 2),
-                                                  ("block", "original", 4), ("grid", "bottom", 2),
-                                                  ("pca", "original", 4), ("pca", "bottom", 4)])
-def test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds(fmnist_folder, masking, target, patch):
+@pytest.mark.parametrize("masking,target,patch,ratio", [
+    ("random", "original", 4, 0.75), ("random", "bottom", 4, 0.75), ("random", "original", 2, 0.75),
+    ("random", "bottom", 2, 0.75), ("block", "original", 4, 0.75), ("grid", "bottom", 2, 0.75),
+    ("random", "original", 4, 0.3), ("pca", "original", 4, 0.75), ("pca", "bottom", 4, 0.75)])
+def test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds(fmnist_folder, masking, target,
+                                                                      patch, ratio):
     """Oracles on real pictures: the target scores 1 on each of its bands, the mean image 0, and the target's
     band A alone 1 on A and 0 on every other band; a guess right only where the model saw the patch, 0."""
     fit, bands, x = monitored(fmnist_folder)
     band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
     pca = pca_project.on_device(fit, "cpu", band, bands, full=masking == "pca")  # as pretrain.py keeps it
     mae = model.MAE(image_size=16, patch_size=patch, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
-                    decoder_depth=1, decoder_heads=2, masking=masking)
+                    decoder_depth=1, decoder_heads=2, masking=masking, mask_ratio=ratio)
     mean = pca["mean"].view_as(x[0].float())
     outside = {"top 75%": None} if target == "bottom" else {}  # the top 75% is no part of a bottom-25% target
     names = [name for name, _ in bands if name not in outside]

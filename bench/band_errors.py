@@ -1,0 +1,80 @@
+"""Two errors a band figure can carry, each against a reference that knows the answer.
+
+    .venv/bin/python bench/band_errors.py [--folder data/cifar10-jpeg]
+
+1. What a guess holding only the image's top-75% band is credited with, per band, by the band
+   monitor measured inside the masked patches only (the way before issue 21) and on the whole image
+   (today's): the guess knows nothing of the two low bands, so the right figure there is 0. Random
+   masking 0.75, 1,000 test images, the train split's PCA, patch 2, 4 and 8 at 32 px.
+2. The error a bottom-25% target picks up when made under bf16 autocast or a lowered float32 matmul
+   precision, and with pca_project.exact_float32 (what pca_project.to_band uses), against float64:
+   |target - float64 target| / |float64 target - mean| over 512 train images.
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import data  # noqa: E402
+import model  # noqa: E402
+import pca_project  # noqa: E402
+
+
+def monitor_leak(fit, x_test):
+    x = x_test[torch.linspace(0, len(x_test) - 1, 1000).long()].float() / 255
+    pcs = pca_project.on_device(fit, "cpu", bands=pca_project.spectrum_bands(fit, [10, 25]))
+    mean = pcs["mean"].view_as(x[0])
+    top_band = pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, "top", 75))
+    top = pca_project.to_band(x, top_band)
+    for patch in (2, 4, 8):
+        mae = model.MAE(image_size=32, patch_size=patch, channels=3, dim=32, depth=1, heads=2,
+                        decoder_dim=32, decoder_depth=1, decoder_heads=2)
+        mask = mae.split(mae.mask_scores(len(x), "cpu", torch.Generator().manual_seed(0)))[2]
+        m = mae.unpatchify(mask[..., None].expand(-1, -1, patch * patch * 3))  # 1: masked
+        windowed = pca_project.explained(x, x * (1 - m) + mean * m, x * (1 - m) + top * m, pcs)
+        whole = pca_project.explained(x, mean.expand_as(x), top, pcs)
+        for name, figures in (("masked patches only", windowed), ("whole image", whole)):
+            shares = ", ".join(f"{band} {v:.3f}" for band, v in figures.items())
+            print(f"patch {patch}, {name:19}: {shares}")
+
+
+def target_precision(fit, x_train):
+    x = x_train[:512].float() / 255
+    band = pca_project.band_slice(fit, "bottom", 25)
+    pcs = pca_project.on_device(fit, "cpu", band)
+    V, mean = fit["eigvecs"][:, band], fit["mean"]
+    exact = (x.double().flatten(1) - mean) @ V @ V.T
+
+    def error(target):
+        return ((target.double().flatten(1) - mean - exact).norm() / exact.norm()).item()
+
+    def plain(x):  # to_band's arithmetic without exact_float32
+        return x.flatten(1) - ((x.flatten(1) - pcs["mean"]) @ pcs["side"]) @ pcs["side"].T
+
+    print(f"float32:                            {error(plain(x)):.2e}")
+    with torch.autocast("cpu", torch.bfloat16):
+        print(f"bf16 autocast:                      {error(plain(x)):.2e}")
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")  # bf16 matmuls on a CPU with AMX; TF32 on CUDA
+    print(f"matmul precision medium:            {error(plain(x)):.2e}")
+    with torch.autocast("cpu", torch.bfloat16):
+        print(f"to_band under both (exact_float32): {error(pca_project.to_band(x, pcs)):.2e}")
+    torch.set_float32_matmul_precision(before)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--folder", default="data/cifar10-jpeg", help="an image folder of 32 px pictures")
+    args = p.parse_args()
+    fit, _ = pca_project.load_or_fit("folder", args.folder, 32)
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print("1. the band monitor's figures for a guess of the top-75% band alone")
+    monitor_leak(fit, data.load("folder", "test", args.folder, 32)[0])
+    print("2. a bottom-25% target's error")
+    target_precision(fit, data.load("folder", "train", args.folder, 32)[0])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,8 @@
 """Fine-tune a pretrained encoder as a classifier, or train the same ViT from scratch.
 
     python finetune.py --ckpt runs/pretrain/ckpt.pt --dataset cifar10
-    python finetune.py --init none --dataset cifar10                  # the no-pretraining baseline
-    python finetune.py --init none --input bottom --pct 25            # supervised on the bottom band
+    python finetune.py --init none --dataset cifar10          # the no-pretraining baseline
+    python finetune.py --init none --input bottom --pct 25    # supervised on the bottom band
 
 --input bottom|top trains and tests on band-projected images (PCA fitted on the train split): with
 --init none this is Balestriero & LeCun's experiment. Logs the test accuracy of each epoch (the
@@ -28,27 +28,37 @@ VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
 
 
 def get_args(argv=None):
-    p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
+    p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
+    # where the encoder comes from, and what it sees
     p.add_argument("--ckpt", help="a pretrain.py checkpoint to start from")
-    p.add_argument("--init", choices=("none",), help="none: random initialisation (no pretraining)")
+    p.add_argument("--init", choices=("none",),
+                   help="none: random initialisation (no pretraining)")
     p.add_argument("--input", default="original", choices=("original", "bottom", "top"))
-    p.add_argument("--pct", type=cli.within(0, 100), help="variance share of the input band in percent")
+    p.add_argument("--pct", type=cli.within(0, 100),
+                   help="variance share of the input band in percent")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"))
     for name in SIZE_FLAGS[:-1]:  # from the checkpoint with --ckpt; ViT-Tiny with --init none
         p.add_argument("--" + name.replace("_", "-"), type=cli.positive)
-    p.add_argument("--attention", choices=("wave",), help="wave: Wave-ViT's attention (default: plain)")
+    p.add_argument("--attention", choices=("wave",),
+                   help="wave: Wave-ViT's attention (default: plain)")
+    # the recipe (SPEC 4)
     training.add_flags(p, epochs=100, warmup=0.05, batch_size=1024, blr=1e-3, out="runs/finetune")
-    p.add_argument("--layer-decay", type=cli.within(0, 1, high_in=True), default=0.75, help="lr factor per layer below the head")
+    p.add_argument("--layer-decay", type=cli.within(0, 1, high_in=True), default=0.75,
+                   help="lr factor per layer below the head")
     p.add_argument("--drop-path", type=cli.within(0, 1, low_in=True), default=0.1)
     p.add_argument("--label-smoothing", type=cli.within(0, 1, low_in=True), default=0.1)
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS)
-    p.add_argument("--mixup", type=cli.nonnegative, default=0.0, help="MixUp alpha (0: off; MAE used 0.8)")
-    p.add_argument("--cutmix", type=cli.nonnegative, default=0.0, help="CutMix alpha (0: off; MAE used 1.0)")
-    p.add_argument("--val-split", type=cli.within(0, 1, low_in=True), default=0.0, help="share of train held out for validation")
+    p.add_argument("--mixup", type=cli.nonnegative, default=0.0,
+                   help="MixUp alpha (0: off; MAE used 0.8)")
+    p.add_argument("--cutmix", type=cli.nonnegative, default=0.0,
+                   help="CutMix alpha (0: off; MAE used 1.0)")
+    p.add_argument("--val-split", type=cli.within(0, 1, low_in=True), default=0.0,
+                   help="share of train held out for validation")
     args = p.parse_args(argv)
     training.check_schedule(p, args, warmup=0.05)
     if (args.ckpt is None) == (args.init is None):
-        p.error("give --ckpt RUN/ckpt.pt to fine-tune, or --init none for the no-pretraining baseline")
+        p.error("give --ckpt RUN/ckpt.pt to fine-tune, or --init none for the no-pretraining "
+                "baseline")
     if (args.input == "original") != (args.pct is None):
         p.error("--pct selects the band: give it with --input bottom or top, and only then")
     return args
@@ -65,21 +75,51 @@ def accuracy(model, x_uint8, y, pcs, autocast, batch_size=1024):
     return correct / len(x_uint8)
 
 
+def pretrained_encoder(args, shape):
+    """The checkpoint's encoder, its sizes taken into args (a size flag that contradicts them is
+    refused), with drop path at args' rate; and the checkpoint."""
+    ckpt = load_pretrained(args.ckpt)
+    pre = ckpt["config"]
+    for name in SIZE_FLAGS:
+        given = getattr(args, name)
+        if given is not None and given != pre.get(name):
+            raise cli.UserError(f"--{name.replace('_', '-')} {given} contradicts the checkpoint's "
+                                f"{pre.get(name)}; leave it out to use the checkpoint's")
+        setattr(args, name, pre.get(name))
+    encoder = pretrained(ckpt, shape, args.ckpt).encoder
+    rates = torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()
+    for block, rate in zip(encoder.blocks, rates):  # deeper blocks are dropped more often
+        block.drop_path = rate
+    return encoder, ckpt
+
+
+def fresh_encoder(args, shape):
+    """The same ViT from MAE's init (ViT-Tiny unless told otherwise), its sizes taken into args."""
+    args.patch_size = args.patch_size or default_patch_size(shape[-1])
+    for name, value in VIT_TINY.items():
+        setattr(args, name, getattr(args, name) or value)
+    check_sizes(shape, args.patch_size, (args.dim, args.heads), attention=args.attention)
+    return Encoder(shape[1], args.patch_size, shape[0], args.dim, args.depth, args.heads,
+                   args.drop_path, args.attention)
+
+
 def main(argv=None):
     args = get_args(argv)
     t_start = time.time()
-    if args.ckpt and not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended run is ended
-        outfolder.skip_if_ended(args.out, {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS},
-                               args.resume)
+    if args.ckpt and not os.path.isfile(args.ckpt):  # committed results have no checkpoints
+        known = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
+        outfolder.skip_if_ended(args.out, known, args.resume)
     device = training.setup_distributed(cli.device(args.device))
-    x_train, y_train = data.load(args.dataset, "train", args.data_dir, args.image_size, args.download)
-    x_test, y_test = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
+    where = (args.data_dir, args.image_size, args.download)
+    x_train, y_train = data.load(args.dataset, "train", *where)
+    x_test, y_test = data.load(args.dataset, "test", *where)
     shape = tuple(x_train.shape[1:])
     args.image_size = shape[-1]  # the size used (a fixed-size dataset ignores the flag)
     # A validation split cut from train by a fixed permutation, for anyone who selects on it.
     n_val = round(args.val_split * len(x_train))
     if n_val == len(x_train):
-        raise cli.UserError(f"--val-split {args.val_split:g} leaves none of the {len(x_train)} train images to train on")
+        raise cli.UserError(f"--val-split {args.val_split:g} leaves none of the {len(x_train)} "
+                            "train images to train on")
     split = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed))
     x_val, y_val = x_train[split[:n_val]].to(device), y_train[split[:n_val]].to(device)
     x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
@@ -87,56 +127,45 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     if args.ckpt:
-        ckpt = load_pretrained(args.ckpt)
+        encoder, ckpt = pretrained_encoder(args, shape)
         pre = ckpt["config"]
-        for name in SIZE_FLAGS:
-            if getattr(args, name) is not None and getattr(args, name) != pre.get(name):
-                raise cli.UserError(f"--{name.replace('_', '-')} {getattr(args, name)} contradicts the checkpoint's "
-                                    f"{pre.get(name)}; leave it out to use the checkpoint's")
-            setattr(args, name, pre.get(name))
-        encoder = pretrained(ckpt, shape, args.ckpt).encoder
-        for block, rate in zip(encoder.blocks, torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()):
-            block.drop_path = rate
     else:
-        pre = None
-        args.patch_size = args.patch_size or default_patch_size(shape[-1])
-        for name, value in VIT_TINY.items():
-            setattr(args, name, getattr(args, name) or value)
-        check_sizes(shape, args.patch_size, (args.dim, args.heads), attention=args.attention)
-        encoder = Encoder(shape[1], args.patch_size, shape[0], args.dim, args.depth, args.heads, args.drop_path,
-                          args.attention)
+        encoder, ckpt, pre = fresh_encoder(args, shape), None, None
     num_classes = int(y_train.max()) + 1
     model = Classifier(encoder, num_classes, args.pool).to(device)
 
     pcs = None
     band_desc = "the image"
     if args.input != "original":
-        fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size, download=args.download,
-                                         device=device)
+        fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size,
+                                         download=args.download, device=device)
         pcs = pca_project.on_device(fit, device, pca_project.band_slice(fit, args.input, args.pct))
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
     groups = param_groups(model, args.weight_decay, args.layer_decay)
-    run = training.Run(args, cfg, model, param_groups=groups, betas=(0.9, 0.999), n_train=len(x_train),
-                       device=device)
-    mixes = [mixer(alpha=alpha, num_classes=num_classes) for mixer, alpha in ((v2.MixUp, args.mixup),
-                                                                              (v2.CutMix, args.cutmix)) if alpha > 0]
+    run = training.Run(args, cfg, model, param_groups=groups, betas=(0.9, 0.999),
+                       n_train=len(x_train), device=device)
+    mixers = ((v2.MixUp, args.mixup), (v2.CutMix, args.cutmix))
+    mixes = [mixer(alpha=alpha, num_classes=num_classes) for mixer, alpha in mixers if alpha > 0]
     mix = v2.RandomChoice(mixes) if mixes else None
 
     if training.main_process():
-        print(f"device {device}{f' x {run.world} processes' if run.world > 1 else ''} | {args.dataset}: "
-              f"{len(x_train):,} train / {n_val:,} val / {len(x_test):,} test images | input: {band_desc} | init: "
-              f"{'pretrained ' + target_name(pre) + ' from ' + args.ckpt if pre else 'none'} "
-              f"| ViT dim {args.dim} depth {args.depth} patch {args.patch_size} "
-              f"| {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters | {args.epochs} epochs of "
-              f"{run.steps_per_epoch} steps{run.notes}")
+        processes = f" x {run.world} processes" if run.world > 1 else ""
+        init = f"pretrained {target_name(pre)} from {args.ckpt}" if pre else "none"
+        n_params = sum(p.numel() for p in model.parameters())
+        print(" | ".join([
+            f"device {device}{processes}",
+            f"{args.dataset}: {len(x_train):,} train / {n_val:,} val / {len(x_test):,} test images",
+            f"input: {band_desc}", f"init: {init}",
+            f"ViT dim {args.dim} depth {args.depth} patch {args.patch_size}",
+            f"{n_params / 1e6:.2f}M parameters",
+            f"{args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}"]))
 
     for epoch in run.epochs():
         for step, idx in run.batches():
             training.set_lr(run.optimizer, get_lr(step, run.lr, run.warmup_steps, run.total_steps))
-            # the batch: augmented on the device (the draws made for the global batch), then its
-            # band
+            # the batch: augmented on the device (draws made for the global batch), then its band
             u_aug = run.rand(5) if args.aug != "none" else None
             x = data.augment(x_train[idx].float().div_(255), args.aug, u_aug)
             x, labels = pca_project.to_band(x, pcs), y_train[idx]
@@ -151,7 +180,7 @@ def main(argv=None):
             run.optimizer.step()
             run.tally(loss)
         log = run.end_epoch()
-        if training.main_process():  # the test curve, to see it flatten; the result is the final epoch's
+        if training.main_process():  # the test curve, to see it flatten; the result: the last epoch
             log["test_accuracy"] = accuracy(model, x_test, y_test, pcs, run.autocast)
             if n_val:
                 log["val_accuracy"] = accuracy(model, x_val, y_val, pcs, run.autocast)
@@ -162,11 +191,14 @@ def main(argv=None):
     elif training.main_process():
         logs = run.log
         test_accuracy = logs[-1]["test_accuracy"]
+        band = "original" if pcs is None else f"{args.input} {args.pct:g}%"
         results = {"dataset": args.dataset, "target": target_name(pre) if pre else "no pretraining",
-                   "eval": "finetune", "input": "original" if pcs is None else f"{args.input} {args.pct:g}%",
-                   "accuracy": test_accuracy, "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
-                   "seconds": sum(l["seconds"] for l in logs), "wall_seconds_this_session": time.time() - t_start,
-                   "config": cfg, "pretrain_config": pre, "pretrain_epoch": ckpt["epoch"] if pre else None,
+                   "eval": "finetune", "input": band, "accuracy": test_accuracy,
+                   "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
+                   "seconds": sum(line["seconds"] for line in logs),
+                   "wall_seconds_this_session": time.time() - t_start,
+                   "config": cfg, "pretrain_config": pre,
+                   "pretrain_epoch": ckpt["epoch"] if pre else None,
                    "commit": cli.git_commit(), "amp": run.amp}
         cli.save_json(results, os.path.join(args.out, "results.json"))
         print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "

@@ -29,8 +29,10 @@ def get_args(argv=None):
     p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
     p.set_defaults(dataset=None)  # the checkpoint's dataset unless told otherwise
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
-    p.add_argument("--pool", default="cls", choices=("cls", "mean"), help="class token or mean patch token")
-    training.add_flags(p, epochs=90, warmup=10 / 90, batch_size=256, blr=0.1, out="runs/linprobe", head_only=True)
+    p.add_argument("--pool", default="cls", choices=("cls", "mean"),
+                   help="class token or mean patch token")
+    training.add_flags(p, epochs=90, warmup=10 / 90, batch_size=256, blr=0.1, out="runs/linprobe",
+                       head_only=True)
     args = p.parse_args(argv)
     training.check_schedule(p, args, warmup=10 / 90)  # the recipe: 10 of 90 epochs
     return args
@@ -53,7 +55,8 @@ def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size,
         perm = torch.randperm(len(feats), device=feats.device)
         loss_sum = torch.zeros((), device=feats.device)
         for i in range(steps):
-            optimizer.param_groups[0]["lr"] = get_lr(epoch * steps + i, lr, warmup_epochs * steps, epochs * steps)
+            step_lr = get_lr(epoch * steps + i, lr, warmup_epochs * steps, epochs * steps)
+            optimizer.param_groups[0]["lr"] = step_lr
             idx = perm[i * batch_size:(i + 1) * batch_size]
             loss = F.cross_entropy(head(feats[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -76,9 +79,13 @@ def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
     device = cli.device(args.device)
-    cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS - {"amp"} | {"ckpt"}}
-    if not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended probe is ended
-        outfolder.skip_if_ended(args.out, cfg | {"image_size": None}, args.resume)  # size: the checkpoint's
+    # the probe's config: the flags that change its result (with --amp: bf16 features), not the
+    # checkpoint's path but, below, its bytes
+    left_out = training.RUNTIME_FLAGS - {"amp"} | {"ckpt"}
+    cfg = {k: v for k, v in vars(args).items() if k not in left_out}
+    if not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended probe ended
+        known = cfg | {"image_size": None}  # the checkpoint's size, not known without it
+        outfolder.skip_if_ended(args.out, known, args.resume)
     ckpt = load_pretrained(args.ckpt)
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]
@@ -86,8 +93,9 @@ def main(argv=None):
     x_train, y_train = data.load(dataset, "train", args.data_dir, image_size, args.download)
     x_test, y_test = data.load(dataset, "test", args.data_dir, image_size, args.download)
     encoder = pretrained(ckpt, x_train.shape[1:], args.ckpt).encoder.to(device)
-    print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, target "
-          f"{target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} test images, {args.pool} features")
+    print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, "
+          f"target {target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} "
+          f"test images, {args.pool} features")
 
     # Features once, saved in OUT/features.pt with what made them (the checkpoint's and the images'
     # bytes, the pool, the image size): --resume reuses them only for the very same inputs, and the
@@ -107,16 +115,19 @@ def main(argv=None):
                         os.path.join(args.out, "features.pt"))
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
-    accuracy, log = train_probe(feats, y_train, test_feats, y_test, args.epochs, args.warmup_epochs,
-                                args.batch_size, args.blr, args.seed)
+    accuracy, log = train_probe(feats, y_train, test_feats, y_test, epochs=args.epochs,
+                                warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+                                blr=args.blr, seed=args.seed)
 
-    results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe", "accuracy": accuracy, "knn": knn,
-               "epochs": args.epochs, "pretrain_epoch": ckpt["epoch"], "seconds": time.time() - t0, "final_loss": log[-1]["loss"] if log else None,
+    results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe",
+               "accuracy": accuracy, "knn": knn, "epochs": args.epochs,
+               "pretrain_epoch": ckpt["epoch"], "seconds": time.time() - t0,
+               "final_loss": log[-1]["loss"] if log else None,
                "config": cfg, "pretrain_config": pre,
                "commit": cli.git_commit()}
     cli.save_json(results, os.path.join(args.out, "results.json"))
-    print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), kNN {knn:.4f}; "
-          f"wrote {args.out}/results.json")
+    print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), "
+          f"kNN {knn:.4f}; wrote {args.out}/results.json")
 
 
 if __name__ == "__main__":

@@ -188,7 +188,10 @@ def explained(x, seen, guess, pcs):
         sq[pcs["largest"]] = diff.pow(2).sum() - sq.sum()
         return sq
     err, var = per_band(guess - x), per_band(x - seen)
-    return {name: 1 - (e / v).item() if v > 1e-6 * var.sum() else None for (name, _), e, v in zip(pcs["bands"], err, var)}
+    shares = {}
+    for (name, _), e, v in zip(pcs["bands"], err, var):
+        shares[name] = 1 - (e / v).item() if v > 1e-6 * var.sum() else None
+    return shares
 
 
 def inputs(model, x_uint8, pcs, mask_share, sigma, generator):
@@ -284,7 +287,8 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
     pca = cli.read_cache(cache, "a PCA fit", ("mean", "eigvals", "eigvecs", "shape", "dataset"))
     if pca and not refit:
         if pca["dataset"] != dataset:
-            raise cli.UserError(f"{cache} holds a PCA fit of {pca['dataset']!r}, not {dataset!r}; pass --refit to replace it")
+            raise cli.UserError(f"{cache} holds a PCA fit of {pca['dataset']!r}, not {dataset!r}; "
+                                "pass --refit to replace it")
         if pca.get("stamp") == stamp:
             return pca | {"shape": tuple(pca["shape"])}, None
     t0 = time.time()
@@ -326,13 +330,15 @@ def main():
     if args.image:
         x_uint8 = data.read_image(args.image, pca["shape"][-1], pca["shape"][0])[None]
     else:
-        x_uint8 = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)[0][:args.n_images]
+        x_test, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
+        x_uint8 = x_test[:args.n_images]
     x = x_uint8.float() / 255
     rows = [x] + [to_band(x, on_device(pca, "cpu", band_slice(pca, t, q))).clamp(0, 1) for t, q in bands]
     if args.ckpt:  # the model's input and prediction, for its own target band and masking (or noise)
         band = band_slice(pca, cfg["target"], cfg["pct"]) if cfg["target"] != "original" else None
         pcs = on_device(pca, "cpu", band, full=cfg["masking"] == "pca")
-        rows += shown(pretrained(ckpt, pca["shape"], args.ckpt), x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[:2]
+        mae = pretrained(ckpt, pca["shape"], args.ckpt)
+        rows += shown(mae, x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[:2]
     cli.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%"
           + (f", input and prediction of {target_name(cfg)})" if args.ckpt else ")"))

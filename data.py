@@ -79,13 +79,15 @@ def augment(x, kind, u=None):
     if kind == "none":
         return x
     u = torch.rand(len(x), 5, device=x.device) if u is None else u
-    flip = torch.where(u[:, 0] < 0.5, -1.0, 1.0)
+    u_flip, u_area, u_ratio, u_x, u_y = u.unbind(1)  # one draw for each decision
+    flip = torch.where(u_flip < 0.5, -1.0, 1.0)
     if kind == "flip":
         return torch.where(flip[:, None, None, None] < 0, x.flip(3), x)
-    area = 0.2 + 0.8 * u[:, 1]
-    ratio = torch.exp(np.log(3 / 4) + np.log(16 / 9) * u[:, 2])
+    area = 0.2 + 0.8 * u_area
+    ratio = torch.exp(np.log(3 / 4) + np.log(16 / 9) * u_ratio)  # log-uniform in 3/4 .. 4/3
     w, h = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
-    return resample(x, w * flip, (1 - w) * (2 * u[:, 3] - 1), h, (1 - h) * (2 * u[:, 4] - 1))
+    # the crop's centre: anywhere that keeps it inside the image
+    return resample(x, w * flip, (1 - w) * (2 * u_x - 1), h, (1 - h) * (2 * u_y - 1))
 
 
 def resample(x, scale_x, shift_x, scale_y, shift_y):

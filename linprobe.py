@@ -26,7 +26,7 @@ from report import target_name
 
 
 def get_args(argv=None):
-    p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
+    p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
     p.set_defaults(dataset=None)  # the checkpoint's dataset unless told otherwise
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"),
@@ -81,7 +81,7 @@ def main(argv=None):
     device = cli.device(args.device)
     # the probe's config: the flags that change its result (with --amp: bf16 features), not the
     # checkpoint's path but, below, its bytes
-    left_out = training.RUNTIME_FLAGS - {"amp"} | {"ckpt"}
+    left_out = (training.RUNTIME_FLAGS - {"amp"}) | {"ckpt"}
     cfg = {k: v for k, v in vars(args).items() if k not in left_out}
     if not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended probe ended
         known = cfg | {"image_size": None}  # the checkpoint's size, not known without it

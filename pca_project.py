@@ -133,9 +133,10 @@ def split(x, pca, hidden, band=None):
 def on_device(fit, device, band=None, bands=(), full=False):
     """What a run keeps of a fit on its device (float32): the mean; for a band, the eigenvectors of
     the smaller side of its split (a bottom-25% band holds nearly all components, its complement a
-    few dozen); for the monitor, those of every band but the largest; for PCA masking (full), all
-    of them."""
-    f32, d = (lambda t: t.to(device, torch.float32)), len(fit["eigvals"])
+    few dozen); for the monitor, those of every band but the largest; for PCA masking, all."""
+    def f32(t):
+        return t.to(device, torch.float32)
+    d = len(fit["eigvals"])
     pcs = {"mean": f32(fit["mean"]), "band": band, "bands": bands}
     if band is not None:
         pcs["complement"] = band.stop - band.start > d / 2
@@ -298,7 +299,7 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
 
 
 def main():
-    p = cli.parser(__doc__.splitlines()[0])  # an argparse.ArgumentParser with the data flags
+    p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
     p.add_argument("--pct", type=cli.within(0, 100), default=25,
                    help="bottom band share in percent; the top band is 100 - pct")
     p.add_argument("--refit", action="store_true", help="fit again even when a cached fit exists")

@@ -135,8 +135,12 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
     width = max(600, left + pw + 24 + 8 * max(len(name) for name in series))  # the longest name
     n = max(len(values) for values in series.values())
     xs = xs or list(range(1, n + 1))
-    x = lambda i: round(left + pw * (xs[i] - xs[0]) / max(xs[-1] - xs[0], 1), 1)  # noqa: E731
-    y = lambda v: round(top + ph * (high - min(max(v, low), high)) / (high - low), 1)  # noqa: E731
+    def x(i):  # the value at index i sits at xs[i]
+        return round(left + pw * (xs[i] - xs[0]) / max(xs[-1] - xs[0], 1), 1)
+
+    def y(v):  # clipped to the axis
+        return round(top + ph * (high - min(max(v, low), high)) / (high - low), 1)
+
     middle, legend = left + pw / 2, left + pw + 14
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            'font-family="sans-serif" font-size="12">',

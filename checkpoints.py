@@ -34,6 +34,10 @@ def build_model(cfg, image_shape):
     grid, cell = h // cfg["patch_size"], grid_cell(cfg["mask_ratio"])
     if cfg["masking"] == "grid" and grid % cell:
         raise UserError(f"--masking grid needs the patch grid ({grid}) divisible by {cell}")
+    patches, hidden = grid * grid, round(cfg["mask_ratio"] * grid * grid)
+    if cfg["masking"] in ("random", "block", "grid") and hidden in (0, patches):
+        raise UserError(f"--mask-ratio {cfg['mask_ratio']:g} masks {hidden} of the {patches} "
+                        "patches: the encoder would see nothing, or there would be nothing to predict")
     noise = cfg.get("corruption") == "gaussian"  # nothing masked: the encoder sees the noisy image
     return MAE(image_size=h, patch_size=cfg["patch_size"], channels=c,
                dim=cfg["dim"], depth=cfg["depth"], heads=cfg["heads"],

@@ -22,7 +22,7 @@ class Finished(Exception):
     are."""
 
 
-def main_guard(main):
+def main_guard(main, resumable=True):
     """Run main(); a UserError becomes one line on stderr and exit status 2, never a traceback."""
     try:
         main()
@@ -32,8 +32,9 @@ def main_guard(main):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("error: stopped (Ctrl-C); the same command with --resume continues a training run from the last "
-              "checkpoint in its --out", file=sys.stderr)
+        then = ("the same command with --resume continues the run from the last checkpoint in its "
+                "--out" if resumable else "no file was left half-written")
+        print(f"error: stopped (Ctrl-C); {then}", file=sys.stderr)
         sys.exit(130)
 
 

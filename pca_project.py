@@ -346,4 +346,4 @@ def main():
 
 
 if __name__ == "__main__":
-    cli.main_guard(main)
+    cli.main_guard(main, resumable=False)

@@ -293,6 +293,8 @@ def main():
                    help="name results on --dataset folder as this dataset, with the paper's "
                         "numbers beside them (the CIFAR-10 JPEG copy: --as cifar10)")
     args = p.parse_args()
+    if not os.path.isdir(args.folder):
+        raise cli.UserError(f"{args.folder} is not a folder")
     if args.charts:
         redraw_charts(args.folder)
     paths = under(args.folder, "results.json")
@@ -311,4 +313,4 @@ def main():
 
 
 if __name__ == "__main__":
-    cli.main_guard(main)
+    cli.main_guard(main, resumable=False)

@@ -220,6 +220,10 @@ def test_ctrl_c_is_one_line_saying_how_to_resume(capsys):
         cli.main_guard(interrupted)
     err = capsys.readouterr().err
     assert e.value.code == 130 and len(err.strip().splitlines()) == 1 and "--resume" in err
+    with pytest.raises(SystemExit) as e:  # a script that is no training run says no such thing
+        cli.main_guard(interrupted, resumable=False)
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and len(err.strip().splitlines()) == 1 and "--resume" not in err
 
 
 def test_hostile_inputs_are_one_line_before_any_work(pre, fmnist_folder, tmp_path, run, monkeypatch):
@@ -267,6 +271,8 @@ def test_hostile_inputs_are_one_line_before_any_work(pre, fmnist_folder, tmp_pat
         (pca_project, [*pca, "--data-dir", fmnist_folder, "--out", "/proc/grid.png"]),
         *[(pca_project, [*pca, "--data-dir", tmp_path / name]) for name in ("constant", "single", *bad)],
         *[(report, [tmp_path / "results" / name]) for name in ("truncated", "list", "empty")],
+        (report, [tmp_path / "nonexistent"]),
+        (pretrain, [*tiny, "--mask-ratio", 0.999]), (pretrain, [*tiny, "--mask-ratio", 0.001]),
     ]
     for i, (script, args) in enumerate(cases):
         out = tmp_path / f"out{i}"
@@ -277,5 +283,7 @@ def test_hostile_inputs_are_one_line_before_any_work(pre, fmnist_folder, tmp_pat
         assert one_line_error(code, err), (script.__name__, args, err)
         assert not out.exists() or not any(out.iterdir()), (script.__name__, args, list(out.iterdir()))
         assert sorted(os.listdir(tmp_path)) in (before, sorted(before + [out.name])), (script.__name__, args)
+    assert "not a folder" in run(report, tmp_path / "nonexistent")[2]
+    assert "masks 16 of the 16 patches" in run(pretrain, *tiny, "--mask-ratio", 0.999, "--out", tmp_path / "m")[2]
     for name, path in bad.items():  # the message names the file
         assert str(path) in run(pca_project, *pca, "--data-dir", tmp_path / name)[2], name

@@ -117,8 +117,12 @@ def writable(path):
 
 
 def save_atomic(obj, path, keep_previous=None):
-    """torch.save, written whole."""
-    write_atomic(path, lambda tmp: torch.save(obj, tmp), keep_previous)
+    """torch.save, written whole; to a file object, so that the archive inside is not named after
+    the temp file: the same content gives the same bytes."""
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+    write_atomic(path, save, keep_previous)
 
 
 def save_text(text, path):

@@ -7,6 +7,7 @@ Features are extracted once for train and test (inference mode; bf16 with --amp,
 CUDA) and the head trains on them in memory. Reports the final epoch's test accuracy, never the
 best epoch's, and a kNN accuracy (k = 20, cosine) on the same features."""
 import hashlib
+import json
 import os
 import time
 
@@ -70,9 +71,14 @@ def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size,
     return accuracy, log
 
 
-def file_sha1(path):
-    with open(path, "rb") as f:
-        return hashlib.sha1(f.read()).hexdigest()
+def weights_sha1(ckpt):
+    """What identifies a checkpoint: its config and weights, not its file's bytes (a checkpoint
+    made again, on a new machine, is the same checkpoint)."""
+    h = hashlib.sha1(json.dumps(ckpt["config"], sort_keys=True).encode())
+    for name, t in ckpt["model"].items():
+        h.update(name.encode())
+        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def main(argv=None):
@@ -103,7 +109,7 @@ def main(argv=None):
     data_sha1 = hashlib.sha1()
     for t in (x_train, y_train, x_test, y_test):
         data_sha1.update(t.contiguous().numpy().tobytes())
-    cfg |= {"dataset": dataset, "image_size": x_train.shape[-1], "ckpt_sha1": file_sha1(args.ckpt),
+    cfg |= {"dataset": dataset, "image_size": x_train.shape[-1], "weights_sha1": weights_sha1(ckpt),
             "data_sha1": data_sha1.hexdigest()}
     state = outfolder.claim_out(args.out, cfg, args.resume, "features.pt")
     if state is not None:

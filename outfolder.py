@@ -32,10 +32,19 @@ def ended_config(out):
     return None
 
 
+# Keys older code recorded, and the keys that replaced them: linprobe.py's ckpt_sha1 hashed the
+# checkpoint file's bytes, which a checkpoint made again never reproduces; weights_sha1 hashes its
+# content. A config recorded with the old key is compared without either.
+REPLACED = {"ckpt_sha1": "weights_sha1"}
+
+
 def differences(cfg, old):
     """The keys two configs disagree on; a key one lacks is a flag added since: the same when the
     other is None."""
-    return sorted(k for k in cfg.keys() | old.keys() if cfg.get(k) != old.get(k))
+    keys = cfg.keys() | old.keys()
+    for gone, new in REPLACED.items():
+        keys -= {gone} if new in old else {gone, new}
+    return sorted(k for k in keys if cfg.get(k) != old.get(k))
 
 
 def skip_if_ended(out, known, resume):

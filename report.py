@@ -63,7 +63,8 @@ FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
 
 
 # What may differ between runs gathered in one cell: the seed, and where the files were.
-SEEDLESS = {"seed", "ckpt", "ckpt_sha1", "out", "resume", "data_dir", "device", "download"}
+SEEDLESS = {"seed", "ckpt", "ckpt_sha1", "weights_sha1", "out", "resume", "data_dir", "device",
+            "download"}
 
 
 def seedless(config):

@@ -104,6 +104,22 @@ def test_linprobe_never_reuses_features_of_other_data_or_weights(pre, fmnist_fol
     assert code == 0, err  # the same images elsewhere: the features are the same, and reused
 
 
+def test_a_checkpoint_made_again_is_the_same_checkpoint(pre, fmnist_folder, tmp_path, run):
+    """A probe's checkpoint is known by its config and weights, not its file's bytes: saved again
+    (as a fresh machine would make it again) it is the same run; written whole twice, the bytes
+    are the same too."""
+    ckpt = torch.load(pre / "ckpt.pt", weights_only=True)
+    cli.save_atomic(ckpt, tmp_path / "a.pt")
+    cli.save_atomic(ckpt, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    args = ["--epochs", 2, "--data-dir", fmnist_folder, "--out", tmp_path / "probe"]
+    assert run(linprobe, "--ckpt", pre / "ckpt.pt", *args)[0] == 0
+    torch.save(ckpt, tmp_path / "again.pt")  # other bytes, the same content
+    assert (tmp_path / "again.pt").read_bytes() != (pre / "ckpt.pt").read_bytes()
+    code, out, err = run(linprobe, "--ckpt", tmp_path / "again.pt", *args, "--resume")
+    assert code == 0 and "already ended" in out, err
+
+
 def test_an_out_folder_holding_another_run_is_refused_by_every_script(pre, fmnist_folder, tmp_path, run):
     probe = ["--data-dir", fmnist_folder, "--epochs", 2]
     assert run(linprobe, "--ckpt", pre / "ckpt.pt", *probe, "--out", tmp_path / "probe")[0] == 0

@@ -77,7 +77,7 @@ def weights_sha1(ckpt):
     h = hashlib.sha1(json.dumps(ckpt["config"], sort_keys=True).encode())
     for name, t in ckpt["model"].items():
         h.update(name.encode())
-        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -147,7 +147,7 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
            'font-family="sans-serif" font-size="12">',
            svg("rect", width="100%", height="100%", fill="white"),
            svg("text", title, x=middle, y=20, text_anchor="middle", font_size=14),
-           svg("text", subtitle, x=middle, y=38, text_anchor="middle"),
+           svg("text", subtitle, x=width / 2, y=38, text_anchor="middle"),  # may be long
            svg("text", xlabel, x=middle, y=height - 12, text_anchor="middle"),
            svg("text", ylabel, transform=f"translate(16 {top + ph / 2}) rotate(-90)",
                text_anchor="middle")]

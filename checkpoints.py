@@ -22,7 +22,8 @@ def check_sizes(image_shape, patch_size, *widths_and_heads, attention=None):
                         f"{h} px / patch {patch_size} = {h // patch_size}")
     for d, heads in widths_and_heads:
         if d % heads or d % 4:
-            raise UserError(f"width {d} must be divisible by 4 and by its number of heads ({heads})")
+            raise UserError(f"width {d} must be divisible by 4 and by its number of heads "
+                            f"({heads})")
 
 
 def build_model(cfg, image_shape):
@@ -37,7 +38,8 @@ def build_model(cfg, image_shape):
     patches, hidden = grid * grid, round(cfg["mask_ratio"] * grid * grid)
     if cfg["masking"] in ("random", "block", "grid") and hidden in (0, patches):
         raise UserError(f"--mask-ratio {cfg['mask_ratio']:g} masks {hidden} of the {patches} "
-                        "patches: the encoder would see nothing, or there would be nothing to predict")
+                        "patches: the encoder would see nothing, or nothing would be left to "
+                        "predict")
     noise = cfg.get("corruption") == "gaussian"  # nothing masked: the encoder sees the noisy image
     return MAE(image_size=h, patch_size=cfg["patch_size"], channels=c,
                dim=cfg["dim"], depth=cfg["depth"], heads=cfg["heads"],
@@ -50,7 +52,8 @@ def build_model(cfg, image_shape):
 def load_pretrained(path):
     """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one."""
     ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "mask_ratio" not in ckpt.get("config", {}) or "model" not in ckpt:
+    is_pretraining = isinstance(ckpt, dict) and "mask_ratio" in ckpt.get("config", {})
+    if not is_pretraining or "model" not in ckpt:
         raise UserError(f"{path} is not a pretrain.py checkpoint")
     return ckpt
 
@@ -65,5 +68,6 @@ def pretrained(ckpt, image_shape, path):
     try:
         mae.load_state_dict(ckpt["model"])
     except RuntimeError:
-        raise UserError(f"{path} holds weights of another model than its config describes") from None
+        raise UserError(f"{path} holds weights of another model than its config "
+                        "describes") from None
     return mae

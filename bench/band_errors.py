@@ -66,7 +66,8 @@ def target_precision(fit, x_train):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--folder", default="data/cifar10-jpeg", help="an image folder of 32 px pictures")
+    p.add_argument("--folder", default="data/cifar10-jpeg",
+                   help="an image folder of 32 px pictures")
     args = p.parse_args()
     fit, _ = pca_project.load_or_fit("folder", args.folder, 32)
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")

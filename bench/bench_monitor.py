@@ -27,7 +27,8 @@ STUDY = ["--patch-size", "4", "--dim", "128", "--depth", "6", "--heads", "4", "-
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--folder", default="data/cifar10-jpeg", help="an image folder of 32 px pictures")
+    p.add_argument("--folder", default="data/cifar10-jpeg",
+                   help="an image folder of 32 px pictures")
     p.add_argument("--steps", type=int, default=10)
     args = p.parse_args()
     cfg = vars(pretrain.get_args(STUDY)) | {"image_shape": [3, 32, 32]}

@@ -78,10 +78,11 @@ cifar10-laptop: .venv/ready
 
 # Issue 25's study, continuing issue 15's (same data, model and probe): about 15 hours on 2 cores, resumable:
 # run it again after any stop; ended runs, committed or not, are skipped. In the order of the issue:
-# 1 the untrained encoder (epoch-0 copies, seeds 0 and 1); 2 original and bottom-25% targets for 40 epochs,
-# copies at 0 5 10 20 30, each copy probed (the epoch-0 copy is that of 1); 3 the same with --norm-pix-loss; 4 supervised on bands (ViT 64x4,
-# 30 epochs); 5 patch 2 for 5 epochs; 6 5-epoch fine-tunes of the 40-epoch encoders and of no pretraining;
-# 7 a second seed of 2.
+# 1 the untrained encoder (epoch-0 copies, seeds 0 and 1); 2 bottom-25% and original targets for 40 epochs,
+# copies at 0 5 10 20 30, each copy probed (the epoch-0 copy is that of 1; the original's first attempt,
+# copies probed to epoch 30, lost its checkpoint with its machine and runs again); 3 the same with
+# --norm-pix-loss; 4 supervised on bands (ViT 64x4, 30 epochs); 5 patch 2 for 5 epochs; 6 5-epoch
+# fine-tunes of the 40-epoch encoders and of no pretraining; 7 a second seed of 2.
 C10_MAE40 := $(C10) $(C10_VIT) --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --epochs 40 --warmup-epochs 4 \
 	--batch-size 256 --blr 1.5e-3 --eval-every 5 --keep-epochs 0 5 10 20 30 --resume
 C10_PROBE := $(C10) --epochs 30 --warmup-epochs 3 --resume
@@ -92,7 +93,7 @@ cifar10-study: .venv/ready
 	set -e; for seed in 0 1; do out=$(C10_OUT)/mae40-original-s$$seed; \
 	  $(PY) pretrain.py --target original --seed $$seed $(C10_MAE40) --stop-epoch 0 --out $$out; \
 	  $(PY) linprobe.py --ckpt $$out/keep-0000.pt $(C10_PROBE) --out $$out/linprobe-0000; done
-	set -e; for run in "original:" "bottom --pct 25:" "original:--norm-pix-loss"; do \
+	set -e; for run in "bottom --pct 25:" "original:" "original:--norm-pix-loss"; do \
 	  target=$${run%:*}; extra=$${run#*:}; \
 	  out=$(C10_OUT)/mae40-$$(echo $$target $$extra | tr -d ' -' | sed 's/pct//; s/normpixloss/-normpix/')-s0; \
 	  $(PY) pretrain.py --target $$target $$extra --seed 0 $(C10_MAE40) --out $$out; \

@@ -7,6 +7,7 @@ checked.
     mae = pretrained(ckpt, image_shape, path)
 """
 from cli import UserError, load_checkpoint
+from data import image_shape
 from model import MAE, grid_cell
 
 
@@ -49,13 +50,25 @@ def build_model(cfg, image_shape):
                attention=cfg.get("attention"))
 
 
+# Config keys older code did not record, and what it did without them.
+OLDER_CODE = {"masking": "random", "pca_mask_share": 0.75, "norm_pix_loss": False,
+              "attention": None, "corruption": None, "sigma": None}
+NEEDED = ("dataset", "image_size", "target", "patch_size", "dim", "depth", "heads", "decoder_dim",
+          "decoder_depth", "decoder_heads", "mask_ratio")
+
+
 def load_pretrained(path):
-    """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one."""
+    """A pretrain.py checkpoint (a dict with model, config, ...), checked to be one; the config of
+    one made by older code completed with what that code did."""
     ckpt = load_checkpoint(path)
-    is_pretraining = isinstance(ckpt, dict) and "mask_ratio" in ckpt.get("config", {})
-    if not is_pretraining or "model" not in ckpt:
+    config = ckpt.get("config") if isinstance(ckpt, dict) else None
+    if not isinstance(config, dict) or "model" not in ckpt or "mask_ratio" not in config:
         raise UserError(f"{path} is not a pretrain.py checkpoint")
-    return ckpt
+    if lacking := [k for k in NEEDED if k not in config]:
+        raise UserError(f"{path} is a pretrain.py checkpoint without {lacking[0]} in its config")
+    config = OLDER_CODE | config
+    config.setdefault("image_shape", list(image_shape(config["dataset"], config["image_size"])))
+    return ckpt | {"config": config}
 
 
 def pretrained(ckpt, image_shape, path):

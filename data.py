@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision import datasets
+from torchvision.datasets import mnist
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
-from cli import UserError, read_cache, write_cache
+from cli import UserError, read_cache, write_atomic, write_cache
 
 DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "folder")
 SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test
@@ -31,9 +32,29 @@ SOURCE = {"cifar10": ("cifar-10-batches-py", "extract cifar-10-python.tar.gz the
           "fashion-mnist": ("FashionMNIST/raw", "or `apt-get install dataset-fashion-mnist`")}
 
 
+# The classes of each dataset; a folder's are its train split's class folders.
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "stl10": 10, "fashion-mnist": 10}
+
+
+def image_shape(name, image_size=32):
+    """The (C, H, W) of a dataset's images, known from the arguments alone."""
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "stl10": (3, 96, 96),
+            "fashion-mnist": (1, 28, 28)}.get(name, (3, image_size, image_size))
+
+
+def num_classes(name, data_dir="./data"):
+    """The classes an evaluation tells apart (refused below two: every guess would be right)."""
+    classes = NUM_CLASSES[name] if name != "folder" else len(_folder_classes(data_dir))
+    if classes < 2 and (name != "folder" or os.path.isdir(os.path.join(data_dir, "train"))):
+        raise UserError(f"{name} at {data_dir} has {classes} class: evaluation needs two or more")
+    return classes
+
+
 def load(name, split, data_dir="./data", image_size=32, download=False):
     """The whole split as (uint8 (N, C, H, W), int64 (N,)), cached in DATA_DIR/cache after the first
-    load."""
+    load; its labels checked (check_labels) whether read or cached."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if split not in SPLITS.get(name, ("train", "test")):
@@ -42,17 +63,47 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
     cache = os.path.join(data_dir, "cache", key + ".pt")
     if name == "fashion-mnist":
         _unpack_debian_fashion_mnist(data_dir)
-    # Files can change under us; their listing (names, sizes, times) tells when the cache is stale.
+    # Files can change under us; their listing (names, sizes, times) tells when the cache is stale,
+    # and a folder's labels are indices into its train classes, whose names the stamp holds too.
     stamp = _stamp(os.path.join(data_dir, split if name == "folder" else SOURCE[name][0]))
+    if name == "folder":
+        stamp += "/" + "/".join(_folder_classes(data_dir))
     cached = read_cache(cache, "a dataset cache", ("x", "y"))
     if cached and cached.get("stamp") == stamp:
-        return cached["x"], cached["y"]
-    if name == "folder":
+        x, y = cached["x"], cached["y"]
+    elif name == "folder":
         x, y = _read_folder(data_dir, split, image_size)
     else:
         x, y = _read_torchvision(name, split, data_dir, download)
-    write_cache({"x": x, "y": y}, cache, stamp)
+    classes = NUM_CLASSES.get(name) or len(_folder_classes(data_dir))
+    check_labels(name, split, x, y, classes, where=os.path.join(data_dir, split
+                 if name == "folder" else SOURCE[name][0]))
+    if not (cached and cached.get("stamp") == stamp):
+        write_cache({"x": x, "y": y}, cache, stamp)
     return x, y
+
+
+def check_labels(name, split, x, y, classes, where):
+    """The one check of labels, for every dataset: one per image, each a class (0 .. classes - 1;
+    -1 throughout an unlabelled split)."""
+    if len(y) != len(x):
+        raise UserError(f"{name} {split} split at {where}: {len(y)} labels for {len(x)} images")
+    if split == "unlabeled":
+        return
+    if bad := ((y < 0) | (y >= classes)).nonzero()[:1, 0].tolist():
+        first = 1 if name == "stl10" else 0  # STL-10's files count classes from 1
+        raise UserError(f"{name} {split} split at {where}: image {bad[0]} has label "
+                        f"{int(y[bad[0]]) + first}, not one of the {classes} classes "
+                        f"({first}..{classes - 1 + first})")
+
+
+def identity(*tensors):
+    """What identifies a run's data: a hash of its tensors' bytes (not its path, nor its files'
+    times: the same images copied elsewhere are the same data)."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def mean_image(x):
@@ -128,31 +179,51 @@ def _read_torchvision(name, split, data_dir, download):
             cls(data_dir, download=True)
         except Exception as e:
             raise _missing(name, data_dir, f"download failed ({type(e).__name__}: {e})") from None
+    root = os.path.join(data_dir, SOURCE[name][0])
     try:
         if name == "fashion-mnist":
-            ds = cls(data_dir, train=split == "train")
-            return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
+            prefix = "train" if split == "train" else "t10k"
+            x = mnist.read_image_file(os.path.join(root, f"{prefix}-images-idx3-ubyte"))
+            y = mnist.read_label_file(os.path.join(root, f"{prefix}-labels-idx1-ubyte"))
+            return _checked_images(x.unsqueeze(1), (1, 28, 28), root), y.long()
         if name == "stl10":
-            return _read_stl10(os.path.join(data_dir, cls.base_folder), split)
-        files = cls.train_list if split == "train" else cls.test_list
+            return _read_stl10(root, split)
         xs, ys = [], []
-        for fname, _md5 in files:
-            with open(os.path.join(data_dir, cls.base_folder, fname), "rb") as f:
+        for fname, _md5 in cls.train_list if split == "train" else cls.test_list:
+            with open(os.path.join(root, fname), "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
-            xs.append(entry["data"])
-            ys.extend(entry["labels" if name == "cifar10" else "fine_labels"])
-        x = torch.from_numpy(np.concatenate(xs).reshape(-1, 3, 32, 32))
-        return x, torch.tensor(ys, dtype=torch.int64)
-    except (FileNotFoundError, RuntimeError):
+            if not isinstance(entry, dict):
+                raise ValueError(f"{fname} holds a {type(entry).__name__}, not a dict")
+            images = entry["data"]
+            if not isinstance(images, np.ndarray):
+                raise ValueError(f"{fname}'s data is a {type(images).__name__}, not an array")
+            xs.append(_checked_images(torch.from_numpy(images).view(-1, 3, 32, 32), (3, 32, 32),
+                                      os.path.join(root, fname)))
+            ys.append(torch.tensor(entry["labels" if name == "cifar10" else "fine_labels"],
+                                   dtype=torch.int64))
+        return torch.cat(xs), torch.cat(ys)
+    except FileNotFoundError:
         raise _missing(name, data_dir) from None
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:
-        raise UserError(f"{name} files under {data_dir} are corrupt ({type(e).__name__}: {e})") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, RuntimeError,
+            AssertionError) as e:
+        raise UserError(f"{name} files under {root} are corrupt ({type(e).__name__}: {e})") from None
+
+
+def _checked_images(x, shape, where):
+    """x, refused unless it is uint8 images of shape (C, H, W): any other array would be cached and
+    fitted on the wrong scale."""
+    if x.dtype != torch.uint8 or tuple(x.shape[1:]) != shape:
+        raise ValueError(f"{where} holds {x.dtype} images of shape {tuple(x.shape[1:])}, not uint8 "
+                         f"{shape}")
+    return x
 
 
 def _read_stl10(root, split):
     images = {"train": "train_X.bin", "test": "test_X.bin", "unlabeled": "unlabeled_X.bin"}[split]
     # STL-10 stores each image column-major: transpose H and W back.
     x = torch.from_numpy(np.fromfile(os.path.join(root, images), dtype=np.uint8))
+    if len(x) % (3 * 96 * 96):
+        raise ValueError(f"{images} holds {len(x):,} bytes, not a whole number of 3x96x96 images")
     x = x.reshape(-1, 3, 96, 96).transpose(2, 3).contiguous()
     if split == "unlabeled":
         return x, torch.full((len(x),), -1, dtype=torch.int64)
@@ -168,10 +239,17 @@ def _unpack_debian_fashion_mnist(data_dir):
     for gz in sorted(os.listdir(DEBIAN_FASHION_MNIST)):
         dst = os.path.join(raw, gz.removesuffix(".gz"))
         if gz.endswith(".gz") and not os.path.exists(dst):
-            os.makedirs(raw, exist_ok=True)
-            with gzip.open(os.path.join(DEBIAN_FASHION_MNIST, gz)) as f, open(dst + ".tmp", "wb") as out:
-                shutil.copyfileobj(f, out)
-            os.replace(dst + ".tmp", dst)
+            try:
+                os.makedirs(raw, exist_ok=True)
+                write_atomic(dst, lambda tmp: _gunzip(os.path.join(DEBIAN_FASHION_MNIST, gz), tmp))
+            except OSError as e:
+                raise UserError(f"cannot unpack {DEBIAN_FASHION_MNIST} into {raw} ({e.strerror}): "
+                                "pass a --data-dir that can be written") from None
+
+
+def _gunzip(gz, path):
+    with gzip.open(gz) as f, open(path, "wb") as out:
+        shutil.copyfileobj(f, out)
 
 
 def _stamp(root):
@@ -187,21 +265,34 @@ def _stamp(root):
     return h.hexdigest()
 
 
+def _folder_classes(data_dir):
+    train_dir = os.path.join(data_dir, "train")
+    return sorted(e.name for e in os.scandir(train_dir) if e.is_dir()) if os.path.isdir(train_dir) else []
+
+
 def _read_folder(data_dir, split, image_size):
     train_dir, split_dir = os.path.join(data_dir, "train"), os.path.join(data_dir, split)
     if not os.path.isdir(train_dir) or not os.path.isdir(split_dir):
         raise _missing("folder", data_dir)
-    classes = sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
+    classes = _folder_classes(data_dir)
     if unknown := sorted({e.name for e in os.scandir(split_dir) if e.is_dir()} - set(classes)):
         raise UserError(f"{split_dir}/{unknown[0]} is a class with no train folder: its images could never be right")
     class_to_idx = {c: i for i, c in enumerate(classes)}  # the test split keeps the train split's indices
     samples = make_dataset(split_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True) if classes else []
     if not samples:
         raise UserError(f"no images under {split_dir}: expected {split_dir}/CLASS/*.jpg")
+    if split == "train" and (empty := set(classes) - {classes[c] for _, c in samples}):
+        raise UserError(f"{train_dir}/{min(empty)} holds no image files ({', '.join(IMG_EXTENSIONS[:4])}, "
+                        "...): a class without train images could never be learned")
     x = torch.empty(len(samples), 3, image_size, image_size, dtype=torch.uint8)
     for i, (path, _) in enumerate(samples):
         x[i] = read_image(path, image_size)
     return x, torch.tensor([c for _, c in samples], dtype=torch.int64)
+
+
+# Modes whose values have no fixed range (32-bit integers, floats): scaled any way, some
+# files would come out black or wrapped, so they are refused, named.
+UNSCALED_MODES = {"I": "32-bit integer", "F": "floating-point"}
 
 
 def read_image(path, size, channels=3):
@@ -209,9 +300,16 @@ def read_image(path, size, channels=3):
     16-bit grey scaled to 8 bits (PIL's RGB conversion would clip it)."""
     try:
         with Image.open(path) as img:
-            if img.mode.startswith("I"):  # I, I;16: 16-bit grey
+            if img.mode in UNSCALED_MODES:
+                raise UserError(f"cannot read image {path}: a {UNSCALED_MODES[img.mode]} image "
+                                f"(mode {img.mode}) has no fixed range; save it with 8 or 16 bits")
+            if img.mode.startswith("I;16"):
                 img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
             img = TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
             return TF.center_crop(TF.resize(img, size, antialias=True), size)
+    except UserError:
+        raise
     except OSError as e:  # unreadable, truncated, not an image, a dangling link
         raise UserError(f"cannot read image {path} ({e.strerror or e})") from None
+    except ValueError as e:  # a mode PIL does not convert
+        raise UserError(f"cannot read image {path} ({e})") from None

@@ -29,6 +29,7 @@ VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
 
 def get_args(argv=None):
     p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
+    p.set_defaults(image_size=None)  # a folder's: the checkpoint's, or 32
     # where the encoder comes from, and what it sees
     p.add_argument("--ckpt", help="a pretrain.py checkpoint to start from")
     p.add_argument("--init", choices=("none",),
@@ -75,10 +76,9 @@ def accuracy(model, x_uint8, y, pcs, autocast, batch_size=1024):
     return correct / len(x_uint8)
 
 
-def pretrained_encoder(args, shape):
+def pretrained_encoder(args, ckpt, shape):
     """The checkpoint's encoder, its sizes taken into args (a size flag that contradicts them is
-    refused), with drop path at args' rate; and the checkpoint."""
-    ckpt = load_pretrained(args.ckpt)
+    refused), with drop path at args' rate."""
     pre = ckpt["config"]
     for name in SIZE_FLAGS:
         given = getattr(args, name)
@@ -90,7 +90,7 @@ def pretrained_encoder(args, shape):
     rates = torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()
     for block, rate in zip(encoder.blocks, rates):  # deeper blocks are dropped more often
         block.drop_path = rate
-    return encoder, ckpt
+    return encoder
 
 
 def fresh_encoder(args, shape):
@@ -110,11 +110,22 @@ def main(argv=None):
         known = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
         outfolder.skip_if_ended(args.out, known, args.resume)
     device = training.setup_distributed(cli.device(args.device))
+    # The model first: all that the arguments and the checkpoint refuse is refused before any data
+    # is read. A checkpoint's image size, on its own dataset, unless --image-size says otherwise.
+    ckpt = load_pretrained(args.ckpt) if args.ckpt else None
+    pre = ckpt["config"] if ckpt else None
+    own_size = pre["image_size"] if pre and pre["dataset"] == args.dataset else 32
+    shape = data.image_shape(args.dataset, args.image_size or own_size)
+    args.image_size = shape[-1]  # the size used (a fixed-size dataset ignores the flag)
+    torch.manual_seed(args.seed)
+    encoder = pretrained_encoder(args, ckpt, shape) if ckpt else fresh_encoder(args, shape)
+    model = Classifier(encoder, data.num_classes(args.dataset, args.data_dir), args.pool)
+    model = model.to(device)
+    cli.writable(os.path.join(args.out, "log.jsonl"))
+
     where = (args.data_dir, args.image_size, args.download)
     x_train, y_train = data.load(args.dataset, "train", *where)
     x_test, y_test = data.load(args.dataset, "test", *where)
-    shape = tuple(x_train.shape[1:])
-    args.image_size = shape[-1]  # the size used (a fixed-size dataset ignores the flag)
     # A validation split cut from train by a fixed permutation, for anyone who selects on it.
     n_val = round(args.val_split * len(x_train))
     if n_val == len(x_train):
@@ -125,15 +136,6 @@ def main(argv=None):
     x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
     x_test, y_test = x_test.to(device), y_test.to(device)
 
-    torch.manual_seed(args.seed)
-    if args.ckpt:
-        encoder, ckpt = pretrained_encoder(args, shape)
-        pre = ckpt["config"]
-    else:
-        encoder, ckpt, pre = fresh_encoder(args, shape), None, None
-    num_classes = int(y_train.max()) + 1
-    model = Classifier(encoder, num_classes, args.pool).to(device)
-
     pcs = None
     band_desc = "the image"
     if args.input != "original":
@@ -143,11 +145,12 @@ def main(argv=None):
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
+    cfg["data_sha1"] = data.identity(x_train, y_train, x_val, y_val, x_test, y_test)
     groups = param_groups(model, args.weight_decay, args.layer_decay)
     run = training.Run(args, cfg, model, param_groups=groups, betas=(0.9, 0.999),
                        n_train=len(x_train), device=device)
     mixers = ((v2.MixUp, args.mixup), (v2.CutMix, args.cutmix))
-    mixes = [mixer(alpha=alpha, num_classes=num_classes) for mixer, alpha in mixers if alpha > 0]
+    mixes = [mixer(alpha=alpha, num_classes=model.head.out_features) for mixer, alpha in mixers if alpha > 0]
     mix = v2.RandomChoice(mixes) if mixes else None
 
     if training.main_process():
@@ -199,7 +202,7 @@ def main(argv=None):
                    "wall_seconds_this_session": time.time() - t_start,
                    "config": cfg, "pretrain_config": pre,
                    "pretrain_epoch": ckpt["epoch"] if pre else None,
-                   "commit": cli.git_commit(), "amp": run.amp}
+                   "commit": cli.git_commit(), "used": run.used()}
         cli.save_json(results, os.path.join(args.out, "results.json"))
         print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "
               f"wrote {args.out}/results.json")

@@ -7,7 +7,6 @@ Features are extracted once for train and test (inference mode; bf16 with --amp,
 CUDA) and the head trains on them in memory. Reports the final epoch's test accuracy, never the
 best epoch's, and a kNN accuracy (k = 20, cosine) on the same features."""
 import hashlib
-import json
 import os
 import time
 
@@ -39,12 +38,13 @@ def get_args(argv=None):
     return args
 
 
-def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size, blr, seed=0):
+def train_probe(feats, y, test_feats, test_y, classes, epochs, warmup_epochs, batch_size, blr,
+                seed=0):
     """BatchNorm1d(affine=False) + Linear trained by SGD (momentum 0.9, no weight decay, cosine
     schedule); returns (final test accuracy, per-epoch log)."""
     torch.manual_seed(seed)
     head = nn.Sequential(nn.BatchNorm1d(feats.shape[1], affine=False, eps=1e-6),
-                         nn.Linear(feats.shape[1], int(y.max()) + 1)).to(feats.device)
+                         nn.Linear(feats.shape[1], classes)).to(feats.device)
     nn.init.trunc_normal_(head[1].weight, std=0.01)
     nn.init.zeros_(head[1].bias)
     batch_size = min(batch_size, len(feats))
@@ -71,10 +71,11 @@ def train_probe(feats, y, test_feats, test_y, epochs, warmup_epochs, batch_size,
     return accuracy, log
 
 
-def weights_sha1(ckpt):
-    """What identifies a checkpoint: its config and weights, not its file's bytes (a checkpoint
-    made again, on a new machine, is the same checkpoint)."""
-    h = hashlib.sha1(json.dumps(ckpt["config"], sort_keys=True).encode())
+def tensors_sha1(ckpt):
+    """What identifies a checkpoint for a probe: its weights, not its file's bytes (a checkpoint
+    made again, on a new machine, is the same checkpoint) nor its config (which gains keys as the
+    code does)."""
+    h = hashlib.sha1()
     for name, t in ckpt["model"].items():
         h.update(name.encode())
         h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -96,6 +97,7 @@ def main(argv=None):
     pre = ckpt["config"]
     dataset = args.dataset or pre["dataset"]
     image_size = pre["image_size"] if dataset == pre["dataset"] else args.image_size
+    classes = data.num_classes(dataset, args.data_dir)
     x_train, y_train = data.load(dataset, "train", args.data_dir, image_size, args.download)
     x_test, y_test = data.load(dataset, "test", args.data_dir, image_size, args.download)
     encoder = pretrained(ckpt, x_train.shape[1:], args.ckpt).encoder.to(device)
@@ -106,11 +108,8 @@ def main(argv=None):
     # Features once, saved in OUT/features.pt with what made them (the checkpoint's and the images'
     # bytes, the pool, the image size): --resume reuses them only for the very same inputs, and the
     # head's training is seeded, so it ends with the same weights and accuracy.
-    data_sha1 = hashlib.sha1()
-    for t in (x_train, y_train, x_test, y_test):
-        data_sha1.update(t.contiguous().numpy().tobytes())
-    cfg |= {"dataset": dataset, "image_size": x_train.shape[-1], "weights_sha1": weights_sha1(ckpt),
-            "data_sha1": data_sha1.hexdigest()}
+    cfg |= {"dataset": dataset, "image_size": x_train.shape[-1], "tensors_sha1": tensors_sha1(ckpt),
+            "data_sha1": data.identity(x_train, y_train, x_test, y_test)}
     state = outfolder.claim_out(args.out, cfg, args.resume, "features.pt")
     if state is not None:
         feats, test_feats = state["train"].to(device), state["test"].to(device)
@@ -121,7 +120,7 @@ def main(argv=None):
                         os.path.join(args.out, "features.pt"))
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
-    accuracy, log = train_probe(feats, y_train, test_feats, y_test, epochs=args.epochs,
+    accuracy, log = train_probe(feats, y_train, test_feats, y_test, classes, epochs=args.epochs,
                                 warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
                                 blr=args.blr, seed=args.seed)
 

@@ -4,12 +4,11 @@
 
     ckpt = claim_out(out, cfg, resume)       # None for a new run; cli.Finished for an ended one
 """
-import json
 import os
-import pathlib
 import sys
 
-from cli import Finished, UserError, load_checkpoint, writable
+from cli import (Finished, UserError, hold, load_checkpoint, read_json, remove_leftovers,
+                 writable)
 
 
 RUN_FILES = ("log.jsonl", "summary.json", "results.json")  # what a run leaves beside its state file
@@ -22,26 +21,24 @@ def ended_config(out):
         path = os.path.join(out, name)
         if not os.path.exists(path):
             continue
-        try:
-            config = json.loads(pathlib.Path(path).read_text()).get("config")
-        except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object
-            config = None
+        config = read_json(path, name).get("config")
         if not isinstance(config, dict):
-            raise UserError(f"{path} is not a {name} of this project (truncated or edited?)")
+            raise UserError(f"{path} is not a {name} of this project (it holds no config)")
         return config
     return None
 
 
 # Keys older code recorded, and the keys that replaced them: linprobe.py's ckpt_sha1 hashed the
-# checkpoint file's bytes, which a checkpoint made again never reproduces; weights_sha1 hashes its
-# content. A config recorded with the old key is compared without either.
-REPLACED = {"ckpt_sha1": "weights_sha1"}
+# checkpoint file's bytes, which a checkpoint made again never reproduces; weights_sha1 hashed its
+# config too, which gains keys as the code does; tensors_sha1 hashes its tensors alone. A config
+# recorded with an old key is compared without either.
+REPLACED = {"ckpt_sha1": "weights_sha1", "weights_sha1": "tensors_sha1"}
 
 
 def differences(cfg, old):
-    """The keys two configs disagree on; a key one lacks is a flag added since: the same when the
-    other is None."""
-    keys = cfg.keys() | old.keys()
+    """The keys two configs disagree on. A key the old config lacks is not one: the run predates
+    it (older code), and nothing the user passed differs."""
+    keys = set(old)
     for gone, new in REPLACED.items():
         keys -= {gone} if new in old else {gone, new}
     return sorted(k for k in keys if cfg.get(k) != old.get(k))
@@ -51,6 +48,8 @@ def skip_if_ended(out, known, resume):
     """Before any data is read: a run that has ended in OUT with the settings known so far (config
     keys the arguments give; None: not known yet) is cli.Finished with --resume, refused without;
     the rest goes on."""
+    if os.path.isdir(out):
+        hold(out)
     ended = ended_config(out)
     if ended is not None and all(v is None or ended.get(k) == v for k, v in known.items()):
         check_same_run(out, {}, {}, resume)
@@ -63,9 +62,12 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
     summary.json or results.json it ended with) and --resume is given; a log without its state
     file is refused. Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt. A
     run that has ended (written summary.json or results.json) is left as it is: cli.Finished,
-    exit 0."""
+    exit 0. OUT is held until the process ends (a second process is refused), and temp files that
+    killed processes left in it are removed."""
     # OUT made and tried up front: a run never fails at its end for want of it
     writable(os.path.join(out, "log.jsonl"))
+    hold(out)  # from here to the process's end: two runs into one folder would mix their files
+    remove_leftovers(out)
     paths = [os.path.join(out, state), os.path.join(out, state.replace(".pt", ".prev.pt"))]
     if not any(os.path.exists(p) for p in paths):
         ended = ended_config(out)
@@ -94,7 +96,8 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
 
 def check_same_run(out, cfg, old, resume):
     if diff := differences(cfg, old):
-        raise UserError(f"{out} holds a run of another config (differs in {', '.join(diff)}); "
+        named = [f"{k} (the images or labels)" if k == "data_sha1" else k for k in diff]
+        raise UserError(f"{out} holds a run of another config (differs in {', '.join(named)}); "
                         "choose another --out")
     if not resume:
         raise UserError(f"{out} already holds this run: pass --resume to continue it, "

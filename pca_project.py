@@ -316,7 +316,11 @@ def main():
         args.dataset, args.image_size = cfg["dataset"], cfg["image_size"]
         if cfg["target"] != "original":
             args.pct = cfg["pct"] if cfg["target"] == "bottom" else 100 - cfg["pct"]
-    out = cli.writable(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
+    out = cli.writable_image(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
+    shape = data.image_shape(args.dataset, args.image_size)
+    # the user's picture read first: a file that is no image is refused before any fit
+    x_uint8 = data.read_image(args.image, shape[-1], shape[0])[None] if args.image else None
+    mae = pretrained(ckpt, shape, args.ckpt) if args.ckpt else None
 
     pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
                                args.download, cli.device(args.device))
@@ -328,9 +332,7 @@ def main():
     print("largest components needed for 50% / 90% / 99% of the variance: "
           + " / ".join(f"{int((desc < s).sum()) + 1:,}" for s in (0.5, 0.9, 0.99)))
 
-    if args.image:
-        x_uint8 = data.read_image(args.image, pca["shape"][-1], pca["shape"][0])[None]
-    else:
+    if x_uint8 is None:
         x_test, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
         x_uint8 = x_test[:args.n_images]
     x = x_uint8.float() / 255
@@ -338,7 +340,6 @@ def main():
     if args.ckpt:  # the model's input and prediction, for its own target band and masking (or noise)
         band = band_slice(pca, cfg["target"], cfg["pct"]) if cfg["target"] != "original" else None
         pcs = on_device(pca, "cpu", band, full=cfg["masking"] == "pca")
-        mae = pretrained(ckpt, pca["shape"], args.ckpt)
         rows += shown(mae, x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[:2]
     cli.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%"

@@ -95,8 +95,9 @@ def check_args(p, args):
     if noise != (args.sigma is not None) or noise and args.masking != "random":
         p.error("--corruption gaussian takes --sigma and no --masking; --sigma only goes with it")
     if args.masking == "grid" and grid_cell(args.mask_ratio) is None:
-        p.error("--masking grid keeps one patch of every s x s cell: mask ratio 1 - 1/s^2 "
-                f"(0.75, 0.8889, ...), not {args.mask_ratio:g}")
+        accepted = ", ".join(f"{1 - 1 / s**2:.10g}" for s in (2, 3, 4))
+        p.error("--masking grid keeps one patch of every s x s cell: --mask-ratio 1 - 1/s^2 to 6 "
+                f"decimals ({accepted}, ...), not {args.mask_ratio:g}")
 
 
 def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
@@ -153,16 +154,20 @@ def header(device, run, args, x_train, band_desc, n_params):
 def main(argv=None):
     args = get_args(argv)
     device = training.setup_distributed(cli.device(args.device))
+    # The model first: all that the arguments alone can refuse is refused before any data is read.
+    image_shape = data.image_shape(args.dataset, args.image_size)
+    args.image_size = image_shape[-1]  # the size used (a fixed-size dataset ignores the flag)
+    args.patch_size = args.patch_size or default_patch_size(image_shape[-1])
+    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
+    cfg["image_shape"] = list(image_shape)
+    torch.manual_seed(args.seed)
+    model = build_model(cfg, image_shape).to(device)
+    cli.writable(os.path.join(args.out, "log.jsonl"))
+    data.num_classes(args.dataset, args.data_dir)  # the kNN monitor tells classes apart
     where = (args.data_dir, args.image_size, args.download)
     x_train, y_train = data.load(args.dataset, "train", *where)
     x_test, y_test = data.load(args.dataset, "test", *where)
-    args.image_size = x_train.shape[-1]  # the size used (a fixed-size dataset ignores the flag)
-    args.patch_size = args.patch_size or default_patch_size(x_train.shape[-1])
-    image_shape = list(x_train.shape[1:])
-    cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
-    cfg["image_shape"] = image_shape
-    torch.manual_seed(args.seed)
-    model = build_model(cfg, tuple(image_shape)).to(device)
+    cfg["data_sha1"] = data.identity(x_train, y_train, x_test, y_test)  # --resume: the same data
 
     # The PCA: for a band target, PCA masking and the band monitor.
     pcs = None
@@ -252,7 +257,7 @@ def main(argv=None):
         logs = run.log
         final_knn = next((line["knn"] for line in reversed(logs) if "knn" in line), None)
         summary = {"config": cfg, "target": band_desc, "parameters": n_params,
-                   "epochs": args.epochs, "amp": run.amp, "final_loss": logs[-1]["loss"],
+                   "epochs": args.epochs, "used": run.used(), "final_loss": logs[-1]["loss"],
                    "final_knn": final_knn,
                    "final_explained": logs[-1].get("explained"),
                    "train_seconds": sum(line["seconds"] for line in logs),

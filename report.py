@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import os
-import pathlib
 from xml.sax.saxutils import escape
 
 import cli
@@ -63,13 +62,44 @@ FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
 
 
 # What may differ between runs gathered in one cell: the seed, and where the files were.
-SEEDLESS = {"seed", "ckpt", "ckpt_sha1", "weights_sha1", "out", "resume", "data_dir", "device",
-            "download"}
+SEEDLESS = {"seed", "ckpt", "ckpt_sha1", "weights_sha1", "tensors_sha1", "out", "resume", "data_dir",
+            "device", "download"}
 
 
-def seedless(config):
-    kept = {k: v for k, v in (config or {}).items() if k not in SEEDLESS}
-    return json.dumps(kept, sort_keys=True)
+def both_configs(r):
+    """A result's config and its pretraining's (keys prefixed pretrain.), as one dict."""
+    pre = {f"pretrain.{k}": v for k, v in (r.get("pretrain_config") or {}).items()}
+    return (r.get("config") or {}) | pre
+
+
+def comparable(a, b):
+    """Whether two configs describe one run but for its seed and where its files were; a key one
+    of them lacks (made by older code) is not a difference."""
+    return all(a[k] == b[k] for k in a.keys() & b.keys() if not seed_or_place(k))
+
+
+def seed_or_place(key):
+    return key.removeprefix("pretrain.") in SEEDLESS
+
+
+def gather(items, config):
+    """items in groups whose config(item)s are comparable, in the order first seen."""
+    groups = []
+    for item in items:
+        group = next((g for g in groups if comparable(config(g[0]), config(item))), None)
+        groups.append([item]) if group is None else group.append(item)
+    return groups
+
+
+def apart(groups, config):
+    """What tells groups apart that share every column: per group, the keys (and values) on which
+    the groups' configs differ; nothing for a lone group."""
+    if len(groups) < 2:
+        return [""] * len(groups)
+    configs = [config(g[0]) for g in groups]
+    keys = sorted(k for k in set.intersection(*map(set, configs)) if not seed_or_place(k))
+    differ = [k for k in keys if len({json.dumps(c[k], sort_keys=True) for c in configs}) > 1]
+    return [", ".join(f"{k} {c[k]}" for k in differ) for c in configs]
 
 
 def mean_spread(values):
@@ -83,18 +113,19 @@ def mean_spread(values):
 
 def cell(results):
     """A cell's results, those that differ only by seed aggregated (never one of them kept), others
-    apart."""
-    groups = {}
-    for r in results:
-        key = seedless(r.get("config")) + seedless(r.get("pretrain_config"))
-        groups.setdefault(key, []).append(r)
+    apart, each named by what sets it apart."""
+    groups = gather(results, both_configs)
     parts = []
-    for g in groups.values():
+    for g, label in zip(groups, apart(groups, both_configs)):
         part = mean_spread([r["accuracy"] for r in g])
         if all(r.get("knn") is not None for r in g):
             part += f" (kNN {mean_spread([r['knn'] for r in g])})"
-        parts.append(part + f", {g[0]['epochs']} ep")
+        parts.append(part + f", {g[0]['epochs']} ep" + (f" [{label}]" if label else ""))
     return "; ".join(parts) or "-"
+
+
+def pretraining(r):
+    return r["pretrain_config"] or r["config"]
 
 
 def table(results):
@@ -103,16 +134,19 @@ def table(results):
         if r["eval"] == "finetune" and r.get("input", "original") != "original":
             bands.setdefault((r["dataset"], r["input"], r["target"], scale(r)[0]), []).append(r)
         else:  # a row per pretraining (or from-scratch) config; its seeds are gathered in cells
-            (sc, order), config = scale(r), seedless(r["pretrain_config"] or r["config"])
-            key = (r["dataset"], r["target"], order, sc, config)
-            rows.setdefault(key, {}).setdefault(r["eval"], []).append(r)
+            (sc, order) = scale(r)
+            rows.setdefault((r["dataset"], r["target"], order, sc), []).append(r)
     lines = ["| dataset | target | scale | fine-tune | linear probe | paper fine-tune "
              "| paper linear probe |", "|---|---|---|---|---|---|---|"]
-    for (dataset, target, _, sc, _), evals in sorted(rows.items()):
+    for (dataset, target, _, sc), same_columns in sorted(rows.items()):
         paper = PAPER.get((dataset.removesuffix(FOLDER), target), (None, None))
         ft, lp = ("-" if v is None else f"{v:.3f}" for v in paper)
-        ours = f"{cell(evals.get('finetune', []))} | {cell(evals.get('linprobe', []))}"
-        lines.append(f"| {dataset} | {target} | {sc} | {ours} | {ft} | {lp} |")
+        groups = gather(same_columns, pretraining)
+        for group, label in zip(groups, apart(groups, pretraining)):
+            evals = {e: [r for r in group if r["eval"] == e] for e in ("finetune", "linprobe")}
+            ours = f"{cell(evals['finetune'])} | {cell(evals['linprobe'])}"
+            scale_text = sc + (f" ({label})" if label else "")
+            lines.append(f"| {dataset} | {target} | {scale_text} | {ours} | {ft} | {lp} |")
     if bands:
         lines += ["", "| dataset | classifier input | init | scale | test accuracy |",
                   "|---|---|---|---|---|"]
@@ -191,7 +225,9 @@ def explained_chart(logs, path, target):
     explains, over epochs, from pretrain.py's log rows (bands outside a band target have no
     line). Only the rows measured as the last one was are drawn: two definitions never share a
     chart."""
-    measured = [log for log in logs if "explained" in log]
+    measured = [log for log in logs if log.get("explained")]
+    if not measured:  # a run whose bands were none (--band-edges without values)
+        return
     definition = measured[-1].get("explained_by", OLD_EXPLAINED_BY)
     rows = [log["explained"] if log.get("explained_by", OLD_EXPLAINED_BY) == definition else {}
             for log in measured]
@@ -255,7 +291,7 @@ def redraw_charts(folder):
         if any("explained" in log for log in logs):  # the target from summary.json, once it ended
             target = run
             if os.path.exists(summary):
-                target = json.loads(pathlib.Path(summary).read_text())["target"]
+                target = cli.read_json(summary, "summary.json").get("target", run)
             explained_chart(logs, os.path.join(run, "explained.svg"), target)
         if any("test_accuracy" in log for log in logs):
             curves[os.path.relpath(run, folder)] = [log.get("test_accuracy") for log in logs]
@@ -268,11 +304,11 @@ def redraw_charts(folder):
 def read_result(path, folder_as=None):
     """A results.json, checked, its target named as now (whatever code wrote it), an image folder
     named as the dataset it holds when asked."""
-    try:
-        r = json.loads(pathlib.Path(path).read_text())
-    except json.JSONDecodeError:
-        r = None
-    if not isinstance(r, dict) or not {"eval", "dataset", "target", "accuracy"} <= r.keys():
+    r = cli.read_json(path, "results.json")
+    fields = {"eval": str, "dataset": str, "target": str, "accuracy": (int, float), "epochs": int,
+              "config": (dict, type(None)), "pretrain_config": (dict, type(None))}
+    r = {"config": None, "pretrain_config": None} | r
+    if not all(isinstance(r.get(k), kind) for k, kind in fields.items()):
         raise cli.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
     if folder_as and r["dataset"] == "folder":
         r["dataset"] = folder_as + FOLDER
@@ -306,7 +342,7 @@ def main():
     if args.charts:
         probe_chart(results, os.path.join(args.folder, "probe_epochs.svg"))
     print(table(results))
-    pretraining = [json.loads(pathlib.Path(path).read_text()).get("train_seconds") or 0
+    pretraining = [cli.read_json(path, "summary.json").get("train_seconds") or 0
                    for path in under(args.folder, "summary.json")]
     hours = (sum(r.get("seconds") or 0 for r in results) + sum(pretraining)) / 3600
     print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and "

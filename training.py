@@ -41,7 +41,7 @@ def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
     p.add_argument("--epochs", type=cli.positive, default=epochs)
     p.add_argument("--warmup-epochs", type=cli.count,
                    help=f"default: {100 * warmup:.3g}%% of --epochs")
-    p.add_argument("--batch-size", type=cli.positive, default=batch_size)
+    p.add_argument("--batch-size", type=cli.batch, default=batch_size)
     p.add_argument("--blr", type=cli.positive_float, default=blr,
                    help="base lr; lr = blr * batch / 256")
     p.add_argument("--seed", type=int, default=0)
@@ -183,8 +183,10 @@ class Run:
         # The global batch and the lr do not depend on the number of processes: each takes a slice.
         self.batch_size = min(args.batch_size, n_train)
         if self.batch_size % self.world:
-            raise UserError(f"batch size {self.batch_size} does not split over {self.world} "
-                            "processes")
+            used = f" (a batch of all {n_train} images)" if self.batch_size < args.batch_size else ""
+            fits = self.batch_size - self.batch_size % self.world
+            raise UserError(f"--batch-size {args.batch_size}{used} does not split over {self.world} "
+                            f"processes: pass --batch-size {fits}")
         share = self.batch_size // self.world
         self.local = slice(rank * share, (rank + 1) * share)
         self.steps_per_epoch = n_train // self.batch_size
@@ -208,6 +210,8 @@ class Run:
     def notes(self):
         """What the header line adds about the run: bf16, and where a resumed run starts."""
         notes = " | bf16 autocast" if self.amp else ""
+        if self.batch_size < self.args.batch_size:
+            notes += f" | batch {self.batch_size} (the whole train split), lr {self.lr:.3g}"
         if self.start_epoch or self.start_step:
             notes += f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}"
         return notes
@@ -299,7 +303,14 @@ class Run:
             log["trivial_loss"] = trivial
         images = (self.steps_per_epoch - self.start) * self.batch_size
         lr = max(g["lr"] for g in self.optimizer.param_groups)
-        return log | {"lr": lr, "images_per_s": images / seconds, "seconds": seconds}
+        return log | {"lr": lr, "bf16": self.amp, "images_per_s": images / seconds,
+                      "seconds": seconds}
+
+    def used(self):
+        """What the run used where its flags say otherwise or nothing: the batch (at most the train
+        split) and its peak lr, and the epochs run in bf16 (a resume may change --amp)."""
+        return {"batch_size": self.batch_size, "peak_lr": self.lr,
+                "bf16_epochs": [line["epoch"] for line in self.log if line.get("bf16")]}
 
     def save(self, log):
         """The epoch's checkpoint, then log.jsonl with the epoch's line (rank 0 only): the

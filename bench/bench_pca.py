@@ -18,15 +18,16 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets, transforms
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 import cli  # noqa: E402
 import data  # noqa: E402
 import pca_project  # noqa: E402
 
 
-def cifar_shaped(n=50000):
+def cifar_shaped(n=50000, data_dir=os.path.join(ROOT, "data")):
     """Real Fashion-MNIST pictures as CIFAR-shaped uint8 images (N, 3, 32, 32)."""
-    x, _ = data.load("fashion-mnist", "train")
+    x, _ = data.load("fashion-mnist", "train", data_dir)
     x = F.interpolate(x[:n].float(), size=32, mode="bilinear", align_corners=False).round().clamp(0, 255)
     return torch.cat([x, x.flip(3), x.flip(2)], 1).to(torch.uint8)
 

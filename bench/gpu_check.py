@@ -11,7 +11,6 @@
    and compiled: images/s and peak device memory.
 It ends with a summary to paste into the README.
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import cli  # noqa: E402
 import data  # noqa: E402
 import pca_project  # noqa: E402
 import pretrain  # noqa: E402
@@ -33,7 +33,7 @@ from checkpoints import build_model  # noqa: E402
 def write_folder(root, n_train, n_test):
     """Real Fashion-MNIST pictures as an image folder, n per class and split."""
     for split, n in (("train", n_train), ("test", n_test)):
-        x, y = data.load("fashion-mnist", split)
+        x, y = data.load("fashion-mnist", split, os.path.join(root, "..", "fashion-mnist"))
         for c in range(10):
             os.makedirs(os.path.join(root, split, str(c)), exist_ok=True)
             for i, j in enumerate((y == c).nonzero()[:n, 0].tolist()):
@@ -110,21 +110,21 @@ def throughput(device, quick, x, pcs):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--quick", action="store_true", help="tiny sizes, no compile: the CPU test of this script")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: make gpu-check needs a CUDA GPU and this machine has none", file=sys.stderr)
         sys.exit(2)
-    device = torch.device(args.device)
+    device = cli.device(args.device)
     card = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.backends.cpu.get_cpu_capability()})"
     print(f"gpu-check on {card}, torch {torch.__version__}", flush=True)
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work:  # every file it writes, never the caller's ./data
         print("1. the pipeline at tiny scale", flush=True)
         steps = pipeline(args.device, args.quick, work)
-    print("2. CIFAR-10-shaped PCA fit on the device", flush=True)
-    x = cifar_shaped(2000 if args.quick else 50000)
+        print("2. CIFAR-10-shaped PCA fit on the device", flush=True)
+        x = cifar_shaped(2000 if args.quick else 50000, os.path.join(work, "fashion-mnist"))
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.time()
@@ -146,4 +146,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_guard(main, resumable=False)

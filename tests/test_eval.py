@@ -35,7 +35,7 @@ def test_probe_reaches_95_percent_on_separable_features():
     centers = torch.randn(5, 16, generator=g) * 3
     y = torch.randint(0, 5, (1200,), generator=g)
     feats = centers[y] + torch.randn(1200, 16, generator=g)
-    acc, log = linprobe.train_probe(feats[:1000], y[:1000], feats[1000:], y[1000:], epochs=20, warmup_epochs=2,
+    acc, log = linprobe.train_probe(feats[:1000], y[:1000], feats[1000:], y[1000:], classes=5, epochs=20, warmup_epochs=2,
                                     batch_size=64, blr=0.1)
     assert acc > 0.95 and log[-1]["loss"] < log[0]["loss"]
 
@@ -265,7 +265,7 @@ def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, r
     assert ("MAE", True, True) in autocast and ("MAE", True, False) not in autocast
     ckpt = torch.load(tmp_path / "pre" / "ckpt.pt", weights_only=True)
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
-    assert json.loads((tmp_path / "pre" / "summary.json").read_text())["amp"] is True
+    assert json.loads((tmp_path / "pre" / "summary.json").read_text())["used"]["bf16_epochs"] == [1, 2]
     autocast.clear()
     code, _, err = run(linprobe, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 2,
                        "--out", tmp_path / "lp", "--amp")
@@ -277,7 +277,7 @@ def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, r
     assert code == 0, err
     assert ("Classifier", True, True) in autocast and ("Classifier", True, False) not in autocast
     results = json.loads((tmp_path / "ft" / "results.json").read_text())
-    assert results["amp"] is True and 0 <= results["accuracy"] <= 1
+    assert results["used"]["bf16_epochs"] == [1, 2] and 0 <= results["accuracy"] <= 1
     # Without --amp a CPU run stays in float32.
     autocast.clear()
     assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "fp32")[0] == 0

@@ -154,7 +154,7 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
 
 
 def test_report_gathers_seeds_and_keeps_other_runs_apart(tmp_path, run):
-    pre_cfg = {"dim": 64, "depth": 4, "patch_size": 4, "epochs": 10, "seed": 0}
+    pre_cfg = {"dim": 64, "depth": 4, "patch_size": 4, "epochs": 10, "seed": 0, "blr": 1e-3, "attention": None}
     runs = [("s0", 0.40, 0, {}), ("s1", 0.50, 1, {}), ("blr", 0.90, 0, {"blr": 1.0}), ("wave", 0.6, 0, {"attention": "wave"})]
     for name, acc, seed, extra in runs:
         (tmp_path / name).mkdir()
@@ -223,7 +223,7 @@ def test_a_read_only_cache_folder_is_worked_around(tmp_path, run, monkeypatch):
 
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(cli, "save_atomic", read_only)
+    monkeypatch.setattr(torch, "save", read_only)
     code, out, err = run(pca_project, "--dataset", "folder", "--data-dir", tmp_path / "f", "--out", tmp_path / "g.png")
     assert code == 0 and "fitted" in out and "warning: cannot write the cache" in err
     assert not (tmp_path / "f" / "cache").exists() or not any((tmp_path / "f" / "cache").iterdir())

@@ -5,7 +5,7 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Each module may import only those on an earlier line (cli at the bottom, the scripts on top).
 LAYERS = [{"cli", "wave_attention"}, {"model", "data", "report", "features", "outfolder"}, {"checkpoints"},
-          {"pca_project", "training"}, {"pretrain", "finetune", "linprobe"}]
+          {"pca_project", "training"}, {"pretrain", "finetune", "linprobe", "export"}]
 
 
 def our_imports(module):

@@ -78,7 +78,7 @@ def parser(description):
     """An argument parser with the flags every script takes: which data, and where to run."""
     p = Parser(description=description)
     # data.load checks the name: it knows the datasets, and this module sits below it.
-    p.add_argument("--dataset", default="fashion-mnist", help="cifar10, cifar100, stl10, fashion-mnist or folder")
+    p.add_argument("--dataset", default="fashion-mnist", help="cifar10, cifar100, stl10, fashion-mnist, tinyimagenet or folder")
     p.add_argument("--data-dir", default="./data", help="where the dataset's files are (and its cache goes)")
     p.add_argument("--image-size", type=positive, default=32, help="side length for --dataset folder")
     p.add_argument("--download", action="store_true", help="fetch missing files with torchvision (needs internet)")

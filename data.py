@@ -20,7 +20,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from cli import UserError, read_cache, write_atomic, write_cache
 
-DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "folder")
+DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "tinyimagenet", "folder")
 SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -29,7 +29,8 @@ DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 SOURCE = {"cifar10": ("cifar-10-batches-py", "extract cifar-10-python.tar.gz there"),
           "cifar100": ("cifar-100-python", "extract cifar-100-python.tar.gz there"),
           "stl10": ("stl10_binary", "extract stl10_binary.tar.gz there"),
-          "fashion-mnist": ("FashionMNIST/raw", "or `apt-get install dataset-fashion-mnist`")}
+          "fashion-mnist": ("FashionMNIST/raw", "or `apt-get install dataset-fashion-mnist`"),
+          "tinyimagenet": ("tiny-imagenet-200", "unzip tiny-imagenet-200.zip there")}
 
 
 # The classes of each dataset; a folder's are its train split's class folders.
@@ -41,13 +42,13 @@ def image_shape(name, image_size=32):
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "stl10": (3, 96, 96),
-            "fashion-mnist": (1, 28, 28)}.get(name, (3, image_size, image_size))
+            "fashion-mnist": (1, 28, 28), "tinyimagenet": (3, 64, 64)}.get(name, (3, image_size, image_size))
 
 
 def num_classes(name, data_dir="./data"):
     """The classes an evaluation tells apart (refused below two: every guess would be right)."""
-    classes = NUM_CLASSES[name] if name != "folder" else len(_folder_classes(data_dir))
-    if classes < 2 and (name != "folder" or os.path.isdir(os.path.join(data_dir, "train"))):
+    classes = _classes(name, data_dir)
+    if classes < 2:
         raise UserError(f"{name} at {data_dir} has {classes} class: evaluation needs two or more")
     return classes
 
@@ -73,9 +74,11 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
         x, y = cached["x"], cached["y"]
     elif name == "folder":
         x, y = _read_folder(data_dir, split, image_size)
+    elif name == "tinyimagenet":
+        x, y = _read_tinyimagenet(os.path.join(data_dir, SOURCE[name][0]), split)
     else:
         x, y = _read_torchvision(name, split, data_dir, download)
-    classes = NUM_CLASSES.get(name) or len(_folder_classes(data_dir))
+    classes = _classes(name, data_dir)
     check_labels(name, split, x, y, classes, where=os.path.join(data_dir, split
                  if name == "folder" else SOURCE[name][0]))
     if not (cached and cached.get("stamp") == stamp):
@@ -166,7 +169,8 @@ def _missing(name, data_dir, problem="not found"):
     if name == "folder":
         return UserError(f"{name} {problem}: put it at {data_dir}/train/CLASS/*.jpg and {data_dir}/test/CLASS/*.jpg")
     folder, how = SOURCE[name]
-    return UserError(f"{name} {problem}: put it at {os.path.join(data_dir, folder)}/ ({how}, or pass --download)")
+    how += ", or pass --download" if name != "tinyimagenet" else ""  # torchvision does not fetch it
+    return UserError(f"{name} {problem}: put it at {os.path.join(data_dir, folder)}/ ({how})")
 
 
 def _read_torchvision(name, split, data_dir, download):
@@ -263,6 +267,63 @@ def _stamp(root):
             st = os.stat(path) if os.path.exists(path) else os.lstat(path)  # a dangling link: read_image names it
             h.update(f"{dirpath}/{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def _classes(name, data_dir):
+    """How many classes a dataset has: fixed, or a folder's train class folders, or Tiny
+    ImageNet's wnids.txt lines."""
+    if name == "folder":
+        if not os.path.isdir(os.path.join(data_dir, "train")):
+            raise _missing("folder", data_dir)
+        return len(_folder_classes(data_dir))
+    if name == "tinyimagenet":
+        return len(_wnids(os.path.join(data_dir, SOURCE[name][0])))
+    return NUM_CLASSES[name]
+
+
+def _wnids(root):
+    """Tiny ImageNet's classes, in the order of wnids.txt."""
+    path = os.path.join(root, "wnids.txt")
+    if not os.path.isfile(path):
+        raise _missing("tinyimagenet", os.path.dirname(root))
+    return [line.strip() for line in open(path, encoding="utf-8") if line.strip()]
+
+
+def _read_tinyimagenet(root, split):
+    """tiny-imagenet-200/ as downloaded: train/WNID/images/*.JPEG, and val/images/*.JPEG labelled
+    by val/val_annotations.txt (the test split here: its own test/ has no labels). 64 px RGB."""
+    wnids = _wnids(root)
+    index = {w: i for i, w in enumerate(wnids)}
+    if split == "train":
+        train = os.path.join(root, "train")
+        if not os.path.isdir(train):
+            raise _missing("tinyimagenet", os.path.dirname(root))
+        if unknown := sorted({e.name for e in os.scandir(train) if e.is_dir()} - index.keys()):
+            raise UserError(f"{train}/{unknown[0]} is a class folder not in {root}/wnids.txt")
+        samples = [(os.path.join(train, w, "images", f), index[w]) for w in wnids
+                   if os.path.isdir(os.path.join(train, w, "images"))
+                   for f in sorted(os.listdir(os.path.join(train, w, "images")))]
+    else:
+        notes = os.path.join(root, "val", "val_annotations.txt")
+        if not os.path.isfile(notes):
+            raise UserError(f"{notes} not found: the val split's labels are there (unzip "
+                            "tiny-imagenet-200.zip again)")
+        samples = []
+        for n, line in enumerate(open(notes, encoding="utf-8"), 1):
+            fields = line.split("\t")
+            if len(fields) < 2 or fields[1] not in index:
+                raise UserError(f"{notes} line {n}: {fields[1] if len(fields) > 1 else line!r} "
+                                "is not a class of wnids.txt")
+            path = os.path.join(root, "val", "images", fields[0])
+            if not os.path.isfile(path):
+                raise UserError(f"{path}, named in {notes} line {n}, is missing")
+            samples.append((path, index[fields[1]]))
+    if not samples:
+        raise UserError(f"no images under {root}/{'train' if split == 'train' else 'val'}")
+    x = torch.empty(len(samples), 3, 64, 64, dtype=torch.uint8)
+    for i, (path, _) in enumerate(samples):
+        x[i] = read_image(path, 64)
+    return x, torch.tensor([c for _, c in samples], dtype=torch.int64)
 
 
 def _folder_classes(data_dir):

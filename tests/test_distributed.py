@@ -36,3 +36,12 @@ def test_two_processes_match_one(fmnist_folder, tmp_path):
     assert not torch.equal(wa["encoder.patch_embed.weight"],
                            torch.load(tmp_path / "one" / "ckpt.prev.pt", weights_only=True)["model"][
                                "encoder.patch_embed.weight"])  # it trained
+
+
+def test_a_batch_that_does_not_split_is_said_once_with_what_to_pass(fmnist_folder, tmp_path):
+    args = [*map(str, [*TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--batch-size", 33])]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "pretrain.py", *args, "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    line = "error: --batch-size 33 does not split over 2 processes: pass --batch-size 32"
+    assert two.returncode != 0 and two.stderr.count(line) == 1, two.stderr[-2000:]

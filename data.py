@@ -109,6 +109,23 @@ def identity(*tensors):
     return h.hexdigest()
 
 
+def default_images(name):
+    """The images a pretraining sees by default: STL-10's unlabelled split with its labelled train
+    split (self-supervised practice), every other dataset's train split."""
+    return "train+unlabeled" if "unlabeled" in SPLITS.get(name, ()) else "train"
+
+
+def images(name, which, data_dir="./data", image_size=32, download=False):
+    """The uint8 images of `which` ("train", "unlabeled" or "train+unlabeled"): what a pretraining
+    and its PCA see, never a test image."""
+    splits = which.split("+")
+    if bad := [s for s in splits if s not in SPLITS.get(name, ("train",)) or s == "test"]:
+        raise UserError(f"{name} has no {bad[0]} images to pretrain on; pass --images train")
+    if len(splits) == 1:
+        return load(name, splits[0], data_dir, image_size, download)[0]
+    return torch.cat([load(name, s, data_dir, image_size, download)[0] for s in splits])
+
+
 def mean_image(x):
     """The mean (C, H, W) of uint8 images (N, C, H, W), in [0, 1], summed in chunks: never a float
     copy of them."""

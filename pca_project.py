@@ -276,13 +276,17 @@ def shown(model, x_uint8, pcs, mask_share=0.2, sigma=None):
     return [r.clamp(0, 1) for r in rows]
 
 
-def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=False, download=False, device=None):
-    """The PCA of the dataset's train split: read from the cache file, or fitted and cached.
+def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=False, download=False,
+                device=None, images="train"):
+    """The PCA of the dataset's pretraining images (data.images: its train split by default, never
+    test): read from the cache file, or fitted and cached. The cache's name says which images.
 
     Returns (pca, seconds spent fitting, or None when the cache was used).
     """
-    x, _ = data.load(dataset, "train", data_dir, image_size, download)
-    cache = cache or os.path.join(data_dir, "cache", f"pca-{dataset}-{'x'.join(map(str, x.shape[1:]))}.pt")
+    x = data.images(dataset, images, data_dir, image_size, download)
+    which = "" if images == "train" else f"-{images}"
+    shape = "x".join(map(str, x.shape[1:]))
+    cache = cache or os.path.join(data_dir, "cache", f"pca-{dataset}{which}-{shape}.pt")
     # A cached fit is reused only for the very same images: a hash of their bytes.
     stamp = hashlib.sha1(x.contiguous().numpy()).hexdigest()
     pca = cli.read_cache(cache, "a PCA fit", ("mean", "eigvals", "eigvecs", "shape", "dataset"))
@@ -293,7 +297,7 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
         if pca.get("stamp") == stamp:
             return pca | {"shape": tuple(pca["shape"])}, None
     t0 = time.time()
-    pca = fit(x, device=device) | {"dataset": dataset}
+    pca = fit(x, device=device) | {"dataset": dataset, "images": images}
     cli.write_cache(pca, cache, stamp)
     return pca, time.time() - t0
 
@@ -304,6 +308,8 @@ def main():
                    help="bottom band share in percent; the top band is 100 - pct")
     p.add_argument("--refit", action="store_true", help="fit again even when a cached fit exists")
     p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
+    p.add_argument("--images", choices=("train", "unlabeled", "train+unlabeled"),
+                   help="the images the PCA is fitted on (default: as pretrain.py's)")
     p.add_argument("--out", help="PNG grid to write (default out/pca-DATASET-PCT.png)")
     p.add_argument("--n-images", type=cli.positive, default=8, help="test images in the grid")
     p.add_argument("--image", help="an image file of yours to show instead (resized to the dataset's image size)")
@@ -314,6 +320,7 @@ def main():
         ckpt = load_pretrained(args.ckpt)
         cfg = ckpt["config"]
         args.dataset, args.image_size = cfg["dataset"], cfg["image_size"]
+        args.images = cfg.get("images", "train")  # older code pretrained on train only
         if cfg["target"] != "original":
             args.pct = cfg["pct"] if cfg["target"] == "bottom" else 100 - cfg["pct"]
     out = cli.writable_image(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
@@ -323,8 +330,10 @@ def main():
     mae = pretrained(ckpt, shape, args.ckpt) if args.ckpt else None
 
     pca, seconds = load_or_fit(args.dataset, args.data_dir, args.image_size, args.cache, args.refit,
-                               args.download, cli.device(args.device))
-    print(f"{args.dataset} train split, {'x'.join(map(str, pca['shape']))} = {len(pca['eigvals']):,} dims: "
+                               args.download, cli.device(args.device),
+                               args.images or data.default_images(args.dataset))
+    which = pca.get("images", "train")
+    print(f"{args.dataset} {'train split' if which == 'train' else which + ' images'}, {'x'.join(map(str, pca['shape']))} = {len(pca['eigvals']):,} dims: "
           + (f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"))
     bands = [("bottom", args.pct), ("top", 100 - args.pct)]
     print("\n".join(band_name(pca, t, q) for t, q in bands))

@@ -30,6 +30,10 @@ def get_args(argv=None):
     p.add_argument("--target", default="original", choices=("original", "bottom", "top"))
     p.add_argument("--pct", type=cli.within(0, 100),
                    help="variance share of the target band in percent")
+    p.add_argument("--images", choices=("train", "unlabeled", "train+unlabeled"),
+                   help="what it pretrains on (and fits its PCA on): default STL-10's "
+                        "train+unlabeled, every other dataset's train split; the kNN monitor "
+                        "uses the labelled train and test splits")
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS,
                    help="none reproduces the original work")
     p.add_argument("--masking", default="random", choices=MASKINGS)
@@ -79,6 +83,9 @@ def get_args(argv=None):
 def check_args(p, args):
     """One line and exit 2 for flags that do not go together, before any data is read."""
     training.check_schedule(p, args, warmup=0.1)
+    args.images = args.images or data.default_images(args.dataset)
+    if args.images != "train" and "unlabeled" not in data.SPLITS.get(args.dataset, ()):
+        p.error(f"--images {args.images}: {args.dataset} has no unlabelled images; pass --images train")
     if any(e > args.epochs for e in args.keep_epochs):
         p.error(f"--keep-epochs {max(args.keep_epochs)} is past the run's end "
                 f"({args.epochs} epochs)")
@@ -132,11 +139,11 @@ def explained_by_band(model, x_uint8, pcs, args):
     return explained
 
 
-def header(device, run, args, x_train, band_desc, n_params):
+def header(device, run, args, x_pre, band_desc, n_params):
     """The run's first line: where it runs, the data, the target, the model, the masking, the
     schedule."""
     processes = f" x {run.world} processes" if run.world > 1 else ""
-    shape = "x".join(map(str, x_train.shape[1:]))
+    shape = "x".join(map(str, x_pre.shape[1:]))
     if args.corruption:
         corruption = f"gaussian noise {args.sigma:g}"
     else:
@@ -145,7 +152,7 @@ def header(device, run, args, x_train, band_desc, n_params):
     decoder = f"{args.decoder_dim}x{args.decoder_depth}"
     model = f"MAE dim {args.dim} depth {args.depth}, decoder {decoder}, patch {args.patch_size}"
     parts = [f"device {device}{processes}",
-             f"{args.dataset}: {len(x_train):,} train images {shape}",
+             f"{args.dataset}: {len(x_pre):,} {args.images} images {shape}",
              f"target: {band_desc}", f"{model}, {corruption}", f"{n_params / 1e6:.2f}M parameters",
              f"{args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}"]
     return " | ".join(parts)
@@ -165,16 +172,18 @@ def main(argv=None):
     cli.writable(os.path.join(args.out, "log.jsonl"))
     data.num_classes(args.dataset, args.data_dir)  # the kNN monitor tells classes apart
     where = (args.data_dir, args.image_size, args.download)
-    x_train, y_train = data.load(args.dataset, "train", *where)
+    x_train, y_train = data.load(args.dataset, "train", *where)  # labelled: the kNN monitor's
     x_test, y_test = data.load(args.dataset, "test", *where)
-    cfg["data_sha1"] = data.identity(x_train, y_train, x_test, y_test)  # --resume: the same data
+    x_pre = x_train if args.images == "train" else data.images(args.dataset, args.images, *where)
+    labelled = (y_train, x_test, y_test) if x_pre is x_train else (x_train, y_train, x_test, y_test)
+    cfg["data_sha1"] = data.identity(x_pre, *labelled)  # --resume: the same data
 
     # The PCA: for a band target, PCA masking and the band monitor.
     pcs = None
     band_desc = "the image"
     if args.target != "original" or args.masking == "pca" or args.band_edges:
         fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size,
-                                         download=args.download, device=device)
+                                         download=args.download, device=device, images=args.images)
         band = None
         if args.target != "original":
             band = pca_project.band_slice(fit, args.target, args.pct)
@@ -186,20 +195,21 @@ def main(argv=None):
         band_desc = f"the hidden components' part of {band_desc}"
 
     run = training.Run(args, cfg, model, param_groups=param_groups(model, args.weight_decay),
-                       betas=(0.9, 0.95), n_train=len(x_train), device=device)
+                       betas=(0.9, 0.95), n_train=len(x_pre), device=device)
     n_params = sum(p.numel() for p in model.parameters())
     if training.main_process():
-        print(header(device, run, args, x_train, band_desc, n_params))
+        print(header(device, run, args, x_pre, band_desc, n_params))
 
-    x_train = x_train.to(device)
+    x_pre = x_pre.to(device)
     # Fixed subsets for the monitors: kNN on class tokens, the band monitor, the grids.
     knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()
+    x_knn = x_train[knn_train].to(device)
     knn_test = torch.linspace(0, len(x_test) - 1, min(args.knn_test, len(x_test))).long()
     grid_images = x_test[:8].to(device)
     x_monitor = x_test[knn_test].to(device)
-    # The trivial guess, whose loss each log line carries beside the model's: the train split's mean
-    # image in every hidden patch (the mean of every target: bands and hidden components keep it).
-    mean_guess = model.patchify(data.mean_image(x_train)[None])
+    # The trivial guess, whose loss each log line carries beside the model's: the pretraining images'
+    # mean image in every hidden patch (the mean of every target: bands and hidden components keep it).
+    mean_guess = model.patchify(data.mean_image(x_pre)[None])
     mean_guess = normalize_patches(mean_guess) if args.norm_pix_loss else mean_guess
     t_start = time.time()
 
@@ -220,7 +230,7 @@ def main(argv=None):
                 scores = model.mask_scores(run.batch_size, device, generator=g)[run.local]
             # The input and target, outside autocast: a band target is made in float32
             # (pca_project.exact_float32 makes sure).
-            x, target = make_batch(x_train[idx], args.aug, pcs, u_aug, hidden)
+            x, target = make_batch(x_pre[idx], args.aug, pcs, u_aug, hidden)
             if args.corruption:  # gaussian: every patch seen, noisy; the target stays clean
                 x = x + args.sigma * run.randn(*x.shape[1:], generator=g)
             # forward, backward, step
@@ -241,7 +251,6 @@ def main(argv=None):
             log["monitor_seconds"] = time.time() - t_monitor
         evaluate = (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs
         if training.main_process() and evaluate:
-            x_knn = x_train[knn_train.to(device)]
             feats_train = extract_features(model.encoder, x_knn, amp=run.amp)
             feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,

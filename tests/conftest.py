@@ -12,6 +12,7 @@ import cli  # noqa: E402
 import data  # noqa: E402
 
 import pca_project  # noqa: E402
+import pretrain  # noqa: E402
 import training  # noqa: E402
 
 FASHION_MNIST = os.path.isdir(data.DEBIAN_FASHION_MNIST)
@@ -116,3 +117,12 @@ def fmnist_folder(tmp_path_factory):
 TINY = ["--dataset", "folder", "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
         "--decoder-dim", 32, "--decoder-depth", 1, "--decoder-heads", 2, "--batch-size", 32, "--warmup-epochs", 1,
         "--blr", 2e-3, "--eval-every", 1000]
+SHORT = [*TINY, "--epochs", 2]
+
+
+@pytest.fixture(scope="session")
+def pre(fmnist_folder, tmp_path_factory):
+    """A 2-epoch tiny pretraining run on the Fashion-MNIST folder (tests read it, never write it)."""
+    out = tmp_path_factory.mktemp("pre") / "run"
+    pretrain.main([str(a) for a in [*SHORT, "--data-dir", fmnist_folder, "--out", out]])
+    return out

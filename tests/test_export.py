@@ -8,19 +8,10 @@ import torch
 
 import data
 import export
-import pretrain
 from checkpoints import load_pretrained, pretrained
-from conftest import TINY
 from test_pca import ROOT, one_line_error
 
 timm = pytest.importorskip("timm")  # a test-only dependency: make test installs it
-
-
-@pytest.fixture(scope="module")
-def pre(fmnist_folder, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pre") / "run"
-    pretrain.main([str(a) for a in [*TINY, "--data-dir", fmnist_folder, "--epochs", 2, "--out", out]])
-    return out
 
 
 def load_as_the_printed_lines_do(path, printed):

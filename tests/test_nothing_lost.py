@@ -16,18 +16,9 @@ import linprobe
 import pca_project
 import pretrain
 import report
-from conftest import TINY, write_cifar10, write_folder
+from conftest import SHORT, write_cifar10, write_folder
 from test_pca import one_line_error
 
-SHORT = [*TINY, "--epochs", 2]
-
-
-@pytest.fixture(scope="module")
-def pre(fmnist_folder, tmp_path_factory):
-    """A 2-epoch tiny pretraining run on the Fashion-MNIST folder."""
-    out = tmp_path_factory.mktemp("pre") / "run"
-    pretrain.main([str(a) for a in [*SHORT, "--data-dir", fmnist_folder, "--out", out]])
-    return out
 
 
 def copy_folder(src, dst, keep_every=1):

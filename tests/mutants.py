@@ -41,7 +41,7 @@ MUTANTS = [
     ("target from the un-augmented batch", "pretrain.py", "return x, pca_project.to_band(x, pcs)",
      "return x, pca_project.to_band(x_uint8.float() / 255, pcs)",
      "tests/test_pretrain.py::test_target_is_the_band_of_the_augmented_batch"),
-    ("PCA fitted on train and test", "pca_project.py", 'x, _ = data.load(dataset, "train", data_dir, image_size, download)',
+    ("PCA fitted on train and test", "pca_project.py", 'x = data.images(dataset, images, data_dir, image_size, download)',
      'x = torch.cat([data.load(dataset, s, data_dir, image_size, download)[0] for s in ("train", "test")])',
      "tests/test_pca.py"),
     ("reported accuracy not the final weights'", "finetune.py",
@@ -79,6 +79,17 @@ MUTANTS = [
     ("band target under autocast", "pca_project.py", "    with exact_float32(x.device.type):\n        part =",
      "    if True:\n        part =",
      "tests/test_pretrain.py::test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision"),
+    # issue 23's mechanisms: nothing lost, nothing silently wrong
+    ("a held folder not held", "cli.py", 'if key in _HELD or os.environ.get("RANK", "0") != "0":', "if True:",
+     "tests/test_round_two.py -k held"),
+    ("labels outside the classes accepted", "data.py", "if bad := ((y < 0) | (y >= classes)).nonzero()[:1, 0].tolist():",
+     "if bad := []:", "tests/test_round_two.py -k cifar_batches"),
+    ("a folder's cache blind to its train classes", "data.py", 'stamp += "/" + "/".join(_folder_classes(data_dir))',
+     "pass", "tests/test_round_two.py -k follow_the_train"),
+    ("the run's data not in its config", "pretrain.py", 'cfg["data_sha1"] = data.identity(x_pre, *labelled)', "pass",
+     "tests/test_round_two.py -k other_data"),
+    ("killed writers' temp files left", "cli.py", "if m and entry.is_file() and not alive(int(m[1])):", "if False:",
+     "tests/test_round_two.py -k temp_files"),
 ]
 
 

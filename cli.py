@@ -238,13 +238,15 @@ def load_checkpoint(path):
 
 
 def read_cache(path, what, keys):
-    """The cache at path (None: no file), its "stamp" saying what it was made from. One rule for
-    every cache: a file there that is not `what` (a dict with `keys`) is refused, never written
-    over."""
+    """The cache at path (None: no file), its "stamp" saying what it was made from, its tensors
+    mapped from the file. One rule for every cache: a file there that is not `what` (a dict with
+    `keys`) is refused, never written over."""
     if not os.path.exists(path):
         return None
     try:
-        cache = torch.load(path, map_location="cpu", weights_only=True)
+        # mapped, not read: a run reads only the pages of what it uses (a band's eigenvectors of a
+        # 6.1 GB basis), and processes on one machine share them in the page cache
+        cache = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:
         cache = None
     if not isinstance(cache, dict) or not set(keys) <= cache.keys():

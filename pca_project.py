@@ -25,8 +25,8 @@ from report import target_name
 
 
 def fit(x, device=None):
-    """PCA of x's pixels: mean (D,), eigvals (D,) ascending, eigvecs (D, D) as columns, all float64.
-    """
+    """PCA of x's pixels: mean (D,), eigvals (D,) ascending, eigvecs (D, D) as columns (each
+    column contiguous in memory), all float64."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     n, shape = len(x), tuple(x.shape[1:])
     d = math.prod(shape)
@@ -42,10 +42,23 @@ def fit(x, device=None):
         lam, u = torch.linalg.eigh(xc @ xc.T)
         keep = lam > lam[-1] * n * torch.finfo(torch.float64).eps  # centred data has rank <= N - 1
         v = xc.T @ (u[:, keep] / lam[keep].sqrt())  # unit eigenvectors of Xc^T Xc
-        # Complete to a full basis of R^D; the complement holds the zero-variance directions.
-        null = torch.linalg.qr(v, mode="complete").Q[:, v.shape[1]:]
-        eigvecs = torch.cat([null, v], 1)
-        eigvals = torch.cat([lam.new_zeros(null.shape[1]), lam[keep]]) / (n - 1)
+        del xc
+        k = v.shape[1]
+        # column-major, as eigh's: each component contiguous, so that a cache mapped from its file
+        # reads only the pages of the components a run uses
+        eigvecs = torch.empty(d, d, dtype=torch.float64, device=device).T
+        eigvecs[:, d - k:] = v
+        # The complement (the zero-variance directions) completes the basis of R^D: columns k..D
+        # of the full Q of v's QR, formed a block at a time from its Householder reflectors, so
+        # that the fit never holds a second D x D matrix (at 96 px, 6.1 GB each).
+        reflectors, tau = torch.geqrf(v)
+        del v
+        for j in range(k, d, 1024):
+            cols = torch.arange(j, min(j + 1024, d), device=device)
+            unit = torch.zeros(d, len(cols), dtype=torch.float64, device=device)
+            unit[cols, torch.arange(len(cols), device=device)] = 1
+            eigvecs[:, cols - k] = torch.ormqr(reflectors, tau, unit)  # Q's columns j, j + 1, ...
+        eigvals = torch.cat([lam.new_zeros(d - k), lam[keep]]) / (n - 1)
         return {"mean": mean.cpu(), "eigvals": eigvals.cpu(), "eigvecs": eigvecs.cpu(), "shape": shape}
 
     if x.dtype == torch.uint8 and device.type == "cpu":
@@ -61,8 +74,9 @@ def fit(x, device=None):
         c = x[i:i + chunk].to(device).flatten(1).to(dtype) - offset
         total += c.sum(0, dtype=torch.float64)
         second += (c.T @ c).double()
-    # Covariance from exact sums, in float64: (sum y y^T - N m m^T) / (N - 1) for y = x - offset.
-    cov = (second - torch.outer(total, total) / n) / (n - 1) * scale**2
+    # Covariance from exact sums, in float64: (sum y y^T - N m m^T) / (N - 1) for y = x - offset,
+    # in place (at 96 px each D x D matrix is 6.1 GB).
+    cov = second.addr_(total, total, alpha=-1 / n).mul_(scale**2 / (n - 1))
     eigvals, eigvecs = torch.linalg.eigh(cov)
     mean = (total / n + offset) * scale
     return {"mean": mean.cpu(), "eigvals": eigvals.cpu(), "eigvecs": eigvecs.cpu(), "shape": shape}

@@ -96,6 +96,8 @@ def test_gram_route_gives_the_same_spectrum_and_a_full_basis():
     d = x[0].numel()
     assert pca["eigvecs"].shape == (d, d)
     assert torch.allclose(pca["eigvecs"].T @ pca["eigvecs"], torch.eye(d, dtype=torch.float64), atol=1e-10)
+    for fitted in (pca, pca_project.fit(planted(n=60, shape=(3, 2, 2)))):  # both routes: N < D, N > D
+        assert fitted["eigvecs"].stride() == (1, len(fitted["eigvals"]))  # each component contiguous
     ref = reference_eigvals(x)
     assert np.abs(pca["eigvals"].numpy() - ref).max() < 1e-8 * ref.max()
     cov = torch.from_numpy(np.cov(x.flatten(1).numpy(), rowvar=False))

@@ -126,8 +126,8 @@ def alive(pid):
 
 def write_atomic(path, write, keep_previous=None):
     """write(tmp) to a flushed temp file beside path, then os.replace: a crash never leaves a
-    half-written file, and what a killed one left is removed the next time its folder is written. With
-    keep_previous, the file being replaced is moved there first."""
+    half-written file, and what a killed one left is removed the next time its folder is
+    written. With keep_previous, the file being replaced is moved there first."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     remove_leftovers(os.path.dirname(os.path.abspath(path)))
     tmp = temp_path(path)
@@ -174,7 +174,7 @@ def writable_image(path):
     return writable(path)
 
 
-_HELD = {}  # folder -> its open lock file; the OS lets go of the lock when the process ends, however
+_HELD = {}  # folder -> its open lock file; the OS lets go of it when the process ends, however
 
 
 def hold(folder):
@@ -191,8 +191,8 @@ def hold(folder):
         f.seek(0)
         holder = f.read().strip() or "?"
         f.close()
-        raise UserError(f"{folder} is in use by another run (process {holder}): wait for it to end, "
-                        "or choose another --out") from None
+        raise UserError(f"{folder} is in use by another run (process {holder}): wait for it "
+                        "to end, or choose another --out") from None
     f.seek(0)
     f.truncate()
     f.write(f"{os.getpid()}\n")
@@ -260,7 +260,8 @@ def write_cache(cache, path, stamp):
     try:
         save_atomic(cache | {"stamp": stamp}, path)
     except WriteError as e:
-        print(f"warning: cannot write the cache {e.path} ({e.why}); going on without it", file=sys.stderr)
+        print(f"warning: cannot write the cache {e.path} ({e.why}); going on without it",
+              file=sys.stderr)
 
 
 def read_json(path, what):

@@ -41,8 +41,9 @@ def image_shape(name, image_size=32):
     """The (C, H, W) of a dataset's images, known from the arguments alone."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "stl10": (3, 96, 96),
-            "fashion-mnist": (1, 28, 28), "tinyimagenet": (3, 64, 64)}.get(name, (3, image_size, image_size))
+    fixed = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "stl10": (3, 96, 96),
+             "fashion-mnist": (1, 28, 28), "tinyimagenet": (3, 64, 64)}
+    return fixed.get(name, (3, image_size, image_size))
 
 
 def num_classes(name, data_dir="./data"):

@@ -39,7 +39,8 @@ def timm_state_dict(encoder):
     p, c, dim = encoder.patch_size, encoder.channels, encoder.dim
     state = {}
     # a linear map of each patch's (row, column, channel) pixels is a p x p convolution of stride p
-    state["patch_embed.proj.weight"] = encoder.patch_embed.weight.view(dim, p, p, c).permute(0, 3, 1, 2)
+    conv = encoder.patch_embed.weight.view(dim, p, p, c).permute(0, 3, 1, 2)  # (out, C, p, p)
+    state["patch_embed.proj.weight"] = conv
     state["patch_embed.proj.bias"] = encoder.patch_embed.bias
     state["cls_token"] = encoder.cls_token
     # timm adds its position embedding to the class token too: that slot is zero here

@@ -61,8 +61,11 @@ def within(low, high, low_in=False, high_in=False, kind=float):
     """argparse type: a number of `kind` from low to high, each end included or not (never NaN)."""
     def number(text):
         v = kind(text)  # argparse reports a ValueError as an invalid value
-        if not ((low <= v) if low_in else (low < v)) or not ((v <= high) if high_in else (v < high)):
-            raise argparse.ArgumentTypeError(f"must be in {'(['[low_in]}{low:g}, {high:g}{')]'[high_in]}, got {text}")
+        above_low = (low <= v) if low_in else (low < v)
+        below_high = (v <= high) if high_in else (v < high)
+        if not (above_low and below_high):
+            interval = f"{'(['[low_in]}{low:g}, {high:g}{')]'[high_in]}"
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
         return v
     return number
 
@@ -71,17 +74,22 @@ positive = within(0, math.inf, kind=int)
 count = within(0, math.inf, low_in=True, kind=int)
 nonnegative = within(0, math.inf, low_in=True)
 positive_float = within(0, math.inf)
-batch = within(1, math.inf, kind=int)  # a batch of one has no batch statistics (the probe's BatchNorm)
+# A batch of one has no batch statistics (the probe's BatchNorm).
+batch = within(1, math.inf, kind=int)
 
 
 def parser(description):
     """An argument parser with the flags every script takes: which data, and where to run."""
     p = Parser(description=description)
     # data.load checks the name: it knows the datasets, and this module sits below it.
-    p.add_argument("--dataset", default="fashion-mnist", help="cifar10, cifar100, stl10, fashion-mnist, tinyimagenet or folder")
-    p.add_argument("--data-dir", default="./data", help="where the dataset's files are (and its cache goes)")
-    p.add_argument("--image-size", type=positive, default=32, help="side length for --dataset folder")
-    p.add_argument("--download", action="store_true", help="fetch missing files with torchvision (needs internet)")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="cifar10, cifar100, stl10, fashion-mnist, tinyimagenet or folder")
+    p.add_argument("--data-dir", default="./data",
+                   help="where the dataset's files are (and its cache goes)")
+    p.add_argument("--image-size", type=positive, default=32,
+                   help="side length for --dataset folder")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing files with torchvision (needs internet)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 

@@ -185,7 +185,8 @@ def resample(x, scale_x, shift_x, scale_y, shift_y):
 def _missing(name, data_dir, problem="not found"):
     """The one-line error that says where the dataset's files go."""
     if name == "folder":
-        return UserError(f"{name} {problem}: put it at {data_dir}/train/CLASS/*.jpg and {data_dir}/test/CLASS/*.jpg")
+        return UserError(f"{name} {problem}: put it at {data_dir}/train/CLASS/*.jpg "
+                         f"and {data_dir}/test/CLASS/*.jpg")
     folder, how = SOURCE[name]
     how += ", or pass --download" if name != "tinyimagenet" else ""  # torchvision does not fetch it
     return UserError(f"{name} {problem}: put it at {os.path.join(data_dir, folder)}/ ({how})")
@@ -346,7 +347,9 @@ def _read_tinyimagenet(root, split):
 
 def _folder_classes(data_dir):
     train_dir = os.path.join(data_dir, "train")
-    return sorted(e.name for e in os.scandir(train_dir) if e.is_dir()) if os.path.isdir(train_dir) else []
+    if not os.path.isdir(train_dir):
+        return []
+    return sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
 
 
 def _read_folder(data_dir, split, image_size):
@@ -355,14 +358,19 @@ def _read_folder(data_dir, split, image_size):
         raise _missing("folder", data_dir)
     classes = _folder_classes(data_dir)
     if unknown := sorted({e.name for e in os.scandir(split_dir) if e.is_dir()} - set(classes)):
-        raise UserError(f"{split_dir}/{unknown[0]} is a class with no train folder: its images could never be right")
-    class_to_idx = {c: i for i, c in enumerate(classes)}  # the test split keeps the train split's indices
-    samples = make_dataset(split_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True) if classes else []
+        raise UserError(f"{split_dir}/{unknown[0]} is a class with no train folder: "
+                        "its images could never be right")
+    # The test split keeps the train split's indices.
+    class_to_idx = {c: i for i, c in enumerate(classes)}
+    samples = []
+    if classes:
+        samples = make_dataset(split_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not samples:
         raise UserError(f"no images under {split_dir}: expected {split_dir}/CLASS/*.jpg")
     if split == "train" and (empty := set(classes) - {classes[c] for _, c in samples}):
-        raise UserError(f"{train_dir}/{min(empty)} holds no image files ({', '.join(IMG_EXTENSIONS[:4])}, "
-                        "...): a class without train images could never be learned")
+        kinds = ", ".join(IMG_EXTENSIONS[:4])
+        raise UserError(f"{train_dir}/{min(empty)} holds no image files ({kinds}, ...): "
+                        "a class without train images could never be learned")
     x = torch.empty(len(samples), 3, image_size, image_size, dtype=torch.uint8)
     for i, (path, _) in enumerate(samples):
         x[i] = read_image(path, image_size)

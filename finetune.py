@@ -150,7 +150,8 @@ def main(argv=None):
     run = training.Run(args, cfg, model, param_groups=groups, betas=(0.9, 0.999),
                        n_train=len(x_train), device=device)
     mixers = ((v2.MixUp, args.mixup), (v2.CutMix, args.cutmix))
-    mixes = [mixer(alpha=alpha, num_classes=model.head.out_features) for mixer, alpha in mixers if alpha > 0]
+    n_classes = model.head.out_features
+    mixes = [mixer(alpha=alpha, num_classes=n_classes) for mixer, alpha in mixers if alpha > 0]
     mix = v2.RandomChoice(mixes) if mixes else None
 
     if training.main_process():

@@ -31,7 +31,8 @@ def fit(x, device=None):
     n, shape = len(x), tuple(x.shape[1:])
     d = math.prod(shape)
     if n < 2 or bool((x == x[:1]).all()):
-        raise cli.UserError(f"the train split's {n} image(s) are all alike: a PCA of them would mean nothing")
+        raise cli.UserError(f"the train split's {n} image(s) are all alike: "
+                            "a PCA of them would mean nothing")
     scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
     if n < d:
         # Gram route: Xc Xc^T (N x N) has the same non-zero spectrum as Xc^T Xc, and here the
@@ -161,7 +162,8 @@ def on_device(fit, device, band=None, bands=(), full=False):
         pcs["largest"] = sizes.index(max(sizes))
         kept = [i for i in range(len(bands)) if i != pcs["largest"]]
         pcs["watch"] = f32(torch.cat([fit["eigvecs"][:, bands[i][1]] for i in kept], 1))
-        pcs["which"] = torch.cat([torch.full((sizes[i],), i) for i in kept]).to(device)  # the band of each column
+        # The band of each column.
+        pcs["which"] = torch.cat([torch.full((sizes[i],), i) for i in kept]).to(device)
     if full:
         pcs |= {"eigvecs": f32(fit["eigvecs"]), "share": f32(variance_share(fit))}
     return pcs
@@ -326,7 +328,8 @@ def main():
                    help="the images the PCA is fitted on (default: as pretrain.py's)")
     p.add_argument("--out", help="PNG grid to write (default out/pca-DATASET-PCT.png)")
     p.add_argument("--n-images", type=cli.positive, default=8, help="test images in the grid")
-    p.add_argument("--image", help="an image file of yours to show instead (resized to the dataset's image size)")
+    p.add_argument("--image",
+                   help="an image file of yours to show instead (resized to the dataset's image size)")
     p.add_argument("--ckpt", help="a pretrain.py checkpoint: shows its masked input and prediction too, "
                    "with its dataset, image size and band")
     args = p.parse_args()
@@ -347,8 +350,10 @@ def main():
                                args.download, cli.device(args.device),
                                args.images or data.default_images(args.dataset))
     which = pca.get("images", "train")
-    print(f"{args.dataset} {'train split' if which == 'train' else which + ' images'}, {'x'.join(map(str, pca['shape']))} = {len(pca['eigvals']):,} dims: "
-          + (f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"))
+    images = "train split" if which == "train" else f"{which} images"
+    size = "x".join(map(str, pca["shape"]))
+    fit = f"fitted in {seconds:.1f} s" if seconds is not None else "cached fit"
+    print(f"{args.dataset} {images}, {size} = {len(pca['eigvals']):,} dims: {fit}")
     bands = [("bottom", args.pct), ("top", 100 - args.pct)]
     print("\n".join(band_name(pca, t, q) for t, q in bands))
     desc = variance_share(pca).flip(0).cumsum(0)

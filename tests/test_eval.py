@@ -12,7 +12,6 @@ import outfolder
 import pca_project
 import pretrain
 import report
-import training
 from conftest import TINY, band, project
 from test_pca import one_line_error
 
@@ -114,8 +113,8 @@ def test_input_bottom_feeds_the_band_projection(fmnist_folder, tmp_path, run, mo
     assert code == 0, err
     pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
     V = band(pca, "bottom", 25)
-    train = [x for training, x in seen if training]
-    test = torch.cat([x for training, x in seen if not training])
+    train = [x for is_train, x in seen if is_train]
+    test = torch.cat([x for is_train, x in seen if not is_train])
     assert len(train) == 3
     for x in train:  # augmented, then projected: it lies in the band (projecting again changes nothing)
         assert torch.allclose(project(x.double(), pca, V).float(), x, atol=1e-5)

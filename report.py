@@ -27,6 +27,8 @@ PAPER = {
     ("cifar10", "top 75%"): (0.894, 0.607), ("cifar10", "top 60%"): (0.880, 0.560),
     ("cifar100", "original"): (0.671, 0.370), ("cifar100", "no pretraining"): (0.593, None),
     ("cifar100", "bottom 25%"): (0.682, 0.373), ("cifar100", "top 75%"): (0.643, 0.270)}
+# SPEC 1: Balestriero & LeCun's supervised classifiers on TinyImageNet, each trained on one band.
+SUPERVISED_PAPER = {"top 90%": 0.45, "bottom 20%": 0.55}
 
 
 def target_name(cfg):
@@ -148,10 +150,12 @@ def table(results):
             scale_text = sc + (f" ({label})" if label else "")
             lines.append(f"| {dataset} | {target} | {scale_text} | {ours} | {ft} | {lp} |")
     if bands:
-        lines += ["", "| dataset | classifier input | init | scale | test accuracy |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| dataset | classifier input | init | scale | test accuracy "
+                  "| Balestriero & LeCun, TinyImageNet |", "|---|---|---|---|---|---|"]
         for (dataset, band, target, sc), rs in sorted(bands.items()):
-            lines.append(f"| {dataset} | {band} band | {target} | {sc} | {cell(rs)} |")
+            paper = SUPERVISED_PAPER.get(band)
+            paper = "-" if paper is None else f"{paper:.2f}"
+            lines.append(f"| {dataset} | {band} band | {target} | {sc} | {cell(rs)} | {paper} |")
     return "\n".join(lines)
 
 

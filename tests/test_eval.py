@@ -187,6 +187,18 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     assert len(svg.findall(f".//{ns}circle")) == 3
 
 
+def test_band_table_stands_beside_balestriero_and_lecun(tmp_path):
+    config = {"dim": 64, "depth": 4, "patch_size": 4, "seed": 0}
+    runs = {"top 90%": 0.61, "top 75%": 0.58, "bottom 20%": 0.33}
+    table = report.table([{"dataset": "cifar10", "target": "no pretraining", "eval": "finetune", "input": band,
+                           "accuracy": accuracy, "epochs": 30, "config": config, "pretrain_config": None}
+                          for band, accuracy in runs.items()])
+    rows = {line.split(" | ")[1]: line for line in table.splitlines() if " band | " in line}
+    assert rows["top 90% band"].endswith("| 0.610, 30 ep | 0.45 |")
+    assert rows["bottom 20% band"].endswith("| 0.330, 30 ep | 0.55 |")
+    assert rows["top 75% band"].endswith("| 0.580, 30 ep | - |")  # a band they did not report
+
+
 def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path, run):
     def probe(name, target, epoch, accuracy, seed=0, epochs=40):
         c = {"target": target, "pct": 25, "masking": "random", "dim": 64, "depth": 2, "patch_size": 4,

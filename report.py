@@ -222,9 +222,28 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
 # compared the masked patches only, whose cut edges credit a model with bands it cannot know.
 EXPLAINED_BY = "the whole target, each patch guessed while hidden"
 OLD_EXPLAINED_BY = "masked patches only (before issue 21; leaks across bands)"
+# Norm-pix loss: the guess is made pixels with each hidden patch's own mean and scale, so what a
+# guess of nothing is worth is the target with each patch flat at its own mean. Logs written before
+# compared against the mean image and credited a model with the patch means it was given.
+NORM_PIX_EXPLAINED_BY = EXPLAINED_BY + ", against each patch flat at its own mean (norm-pix loss)"
+OLD_NORM_PIX_EXPLAINED_BY = (EXPLAINED_BY + ", de-normalised with the hidden patches' own means "
+                             "(norm-pix loss, before the fix; credits the model with them)")
 
 
-def explained_chart(logs, path, target):
+def explained_by(cfg):
+    """What the band monitor measures for a run of this pretraining config."""
+    return NORM_PIX_EXPLAINED_BY if cfg.get("norm_pix_loss") else EXPLAINED_BY
+
+
+def measured_as(log, cfg):
+    """What a log line's band monitor measured, named; lines that predate a fix named as such."""
+    definition = log.get("explained_by", OLD_EXPLAINED_BY)
+    if definition == EXPLAINED_BY and cfg.get("norm_pix_loss"):
+        return OLD_NORM_PIX_EXPLAINED_BY
+    return definition
+
+
+def explained_chart(logs, path, target, cfg):
     """explained.svg: the share of the hidden variance of each spectrum band that the model
     explains, over epochs, from pretrain.py's log rows (bands outside a band target have no
     line). Only the rows measured as the last one was are drawn: two definitions never share a
@@ -232,9 +251,8 @@ def explained_chart(logs, path, target):
     measured = [log for log in logs if log.get("explained")]
     if not measured:  # a run whose bands were none (--band-edges without values)
         return
-    definition = measured[-1].get("explained_by", OLD_EXPLAINED_BY)
-    rows = [log["explained"] if log.get("explained_by", OLD_EXPLAINED_BY) == definition else {}
-            for log in measured]
+    definition = measured_as(measured[-1], cfg)
+    rows = [log["explained"] if measured_as(log, cfg) == definition else {} for log in measured]
     series = {}
     for name in rows[-1]:
         label = name if rows[-1][name] is not None else name + " (outside the target)"
@@ -292,11 +310,10 @@ def redraw_charts(folder):
         logs = cli.read_jsonl(path)
         run = os.path.dirname(path)
         summary = os.path.join(run, "summary.json")
-        if any("explained" in log for log in logs):  # the target from summary.json, once it ended
-            target = run
-            if os.path.exists(summary):
-                target = cli.read_json(summary, "summary.json").get("target", run)
-            explained_chart(logs, os.path.join(run, "explained.svg"), target)
+        if any("explained" in log for log in logs):  # target and config from summary.json, once it ended
+            ended = cli.read_json(summary, "summary.json") if os.path.exists(summary) else {}
+            explained_chart(logs, os.path.join(run, "explained.svg"), ended.get("target", run),
+                            ended.get("config", {}))
         if any("test_accuracy" in log for log in logs):
             curves[os.path.relpath(run, folder)] = [log.get("test_accuracy") for log in logs]
     if curves:

@@ -1,4 +1,4 @@
-"""Two errors a band figure can carry, each against a reference that knows the answer.
+"""Three errors a band figure can carry, each against a reference that knows the answer.
 
     .venv/bin/python bench/band_errors.py [--folder data/cifar10-jpeg]
 
@@ -9,6 +9,9 @@
 2. The error a bottom-25% target picks up when made under bf16 autocast or a lowered float32 matmul
    precision, and with pca_project.exact_float32 (what pca_project.to_band uses), against float64:
    |target - float64 target| / |float64 target - mean| over 512 train images.
+3. What a norm-pix model predicting zeros (each hidden patch flat at its own mean, which
+   de-normalising gives it) is credited with: against the mean image (the way before the fix) and
+   against each patch at its own mean (today's); the right figure is 0 in every band. Patch 4.
 """
 import argparse
 import os
@@ -38,6 +41,26 @@ def monitor_leak(fit, x_test):
         for name, figures in (("masked patches only", windowed), ("whole image", whole)):
             shares = ", ".join(f"{band} {v:.3f}" for band, v in figures.items())
             print(f"patch {patch}, {name:19}: {shares}")
+
+
+def norm_pix_leak(fit, x_test):
+    x_uint8 = x_test[torch.linspace(0, len(x_test) - 1, 1000).long()]
+    pcs = pca_project.on_device(fit, "cpu", bands=pca_project.spectrum_bands(fit, [10, 25]))
+    mae = model.MAE(image_size=32, patch_size=4, channels=3, dim=32, depth=1, heads=2,
+                    decoder_dim=32, decoder_depth=1, decoder_heads=2, norm_pix_loss=True)
+    forward = mae.forward
+
+    def zeros(x, target, generator=None, scores=None):  # a prediction of nothing
+        loss, pred, mask = forward(x, target, generator, scores)
+        return loss, torch.zeros_like(pred), mask
+    mae.forward = zeros
+    _, target, guess = pca_project.completed(mae, x_uint8, pcs)
+    patches = mae.patchify(target)
+    own_means = mae.unpatchify(patches.mean(-1, keepdim=True).expand_as(patches))
+    mean = pcs["mean"].view_as(target[0]).expand_as(target)
+    for name, seen in (("against the mean image", mean), ("against patch means", own_means)):
+        figures = pca_project.explained(target, seen, guess, pcs)
+        print(f"{name:23}: " + ", ".join(f"{band} {v:.3f}" for band, v in figures.items()))
 
 
 def target_precision(fit, x_train):
@@ -75,6 +98,8 @@ def main():
     monitor_leak(fit, data.load("folder", "test", args.folder, 32)[0])
     print("2. a bottom-25% target's error")
     target_precision(fit, data.load("folder", "train", args.folder, 32)[0])
+    print("3. the band monitor's figures for a norm-pix prediction of zeros")
+    norm_pix_leak(fit, data.load("folder", "test", args.folder, 32)[0])
 
 
 if __name__ == "__main__":

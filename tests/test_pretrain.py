@@ -8,6 +8,7 @@ import data
 import model
 import pca_project
 import pretrain
+import report
 import training
 from conftest import TINY, band, project
 from test_pca import one_line_error
@@ -180,6 +181,60 @@ def test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds(fmnist_fol
                   (lambda t, m: t * (1 - m) + mean * m, dict.fromkeys(names, 0.0))]
     for predict, expected in cases:
         assert monitor(mae, pca, x, predict) == pytest.approx(expected | outside, abs=0.02)
+
+
+@pytest.mark.parametrize("masking,target", [("random", "original"), ("block", "bottom"), ("pca", "original")])
+def test_band_monitor_gives_a_norm_pix_model_nothing_for_the_patch_means_it_was_given(fmnist_folder, masking,
+                                                                                     target):
+    """Norm-pix predictions become pixels with each hidden patch's own mean and scale: a prediction of
+    zeros (each patch flat at its own mean) scores 0 on every band, the normalised target 1, and the
+    normalised target only where the patch was visible, 0."""
+    fit, bands, x = monitored(fmnist_folder)
+    band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
+    pca = pca_project.on_device(fit, "cpu", band, bands, full=masking == "pca")
+    mae = model.MAE(image_size=16, patch_size=4, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
+                    decoder_depth=1, decoder_heads=2, masking=masking, norm_pix_loss=True)
+    outside = {"top 75%": None} if target == "bottom" else {}
+    names = [name for name, _ in bands if name not in outside]
+
+    def shapes(t):  # the normalised target, laid out as an image
+        return mae.unpatchify(model.normalize_patches(mae.patchify(t)))
+    cases = [(lambda t, m: shapes(t), 1.0), (lambda t, m: torch.zeros_like(t), 0.0)]
+    if masking != "pca":
+        cases.append((lambda t, m: shapes(t) * (1 - m), 0.0))
+    for predict, expected in cases:
+        assert monitor(mae, pca, x, predict) == pytest.approx(dict.fromkeys(names, expected) | outside, abs=0.02)
+    assert report.explained_by({"norm_pix_loss": True}) != report.explained_by({"norm_pix_loss": False})
+
+
+@pytest.mark.parametrize("norm_pix,masking,target", [(False, "random", "bottom"), (True, "random", "original"),
+                                                     (True, "random", "bottom"), (True, "pca", "original")])
+def test_trivial_guess_is_the_mean_target_patch(fmnist_folder, norm_pix, masking, target):
+    """The logged guess of nothing is the constant that scores least on the targets (their mean): each
+    other constant, zeros or the mean image normalised among them, scores more on the same batch."""
+    fit, _, x = monitored(fmnist_folder)
+    x, _ = data.load("folder", "train", str(fmnist_folder), 16)
+    band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
+    pcs = pca_project.on_device(fit, "cpu", band, full=masking == "pca")
+    mae = model.MAE(image_size=16, patch_size=4, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
+                    decoder_depth=1, decoder_heads=2, masking=masking, norm_pix_loss=norm_pix)
+    args = SimpleNamespace(norm_pix_loss=norm_pix, masking=masking, pca_mask_share=0.75)
+    guess = pretrain.trivial_guess(mae, x, pcs, args)
+    hidden = None
+    if masking == "pca":
+        u = torch.rand(len(x), len(pcs["share"]), generator=torch.Generator().manual_seed(0))
+        hidden = pca_project.hide_components(pcs["share"], 0.75, u)
+    _, targets = pretrain.make_batch(x, "none", pcs, hidden=hidden)
+    every = torch.ones(len(x), guess.shape[1])
+
+    def loss(constant):
+        return mae.loss(constant.expand(len(x), -1, -1), targets, every).item()
+    mean_image = mae.patchify(data.mean_image(x)[None])
+    others = [torch.zeros_like(guess), model.normalize_patches(mean_image), guess + 0.05]
+    others += [mean_image] if norm_pix else []
+    assert all(loss(guess) < loss(other) for other in others), [loss(o) for o in [guess, *others]]
+    if not norm_pix:
+        assert torch.equal(guess, mean_image)
 
 
 def test_pca_masking_feeds_visible_components_and_predicts_hidden_ones(fmnist_folder, tmp_path, run, monkeypatch):

@@ -21,7 +21,7 @@ import torch
 import cli
 import data
 from checkpoints import load_pretrained, pretrained
-from report import target_name
+from report import explained_by, target_name
 
 
 def fit(x, device=None):
@@ -278,6 +278,32 @@ def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
     raise RuntimeError(f"{max_passes} passes of {model.masking} masking left patches never hidden")
 
 
+def monitor(model, x_uint8, pcs, mask_share=0.2, sigma=None):
+    """Per band B of the spectrum, the share of B's variance in what the model had to guess that its
+    guess recovers (explained); None outside the target band. Patch maskings: the whole target,
+    each patch guessed while hidden (completed), against the mean image. Comparing only the masked patches would cut them out at their borders, and the cut puts energy
+    into every band: a guess of the top band alone would be credited with much of the others. PCA
+    masking: the hidden components. Norm-pix loss: a guess is made pixels with each hidden patch's own
+    mean and scale, which the model never predicts, so the reference is the target with each patch
+    flat at its own mean: only what the guessed shapes add is credited."""
+    inp, target, guess = completed(model, x_uint8, pcs, mask_share, sigma)
+    mean = pcs["mean"].view_as(inp[0])
+    given = mean.expand_as(target)  # what a guess of nothing is worth
+    if model.norm_pix_loss:
+        patches = model.patchify(target)
+        given = model.unpatchify(patches.mean(-1, keepdim=True).expand_as(patches))
+    if model.masking == "pca":  # the input holds the visible components; the rest was to be guessed
+        truth, seen, guess = inp + target - mean, inp + given - mean, inp + guess - mean
+    else:
+        truth, seen = target, given
+    shares = explained(truth, seen, guess, pcs)
+    band = pcs["band"]
+    if band is not None:
+        outside = [name for name, b in pcs["bands"] if b.stop <= band.start or b.start >= band.stop]
+        shares |= dict.fromkeys(outside)
+    return shares
+
+
 def shown(model, x_uint8, pcs, mask_share=0.2, sigma=None):
     """The rows of a reconstruction grid, in [0, 1]: input (masked patches grey; noisy), prediction
     (visible patches from the target; with PCA masking, input plus predicted hidden components),
@@ -360,15 +386,20 @@ def main():
     print("largest components needed for 50% / 90% / 99% of the variance: "
           + " / ".join(f"{int((desc < s).sum()) + 1:,}" for s in (0.5, 0.9, 0.99)))
 
-    if x_uint8 is None:
+    if x_uint8 is None or args.ckpt:
         x_test, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
-        x_uint8 = x_test[:args.n_images]
+    x_uint8 = x_test[:args.n_images] if x_uint8 is None else x_uint8
     x = x_uint8.float() / 255
     rows = [x] + [to_band(x, on_device(pca, "cpu", band_slice(pca, t, q))).clamp(0, 1) for t, q in bands]
     if args.ckpt:  # the model's input and prediction, for its own target band and masking (or noise)
         band = band_slice(pca, cfg["target"], cfg["pct"]) if cfg["target"] != "original" else None
-        pcs = on_device(pca, "cpu", band, full=cfg["masking"] == "pca")
+        pcs = on_device(pca, "cpu", band, spectrum_bands(pca, [10, 25]), full=cfg["masking"] == "pca")
         rows += shown(mae, x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[:2]
+        # the band monitor on pretrain.py's monitor images, as its log lines have it
+        x_monitor = x_test[torch.linspace(0, len(x_test) - 1, min(cfg["knn_test"], len(x_test))).long()]
+        shares = monitor(mae, x_monitor, pcs, cfg["pca_mask_share"], cfg.get("sigma"))
+        print(f"band monitor on {len(x_monitor):,} test images ({explained_by(cfg)}): "
+              + ", ".join(f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in shares.items()))
     cli.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%"
           + (f", input and prediction of {target_name(cfg)})" if args.ckpt else ")"))

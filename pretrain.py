@@ -118,33 +118,6 @@ def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
     return x, pca_project.to_band(x, pcs)
 
 
-def explained_by_band(model, x_uint8, pcs, args):
-    """Per band B of the spectrum, the share of B's variance in what the model had to guess that its
-    guess recovers (pca_project.explained); None outside the target band. Patch maskings: the whole
-    target, each patch guessed while hidden (pca_project.completed), against the mean image.
-    Comparing only the masked patches would cut them out at their borders, and the cut puts energy
-    into every band: a guess of the top band alone would be credited with much of the others. PCA
-    masking: the hidden components. Norm-pix loss: a guess is made pixels with each hidden patch's own
-    mean and scale, which the model never predicts, so the reference is the target with each patch
-    flat at its own mean: only what the guessed shapes add is credited."""
-    inp, target, guess = pca_project.completed(model, x_uint8, pcs, args.pca_mask_share, args.sigma)
-    mean = pcs["mean"].view_as(inp[0])
-    given = mean.expand_as(target)  # what a guess of nothing is worth
-    if model.norm_pix_loss:
-        patches = model.patchify(target)
-        given = model.unpatchify(patches.mean(-1, keepdim=True).expand_as(patches))
-    if model.masking == "pca":  # the input holds the visible components; the rest was to be guessed
-        truth, seen, guess = inp + target - mean, inp + given - mean, inp + guess - mean
-    else:
-        truth, seen = target, given
-    explained = pca_project.explained(truth, seen, guess, pcs)
-    band = pcs["band"]
-    if band is not None:
-        outside = [name for name, b in pcs["bands"] if b.stop <= band.start or b.start >= band.stop]
-        explained |= dict.fromkeys(outside)
-    return explained
-
-
 @torch.no_grad()
 def trivial_guess(model, x_pre, pcs, args):
     """The guess of nothing whose loss each log line carries beside the model's, (1, T, p*p*C): the
@@ -269,7 +242,8 @@ def main(argv=None):
         log = run.end_epoch()
         if training.main_process() and args.band_edges:
             t_monitor = time.time()
-            log["explained"] = explained_by_band(model, x_monitor, pcs, args)
+            log["explained"] = pca_project.monitor(model, x_monitor, pcs, args.pca_mask_share,
+                                                   args.sigma)
             log["explained_by"] = report.explained_by(cfg)
             log["monitor_seconds"] = time.time() - t_monitor
         evaluate = (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs

@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import time
-from types import SimpleNamespace
 
 import torch
 
@@ -40,7 +39,6 @@ def main():
     band = pca_project.band_slice(fit, "bottom", 25)
     pcs = pca_project.on_device(fit, "cpu", band, pca_project.spectrum_bands(fit, [10, 25]))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
-    monitor_args = SimpleNamespace(pca_mask_share=0.2, sigma=None)
 
     def steps():
         model.train()
@@ -54,8 +52,7 @@ def main():
     times = {"steps": [], "monitor": []}
     for _ in range(3):
         for name, fn in (("steps", steps),
-                         ("monitor", lambda: pretrain.explained_by_band(model, x_monitor, pcs,
-                                                                        monitor_args))):
+                         ("monitor", lambda: pca_project.monitor(model, x_monitor, pcs))):
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

@@ -10,6 +10,7 @@ import linprobe
 import model
 import pca_project
 import pretrain
+import training
 import wave_attention
 from conftest import TINY
 from test_pca import one_line_error
@@ -79,6 +80,11 @@ def test_your_own_image_with_its_bands_and_a_checkpoints_prediction(fmnist_folde
     args = ["--data-dir", fmnist_folder, "--image", photo, "--out", tmp_path / "mine.png"]
     code, out, err = run(pca_project, *args, "--ckpt", tmp_path / "run" / "ckpt.pt")
     assert code == 0 and "bottom 10%" in out and "input and prediction of bottom 10%" in out, err
+    # ... and its band monitor, the figures of the run's last log line
+    line = next(line for line in out.splitlines() if line.startswith("band monitor on 50 test images"))
+    logged = training.read_log(tmp_path / "run")[-1]["explained"]
+    assert logged["bottom 10%"] is not None
+    assert all(f"{name} {'-' if v is None else f'{v:.3f}'}" in line for name, v in logged.items()), (line, logged)
     shown = panels(tmp_path / "mine.png", 5, 16)  # resized to the checkpoint's 16 px
     x_uint8 = data.read_image(photo, 16)[None]
     assert (shown[0] - x_uint8[0] / 255).abs().max() < 1 / 255 + 1e-6

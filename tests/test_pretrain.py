@@ -144,7 +144,7 @@ def monitored(fmnist_folder):
 
 
 def monitor(mae, pca, x, predict):
-    """explained_by_band for a stand-in model whose prediction is predict(target, mask) (mask (N, T, 1))."""
+    """pca_project.monitor for a stand-in model whose prediction is predict(target, mask) (mask (N, T, 1))."""
     forward = mae.forward
 
     def stand_in(x, t, generator=None, scores=None):
@@ -152,7 +152,7 @@ def monitor(mae, pca, x, predict):
         m = mae.unpatchify(mask[..., None].expand(*mask.shape, mae.patchify(t).shape[-1]))
         return None, mae.patchify(predict(t, m)), mask
     mae.forward = stand_in
-    return pretrain.explained_by_band(mae, x, pca, SimpleNamespace(pca_mask_share=0.2, sigma=None))
+    return pca_project.monitor(mae, x, pca, mask_share=0.2)
 
 
 @pytest.mark.parametrize("masking,target,patch,ratio", [

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import textwrap
 from xml.sax.saxutils import escape
 
 import cli
@@ -170,7 +171,9 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
     2, ... unless given, ascending) from red (the first) to blue (the last), y ticks every
     `step`, the 0 line dark, a legend naming each series; a value beyond [low, high] is drawn at
     the edge as an open triangle pointing off the chart."""
-    height, left, top, pw, ph = 340, 64, 50, 356, 240  # pw x ph: the plot; the legend to its right
+    subtitle = textwrap.wrap(subtitle, 90) or [""]  # long ones in lines that fit the width
+    top, left, pw, ph = 36 + 16 * len(subtitle), 64, 356, 240  # pw x ph: the plot; legend to its right
+    height = top + ph + 50
     width = max(600, left + pw + 24 + 8 * max(len(name) for name in series))  # the longest name
     n = max(len(values) for values in series.values())
     xs = xs or list(range(1, n + 1))
@@ -185,7 +188,8 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
            'font-family="sans-serif" font-size="12">',
            svg("rect", width="100%", height="100%", fill="white"),
            svg("text", title, x=middle, y=20, text_anchor="middle", font_size=14),
-           svg("text", subtitle, x=width / 2, y=38, text_anchor="middle"),  # may be long
+           *[svg("text", line, x=width / 2, y=38 + 16 * k, text_anchor="middle")
+             for k, line in enumerate(subtitle)],
            svg("text", xlabel, x=middle, y=height - 12, text_anchor="middle"),
            svg("text", ylabel, transform=f"translate(16 {top + ph / 2}) rotate(-90)",
                text_anchor="middle")]

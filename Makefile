@@ -81,8 +81,10 @@ cifar10-laptop: .venv/ready
 # 1 the untrained encoder (epoch-0 copies, seeds 0 and 1); 2 bottom-25% and original targets for 40 epochs,
 # copies at 0 5 10 20 30, each copy probed (the epoch-0 copy is that of 1; the original's first attempt,
 # copies probed to epoch 30, lost its checkpoint with its machine and runs again); 3 the same with
-# --norm-pix-loss; 4 supervised on bands (ViT 64x4, 30 epochs); 5 patch 2 for 5 epochs; 6 5-epoch
-# fine-tunes of the 40-epoch encoders and of no pretraining; 7 a second seed of 2.
+# --norm-pix-loss; 4 supervised on bands (ViT 64x4, 30 epochs); 5 patch 2 for 5 epochs; 6 a 5-epoch
+# fine-tune of no pretraining; 7 a second seed of 2, each encoder then fine-tuned for 5 epochs (6's
+# fine-tunes of the pretrained encoders: the seed-0 encoders' checkpoints were lost with their
+# machines, so these take seed 1's; commit an ended run's ckpt.pt when a later step needs it).
 C10_MAE40 := $(C10) $(C10_VIT) --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --epochs 40 --warmup-epochs 4 \
 	--batch-size 256 --blr 1.5e-3 --eval-every 5 --keep-epochs 0 5 10 20 30 --resume
 C10_PROBE := $(C10) --epochs 30 --warmup-epochs 3 --resume
@@ -106,15 +108,14 @@ cifar10-study: .venv/ready
 	  out=$(C10_OUT)/mae5-patch2-$$(echo $$target | tr -d ' -' | sed s/pct//)-s0; \
 	  $(PY) pretrain.py --target $$target $(C10_MAE) --patch-size 2 --epochs 5 --warmup-epochs 1 --eval-every 1 --out $$out; \
 	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10_PROBE) --out $$out/linprobe; done
-	set -e; for out in $(C10_OUT)/mae40-original-s0 $(C10_OUT)/mae40-bottom25-s0; do \
-	  $(PY) finetune.py --ckpt $$out/ckpt.pt $(C10_FT5) --out $$out/finetune5; done
 	$(PY) finetune.py --init none $(C10_VIT) $(C10_FT5) --layer-decay 1 --out $(C10_OUT)/finetune5-none
 	set -e; for target in original "bottom --pct 25"; do \
 	  out=$(C10_OUT)/mae40-$$(echo $$target | tr -d ' -' | sed s/pct//)-s1; \
 	  $(PY) pretrain.py --target $$target --seed 1 $(C10_MAE40) --out $$out; \
 	  for e in 0005 0010 0020 0030; do \
 	    $(PY) linprobe.py --ckpt $$out/keep-$$e.pt $(C10_PROBE) --out $$out/linprobe-$$e; done; \
-	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10_PROBE) --out $$out/linprobe; done
+	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10_PROBE) --out $$out/linprobe; \
+	  $(PY) finetune.py --ckpt $$out/ckpt.pt $(C10_FT5) --out $$out/finetune5; done
 	$(PY) report.py $(C10_OUT) --charts --as cifar10
 
 test: .venv/test-ready $(FASHION_MNIST)

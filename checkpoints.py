@@ -52,7 +52,7 @@ def build_model(cfg, image_shape):
 
 # Config keys older code did not record, and what it did without them.
 OLDER_CODE = {"masking": "random", "pca_mask_share": 0.75, "norm_pix_loss": False,
-              "attention": None, "corruption": None, "sigma": None}
+              "attention": None, "corruption": None, "sigma": None, "knn_test": 1000}
 NEEDED = ("dataset", "image_size", "target", "patch_size", "dim", "depth", "heads", "decoder_dim",
           "decoder_depth", "decoder_heads", "mask_ratio")
 

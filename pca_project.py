@@ -279,13 +279,14 @@ def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
 
 
 def monitor(model, x_uint8, pcs, mask_share=0.2, sigma=None):
-    """Per band B of the spectrum, the share of B's variance in what the model had to guess that its
-    guess recovers (explained); None outside the target band. Patch maskings: the whole target,
-    each patch guessed while hidden (completed), against the mean image. Comparing only the masked patches would cut them out at their borders, and the cut puts energy
-    into every band: a guess of the top band alone would be credited with much of the others. PCA
-    masking: the hidden components. Norm-pix loss: a guess is made pixels with each hidden patch's own
-    mean and scale, which the model never predicts, so the reference is the target with each patch
-    flat at its own mean: only what the guessed shapes add is credited."""
+    """pretrain.py's band monitor: per band B of the spectrum, the share of B's variance in what the
+    model had to guess that its guess recovers (explained); None outside the target band. Patch
+    maskings: the whole target, each patch guessed while hidden (completed), against the mean
+    image. Comparing only the masked patches would cut them out at their borders, and the cut puts
+    energy into every band: a guess of the top band alone would be credited with much of the
+    others. PCA masking: the hidden components. Norm-pix loss: a guess is made pixels with each
+    hidden patch's own mean and scale, which the model never predicts, so the reference is the
+    target with each patch flat at its own mean: only what the guessed shapes add is credited."""
     inp, target, guess = completed(model, x_uint8, pcs, mask_share, sigma)
     mean = pcs["mean"].view_as(inp[0])
     given = mean.expand_as(target)  # what a guess of nothing is worth

@@ -237,7 +237,7 @@ def test_what_the_arguments_show_is_refused_before_any_data_is_read(pre, fmnist_
 
 def test_a_checkpoint_of_older_code_is_completed_with_what_that_code_did(pre, fmnist_folder, tmp_path, run):
     ckpt = torch.load(pre / "ckpt.pt", weights_only=True)
-    for key in ("pca_mask_share", "masking", "image_shape", "norm_pix_loss"):
+    for key in ("pca_mask_share", "masking", "image_shape", "norm_pix_loss", "knn_test"):
         del ckpt["config"][key]
     torch.save(ckpt, tmp_path / "old.pt")
     code, _, err = run(pca_project, "--ckpt", tmp_path / "old.pt", "--data-dir", fmnist_folder, "--out", tmp_path / "g.png")

@@ -166,11 +166,17 @@ def svg(name, text=None, **attrs):
     return f"<{name} {a}/>" if text is None else f"<{name} {a}>{escape(text)}</{name}>"
 
 
-def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, step=0.25, xs=None):
+# Okabe & Ito's colour-blind-safe colours (yellow left out: too light on white) and a grey, for
+# series that are kinds rather than steps of a scale.
+KINDS = ("#D55E00", "#0072B2", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#999999")
+
+
+def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, step=0.25, xs=None,
+               kinds=False):
     """An SVG line chart, as text: series {name: [value at xs[0], xs[1], ...; None: none]} (xs: 1,
-    2, ... unless given, ascending) from red (the first) to blue (the last), y ticks every
-    `step`, the 0 line dark, a legend naming each series; a value beyond [low, high] is drawn at
-    the edge as an open triangle pointing off the chart."""
+    2, ... unless given, ascending) from red (the first) to blue (the last), or with kinds in
+    distinct colours (KINDS), y ticks every `step`, the 0 line dark, a legend naming each series; a
+    value beyond [low, high] is drawn at the edge as an open triangle pointing off the chart."""
     subtitle = textwrap.wrap(subtitle, 90) or [""]  # long ones in lines that fit the width
     top, left, pw, ph = 36 + 16 * len(subtitle), 64, 356, 240  # pw x ph: the plot; legend to its right
     height = top + ph + 50
@@ -202,7 +208,8 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
         out.append(svg("text", f"{xs[i]:g}", x=x(i), y=top + ph + 18, text_anchor="middle"))
     out.append(svg("rect", x=left, y=top, width=pw, height=ph, fill="none", stroke="#888"))
     for k, (name, values) in enumerate(series.items()):
-        color = f"hsl({240 * k / max(len(series) - 1, 1):.0f}, 80%, 42%)"
+        color = (KINDS[k % len(KINDS)] if kinds
+                 else f"hsl({240 * k / max(len(series) - 1, 1):.0f}, 80%, 42%)")
         for missing, run in itertools.groupby(enumerate(values), key=lambda p: p[1] is None):
             if not missing:  # one polyline per unbroken stretch
                 out.append(svg("polyline", fill="none", stroke=color, stroke_width=2,
@@ -297,7 +304,7 @@ def probe_chart(results, path):
     chart = line_chart(series, "Linear probe against pretraining epoch",
                        "each point a probe of the weights at that epoch; mean over seeds",
                        "pretraining epoch", "linear-probe test accuracy",
-                       low=low, high=high, step=0.05, xs=xs)
+                       low=low, high=high, step=0.05, xs=xs, kinds=True)
     cli.save_text(chart, path)
     return True
 
@@ -322,7 +329,7 @@ def redraw_charts(folder):
             curves[os.path.relpath(run, folder)] = [log.get("test_accuracy") for log in logs]
     if curves:
         chart = line_chart(curves, "Test accuracy per epoch", f"fine-tuning runs under {folder}",
-                           "epoch", "test accuracy", low=0, high=1, step=0.1)
+                           "epoch", "test accuracy", low=0, high=1, step=0.1, kinds=True)
         cli.save_text(chart, os.path.join(folder, "test_curves.svg"))
 
 

@@ -238,6 +238,8 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"
     legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
+    colours = [t.get("fill") for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
+    assert len(set(colours)) == len(colours)  # kinds, each its own colour
     assert legend == ["bottom 25%, patch 4, 40 ep", "original, patch 4, 10 ep", "original, patch 4, 40 ep",
                       "untrained (MAE init), n=2"]
     lines = {legend[i]: [tuple(map(float, p.split(","))) for p in line.get("points").split()]

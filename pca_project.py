@@ -394,13 +394,15 @@ def main():
     rows = [x] + [to_band(x, on_device(pca, "cpu", band_slice(pca, t, q))).clamp(0, 1) for t, q in bands]
     if args.ckpt:  # the model's input and prediction, for its own target band and masking (or noise)
         band = band_slice(pca, cfg["target"], cfg["pct"]) if cfg["target"] != "original" else None
-        pcs = on_device(pca, "cpu", band, spectrum_bands(pca, [10, 25]), full=cfg["masking"] == "pca")
+        monitored = spectrum_bands(pca, [10, 25])
+        pcs = on_device(pca, "cpu", band, monitored, full=cfg["masking"] == "pca")
         rows += shown(mae, x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[:2]
         # the band monitor on pretrain.py's monitor images, as its log lines have it
-        x_monitor = x_test[torch.linspace(0, len(x_test) - 1, min(cfg["knn_test"], len(x_test))).long()]
+        n = min(cfg["knn_test"], len(x_test))
+        x_monitor = x_test[torch.linspace(0, len(x_test) - 1, n).long()]
         shares = monitor(mae, x_monitor, pcs, cfg["pca_mask_share"], cfg.get("sigma"))
-        print(f"band monitor on {len(x_monitor):,} test images ({explained_by(cfg)}): "
-              + ", ".join(f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in shares.items()))
+        figures = (f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in shares.items())
+        print(f"band monitor on {n:,} test images ({explained_by(cfg)}): " + ", ".join(figures))
     cli.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%"
           + (f", input and prediction of {target_name(cfg)})" if args.ckpt else ")"))

@@ -178,7 +178,7 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
     distinct colours (KINDS), y ticks every `step`, the 0 line dark, a legend naming each series; a
     value beyond [low, high] is drawn at the edge as an open triangle pointing off the chart."""
     subtitle = textwrap.wrap(subtitle, 90) or [""]  # long ones in lines that fit the width
-    top, left, pw, ph = 36 + 16 * len(subtitle), 64, 356, 240  # pw x ph: the plot; legend to its right
+    top, left, pw, ph = 36 + 16 * len(subtitle), 64, 356, 240  # pw x ph: the plot, legend right
     height = top + ph + 50
     width = max(600, left + pw + 24 + 8 * max(len(name) for name in series))  # the longest name
     n = max(len(values) for values in series.values())
@@ -321,7 +321,7 @@ def redraw_charts(folder):
         logs = cli.read_jsonl(path)
         run = os.path.dirname(path)
         summary = os.path.join(run, "summary.json")
-        if any("explained" in log for log in logs):  # target and config from summary.json, once it ended
+        if any("explained" in log for log in logs):  # target, config: summary.json, once it ended
             ended = cli.read_json(summary, "summary.json") if os.path.exists(summary) else {}
             explained_chart(logs, os.path.join(run, "explained.svg"), ended.get("target", run),
                             ended.get("config", {}))

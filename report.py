@@ -132,13 +132,15 @@ def pretraining(r):
 
 
 def table(results):
-    rows, bands = {}, {}
+    rows, bands, wholes = {}, {}, {}
     for r in results:
         if r["eval"] == "finetune" and r.get("input", "original") != "original":
-            bands.setdefault((r["dataset"], r["input"], r["target"], scale(r)[0]), []).append(r)
+            bands.setdefault((r["dataset"], r["target"], scale(r)[0], r["input"]), []).append(r)
         else:  # a row per pretraining (or from-scratch) config; its seeds are gathered in cells
             (sc, order) = scale(r)
             rows.setdefault((r["dataset"], r["target"], order, sc), []).append(r)
+            if r["eval"] == "finetune":  # the reference row of the band table
+                wholes.setdefault((r["dataset"], r["target"], sc), []).append(r)
     lines = ["| dataset | target | scale | fine-tune | linear probe | paper fine-tune "
              "| paper linear probe |", "|---|---|---|---|---|---|---|"]
     for (dataset, target, _, sc), same_columns in sorted(rows.items()):
@@ -153,7 +155,11 @@ def table(results):
     if bands:
         lines += ["", "| dataset | classifier input | init | scale | test accuracy "
                   "| Balestriero & LeCun, TinyImageNet |", "|---|---|---|---|---|---|"]
-        for (dataset, band, target, sc), rs in sorted(bands.items()):
+        for (dataset, target, sc, band), rs in sorted(bands.items()):
+            whole = wholes.pop((dataset, target, sc), None)  # each group's first row
+            if whole:
+                row = f"| {dataset} | the whole image | {target} | {sc} | {cell(whole)} | - |"
+                lines.append(row)
             paper = SUPERVISED_PAPER.get(band)
             paper = "-" if paper is None else f"{paper:.2f}"
             lines.append(f"| {dataset} | {band} band | {target} | {sc} | {cell(rs)} | {paper} |")

@@ -203,14 +203,21 @@ def test_norm_pix_monitor_lines_from_before_the_fix_never_share_a_chart_with_lat
 
 def test_band_table_stands_beside_balestriero_and_lecun(tmp_path):
     config = {"dim": 64, "depth": 4, "patch_size": 4, "seed": 0}
-    runs = {"top 90%": 0.61, "top 75%": 0.58, "bottom 20%": 0.33}
-    table = report.table([{"dataset": "cifar10", "target": "no pretraining", "eval": "finetune", "input": band,
-                           "accuracy": accuracy, "epochs": 30, "config": config, "pretrain_config": None}
-                          for band, accuracy in runs.items()])
-    rows = {line.split(" | ")[1]: line for line in table.splitlines() if " band | " in line}
+    runs = {"top 90%": 0.61, "top 75%": 0.58, "bottom 20%": 0.33, "original": 0.7}
+    def result(band, accuracy, dim=64):
+        return {"dataset": "cifar10", "target": "no pretraining", "eval": "finetune", "input": band,
+                "accuracy": accuracy, "epochs": 30, "config": config | {"dim": dim}, "pretrain_config": None}
+    # A whole-image run of another model has no band runs to stand beside.
+    table = report.table([result(band, accuracy) for band, accuracy in runs.items()] + [result("original", 0.9, 32)])
+    bands = table.split("\n\n")[1].splitlines()
+    rows = {line.split(" | ")[1]: line for line in bands[2:]}
     assert rows["top 90% band"].endswith("| 0.610, 30 ep | 0.45 |")
     assert rows["bottom 20% band"].endswith("| 0.330, 30 ep | 0.55 |")
     assert rows["top 75% band"].endswith("| 0.580, 30 ep | - |")  # a band they did not report
+    # The same model on the whole image heads its bands, and stays in the first table too.
+    assert bands[2] == "| cifar10 | the whole image | no pretraining | ViT 64x4, patch 4 | 0.700, 30 ep | - |"
+    assert len(bands) == 2 + 4 and "0.900" not in table.split("\n\n")[1]
+    assert "| 0.700, 30 ep | - |" in table.split("\n\n")[0] and "| 0.900, 30 ep | - |" in table
 
 
 def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path, run):

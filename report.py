@@ -173,20 +173,39 @@ def svg(name, text=None, **attrs):
 
 
 # Okabe & Ito's colour-blind-safe colours (yellow left out: too light on white) and a grey, for
-# series that are kinds rather than steps of a scale.
+# series that are kinds rather than steps of a scale; shapes for what a colour alone cannot tell.
 KINDS = ("#D55E00", "#0072B2", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#999999")
+SHAPES = ("circle", "square", "diamond")  # no triangle: it marks a value beyond the axis
+
+
+def kind_styles(names):
+    """Each series its own colour (KINDS, in turn) and dots: the styles of line_chart."""
+    return {name: (KINDS[k % len(KINDS)], "circle") for k, name in enumerate(names)}
+
+
+def marker(shape, cx, cy, color):
+    """A filled point of a shape (SHAPES) about 6 px across, centred on (cx, cy)."""
+    if shape == "circle":
+        return svg("circle", cx=cx, cy=cy, r=3, fill=color)
+    if shape == "square":
+        return svg("rect", x=cx - 3, y=cy - 3, width=6, height=6, fill=color)
+    corners = ((0, -4), (4, 0), (0, 4), (-4, 0))  # the diamond
+    points = " ".join(f"{cx + dx:g},{cy + dy:g}" for dx, dy in corners)
+    return svg("polygon", points=points, fill=color)
 
 
 def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, step=0.25, xs=None,
-               kinds=False):
+               styles=None):
     """An SVG line chart, as text: series {name: [value at xs[0], xs[1], ...; None: none]} (xs: 1,
-    2, ... unless given, ascending) from red (the first) to blue (the last), or with kinds in
-    distinct colours (KINDS), y ticks every `step`, the 0 line dark, a legend naming each series; a
-    value beyond [low, high] is drawn at the edge as an open triangle pointing off the chart."""
+    2, ... unless given, ascending) from red (the first) to blue (the last) in dots, or as styles
+    says ({name: (colour, shape)}, each shape also beside its name), y ticks every `step`, the 0
+    line dark, a legend naming each series; a value beyond [low, high] is drawn at the edge as an
+    open triangle pointing off the chart."""
     subtitle = textwrap.wrap(subtitle, 90) or [""]  # long ones in lines that fit the width
     top, left, pw, ph = 36 + 16 * len(subtitle), 64, 356, 240  # pw x ph: the plot, legend right
     height = top + ph + 50
-    width = max(600, left + pw + 24 + 8 * max(len(name) for name in series))  # the longest name
+    key = 14 if styles else 0  # the shape beside each name
+    width = max(600, left + pw + 24 + key + 8 * max(len(name) for name in series))  # longest name
     n = max(len(values) for values in series.values())
     xs = xs or list(range(1, n + 1))
     def x(i):  # the value at index i sits at xs[i]
@@ -214,21 +233,25 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
         out.append(svg("text", f"{xs[i]:g}", x=x(i), y=top + ph + 18, text_anchor="middle"))
     out.append(svg("rect", x=left, y=top, width=pw, height=ph, fill="none", stroke="#888"))
     for k, (name, values) in enumerate(series.items()):
-        color = (KINDS[k % len(KINDS)] if kinds
-                 else f"hsl({240 * k / max(len(series) - 1, 1):.0f}, 80%, 42%)")
+        color, shape = (styles or {}).get(name) or (
+            f"hsl({240 * k / max(len(series) - 1, 1):.0f}, 80%, 42%)", "circle")
         for missing, run in itertools.groupby(enumerate(values), key=lambda p: p[1] is None):
             if not missing:  # one polyline per unbroken stretch
                 out.append(svg("polyline", fill="none", stroke=color, stroke_width=2,
                                points=" ".join(f"{x(i)},{y(v)}" for i, v in run)))
         for i, v in enumerate(values):
             if v is not None and low <= v <= high:
-                out.append(svg("circle", cx=x(i), cy=y(v), r=3, fill=color))
+                out.append(marker(shape, x(i), y(v), color))
             elif v is not None:
                 tip = 6 if v < low else -6
                 corners = f"{x(i) - 5},{y(v) - tip} {x(i) + 5},{y(v) - tip} {x(i)},{y(v) + tip}"
                 out.append(svg("polygon", points=corners, fill="white", stroke=color,
                                stroke_width=1.5))
-        out.append(svg("text", name, x=legend, y=top + 14 + 20 * k, fill=color, font_weight="bold"))
+        row = top + 14 + 20 * k
+        if styles:
+            out.append(marker(shape, legend + 4, row - 4, color))
+        out.append(svg("text", name, x=legend + key, y=row, fill=color,
+                       font_weight="bold"))
     if any(v is not None and not low <= v <= high for values in series.values() for v in values):
         note = "open triangle: beyond the axis"
         out.append(svg("text", note, x=legend, y=top + ph, font_size=10))
@@ -286,15 +309,18 @@ UNTRAINED = "untrained (MAE init)"
 def probe_chart(results, path):
     """probe_epochs.svg: linear-probe accuracy against the pretraining epoch of the probed weights
     (copies kept by pretrain.py --keep-epochs), a line per pretraining (seeds averaged), a run with
-    one probed epoch as a lone point, and the untrained encoders (epoch-0 copies) as a level. False
-    if nothing to draw."""
+    one probed epoch as a lone point, and the untrained encoders (epoch-0 copies) as a grey level.
+    A target keeps its colour across schedules, and a schedule (patch, epochs) its shape. False if
+    nothing to draw."""
     probes = [r for r in results if r["eval"] == "linprobe" and r.get("pretrain_config")]
-    runs = {}
+    runs, kinds = {}, {}
     for r in probes:
         c = r["pretrain_config"]
         if r.get("pretrain_epoch") == 0:
             continue  # drawn as the level
-        name = f"{r['target']}, patch {c['patch_size']}, {c['epochs']} ep"
+        schedule = f"patch {c['patch_size']}, {c['epochs']} ep"
+        name = f"{r['target']}, {schedule}"
+        kinds[name] = (r["target"], schedule)
         epoch = r.get("pretrain_epoch", c["epochs"])
         runs.setdefault(name, {}).setdefault(epoch, []).append(r["accuracy"])
     untrained = [r["accuracy"] for r in probes if r.get("pretrain_epoch") == 0]
@@ -303,14 +329,25 @@ def probe_chart(results, path):
     xs = sorted({e for epochs in runs.values() for e in epochs} | ({0} if untrained else set()))
     series = {name: [sum(epochs[e]) / len(epochs[e]) if e in epochs else None for e in xs]
               for name, epochs in sorted(runs.items())}
+    targets = sorted({target for target, _ in kinds.values()})
+    # the schedule with the most probed epochs (the lines) in dots
+    points = {schedule: max(len(runs[n]) for n in runs if kinds[n][1] == schedule)
+              for _, schedule in kinds.values()}
+    schedules = sorted(points, key=lambda schedule: (-points[schedule], schedule))
+    styles = {name: (KINDS[targets.index(target) % (len(KINDS) - 1)],
+                     SHAPES[schedules.index(schedule) % len(SHAPES)])
+              for name, (target, schedule) in kinds.items()}
     if untrained:
-        series[f"{UNTRAINED}, n={len(untrained)}"] = [sum(untrained) / len(untrained)] * len(xs)
+        level = f"{UNTRAINED}, n={len(untrained)}"
+        series[level] = [sum(untrained) / len(untrained)] * len(xs)
+        styles[level] = (KINDS[-1], "circle")  # the grey, which no target takes
     lows = [v for values in series.values() for v in values if v is not None]
     low, high = math.floor(min(lows) * 20) / 20, math.ceil(max(lows) * 20) / 20
     chart = line_chart(series, "Linear probe against pretraining epoch",
-                       "each point a probe of the weights at that epoch; mean over seeds",
+                       "each point a probe of the weights at that epoch, mean over seeds; "
+                       "colour: the target, shape: the schedule",
                        "pretraining epoch", "linear-probe test accuracy",
-                       low=low, high=high, step=0.05, xs=xs, kinds=True)
+                       low=low, high=high, step=0.05, xs=xs, styles=styles)
     cli.save_text(chart, path)
     return True
 
@@ -335,7 +372,8 @@ def redraw_charts(folder):
             curves[os.path.relpath(run, folder)] = [log.get("test_accuracy") for log in logs]
     if curves:
         chart = line_chart(curves, "Test accuracy per epoch", f"fine-tuning runs under {folder}",
-                           "epoch", "test accuracy", low=0, high=1, step=0.1, kinds=True)
+                           "epoch", "test accuracy", low=0, high=1, step=0.1,
+                           styles=kind_styles(curves))
         cli.save_text(chart, os.path.join(folder, "test_curves.svg"))
 
 

@@ -184,7 +184,7 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     svg = ET.fromstring((tmp_path / "test_curves.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"
     assert [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"] == ["b"]
-    assert len(svg.findall(f".//{ns}circle")) == 3
+    assert len(svg.findall(f".//{ns}circle")) == 3 + 1  # and the dot beside its name
 
 
 def test_norm_pix_monitor_lines_from_before_the_fix_never_share_a_chart_with_later_ones(tmp_path):
@@ -245,10 +245,13 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"
     legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
-    colours = [t.get("fill") for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
-    assert len(set(colours)) == len(colours)  # kinds, each its own colour
     assert legend == ["bottom 25%, patch 4, 40 ep", "original, patch 4, 10 ep", "original, patch 4, 40 ep",
                       "untrained (MAE init), n=2"]
+    # A target keeps its colour across schedules, and a schedule its shape: the legend's, and the points'.
+    colour = dict(zip(legend, (t.get("fill") for t in svg.iter(ns + "text") if t.get("font-weight") == "bold")))
+    assert colour[legend[1]] == colour[legend[2]] and len({colour[legend[i]] for i in (0, 2, 3)}) == 3
+    assert [e.tag.removeprefix(ns) for e in svg if e.get("fill") == colour[legend[1]] and e.tag != ns + "text"] == [
+        "rect", "rect", "circle", "circle", "circle", "circle"]  # 10 ep: a square (and its legend's); 40 ep: dots
     lines = {legend[i]: [tuple(map(float, p.split(","))) for p in line.get("points").split()]
              for i, line in enumerate(svg.iter(ns + "polyline"))}
     xs = [x for x, _ in lines["original, patch 4, 40 ep"]]

@@ -84,7 +84,8 @@ cifar10-laptop: .venv/ready
 # --norm-pix-loss; 4 supervised on bands (ViT 64x4, 30 epochs); 5 patch 2 for 5 epochs; 6 a 5-epoch
 # fine-tune of no pretraining; 7 a second seed of 2, each encoder then fine-tuned for 5 epochs (6's
 # fine-tunes of the pretrained encoders: the seed-0 encoders' checkpoints were lost with their
-# machines, so these take seed 1's; commit an ended run's ckpt.pt when a later step needs it).
+# machines, so these take seed 1's; commit an ended run's ckpt.pt when a later step needs it; the
+# original's seed-1 run, cut at epoch 20, lost its uncommitted copies at 10 and 20 and runs again).
 C10_MAE40 := $(C10) $(C10_VIT) --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --epochs 40 --warmup-epochs 4 \
 	--batch-size 256 --blr 1.5e-3 --eval-every 5 --keep-epochs 0 5 10 20 30 --resume
 C10_PROBE := $(C10) --epochs 30 --warmup-epochs 3 --resume

@@ -195,12 +195,13 @@ def marker(shape, cx, cy, color):
 
 
 def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, step=0.25, xs=None,
-               styles=None):
+               styles=None, ranges=None):
     """An SVG line chart, as text: series {name: [value at xs[0], xs[1], ...; None: none]} (xs: 1,
     2, ... unless given, ascending) from red (the first) to blue (the last) in dots, or as styles
     says ({name: (colour, shape)}, each shape also beside its name), y ticks every `step`, the 0
     line dark, a legend naming each series; a value beyond [low, high] is drawn at the edge as an
-    open triangle pointing off the chart."""
+    open triangle pointing off the chart. ranges {name: [(lowest, highest) or None at each x]}
+    draws each as a capped vertical bar in its series' colour."""
     subtitle = textwrap.wrap(subtitle, 90) or [""]  # long ones in lines that fit the width
     top, left, pw, ph = 36 + 16 * len(subtitle), 64, 356, 240  # pw x ph: the plot, legend right
     height = top + ph + 50
@@ -239,6 +240,12 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
             if not missing:  # one polyline per unbroken stretch
                 out.append(svg("polyline", fill="none", stroke=color, stroke_width=2,
                                points=" ".join(f"{x(i)},{y(v)}" for i, v in run)))
+        for i, bar in enumerate((ranges or {}).get(name, [])):
+            if bar is not None:  # an I: caps at both ends
+                x0, y0, y1 = x(i), y(bar[0]), y(bar[1])
+                out.append(svg("path", d=f"M{x0 - 3},{y1} H{x0 + 3} M{x0},{y1} V{y0} "
+                                         f"M{x0 - 3},{y0} H{x0 + 3}",
+                               fill="none", stroke=color, stroke_width=1.5))
         for i, v in enumerate(values):
             if v is not None and low <= v <= high:
                 out.append(marker(shape, x(i), y(v), color))
@@ -306,10 +313,16 @@ def explained_chart(logs, path, target, cfg):
 UNTRAINED = "untrained (MAE init)"
 
 
+def span(accuracies):
+    """What the seeds of one point spread over, (lowest, highest); None for a single seed."""
+    return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None
+
+
 def probe_chart(results, path):
     """probe_epochs.svg: linear-probe accuracy against the pretraining epoch of the probed weights
-    (copies kept by pretrain.py --keep-epochs), a line per pretraining (seeds averaged), a run with
-    one probed epoch as a lone point, and the untrained encoders (epoch-0 copies) as a grey level.
+    (copies kept by pretrain.py --keep-epochs), a line per pretraining (seeds averaged, a bar
+    where several spread), a run with one probed epoch as a lone point, and the untrained encoders
+    (epoch-0 copies) as a grey level, their bar at epoch 0.
     A target keeps its colour across schedules, and a schedule (patch, epochs) its shape. False if
     nothing to draw."""
     probes = [r for r in results if r["eval"] == "linprobe" and r.get("pretrain_config")]
@@ -329,6 +342,8 @@ def probe_chart(results, path):
     xs = sorted({e for epochs in runs.values() for e in epochs} | ({0} if untrained else set()))
     series = {name: [sum(epochs[e]) / len(epochs[e]) if e in epochs else None for e in xs]
               for name, epochs in sorted(runs.items())}
+    ranges = {name: [span(epochs[e]) if e in epochs else None for e in xs]
+              for name, epochs in runs.items()}
     targets = sorted({target for target, _ in kinds.values()})
     # the schedule with the most probed epochs (the lines) in dots
     points = {schedule: max(len(runs[n]) for n in runs if kinds[n][1] == schedule)
@@ -341,13 +356,15 @@ def probe_chart(results, path):
         level = f"{UNTRAINED}, n={len(untrained)}"
         series[level] = [sum(untrained) / len(untrained)] * len(xs)
         styles[level] = (KINDS[-1], "circle")  # the grey, which no target takes
-    lows = [v for values in series.values() for v in values if v is not None]
-    low, high = math.floor(min(lows) * 20) / 20, math.ceil(max(lows) * 20) / 20
+        ranges[level] = [span(untrained)]  # at epoch 0, where the untrained encoders are
+    drawn = [v for values in series.values() for v in values if v is not None]
+    drawn += [end for bars in ranges.values() for bar in bars if bar is not None for end in bar]
+    low, high = math.floor(min(drawn) * 20) / 20, math.ceil(max(drawn) * 20) / 20
     chart = line_chart(series, "Linear probe against pretraining epoch",
-                       "each point a probe of the weights at that epoch, mean over seeds; "
-                       "colour: the target, shape: the schedule",
+                       "each point a probe of the weights at that epoch, mean over seeds (bar: "
+                       "their range); colour: the target, shape: the schedule",
                        "pretraining epoch", "linear-probe test accuracy",
-                       low=low, high=high, step=0.05, xs=xs, styles=styles)
+                       low=low, high=high, step=0.05, xs=xs, styles=styles, ranges=ranges)
     cli.save_text(chart, path)
     return True
 

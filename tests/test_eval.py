@@ -1,4 +1,5 @@
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -234,6 +235,7 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
         probe(f"o0/lp-{epoch}", "original", epoch, accuracy)
         probe(f"b0/lp-{epoch}", "bottom", epoch, accuracy - 0.05)
     probe("ten/lp", "original", None, 0.48, epochs=10)  # an older run: its final weights, no epoch recorded
+    probe("o1/lp-10", "original", 10, 0.54, seed=1)  # a second seed at epoch 10: mean 0.52
     code, out, err = run(report, tmp_path, "--charts")
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| folder")]
@@ -259,6 +261,15 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     assert len(lines["original, patch 4, 10 ep"]) == 1  # a lone point at epoch 10
     level = lines["untrained (MAE init), n=2"]
     assert len({y for _, y in level}) == 1 and level[0][0] < xs[0]  # a level from epoch 0 on
+    # Where seeds spread, a bar spans them: the second seed's epoch 10 and the untrained pair, no more.
+    def height(accuracy):  # on the y scale of the line through 0.45 (epoch 5) and 0.60 (epoch 40)
+        (_, y5), _, (_, y40) = lines["original, patch 4, 40 ep"]
+        return y5 + (y40 - y5) * (accuracy - 0.45) / 0.15
+    assert lines["original, patch 4, 40 ep"][1][1] == pytest.approx(height(0.52), abs=0.2)
+    bars = [[float(v) for v in re.findall(r"-?[\d.]+", p.get("d"))] for p in svg.iter(ns + "path")]
+    assert sorted((b[3], b[1], b[5]) for b in bars) == [  # each bar's x, and the y of its two ends
+        pytest.approx((level[0][0], height(0.42), height(0.40)), abs=0.2),
+        pytest.approx((xs[1], height(0.54), height(0.50)), abs=0.2)]
 
 
 def test_chart_draws_each_band_where_its_values_are():

@@ -99,6 +99,9 @@ MUTANTS = [
      "tests/test_round_two.py -k other_data"),
     ("killed writers' temp files left", "cli.py", "if m and entry.is_file() and not alive(int(m[1])):", "if False:",
      "tests/test_round_two.py -k temp_files"),
+    ("probe chart: the seeds' range not drawn", "report.py",
+     "return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None", "return None",
+     "tests/test_eval.py::test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it"),
 ]
 
 

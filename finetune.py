@@ -108,6 +108,7 @@ def main(argv=None):
     t_start = time.time()
     if args.ckpt and not os.path.isfile(args.ckpt):  # committed results have no checkpoints
         known = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
+        known["ckpt"] = None  # its path differs between clones; without the file, not known
         outfolder.skip_if_ended(args.out, known, args.resume)
     device = training.setup_distributed(cli.device(args.device))
     # The model first: all that the arguments and the checkpoint refuse is refused before any data

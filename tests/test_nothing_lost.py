@@ -63,6 +63,11 @@ def test_an_ended_run_without_its_checkpoints_is_recognised_as_ended(pre, fmnist
         assert run(script, *args)[0] == 0
     for path in study.rglob("*.pt"):  # what git holds of the study
         path.unlink()
+    clone = tmp_path / "clone"  # cloned elsewhere: every path in the arguments differs
+    study.rename(clone)
+    runs = [(script, [clone / a.relative_to(study) if isinstance(a, type(study)) and study in a.parents
+                      else a for a in args]) for script, args in runs]
+    study = clone
     files = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
     for script, args in runs:
         code, out, err = run(script, *args, "--resume")

@@ -102,6 +102,8 @@ MUTANTS = [
     ("probe chart: the seeds' range not drawn", "report.py",
      "return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None", "return None",
      "tests/test_eval.py::test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it"),
+    ("an ended fine-tune known by its checkpoint's path", "finetune.py", 'known["ckpt"] = None', "pass",
+     "tests/test_nothing_lost.py -k without_its_checkpoints"),
 ]
 
 

@@ -19,7 +19,7 @@ demo: .venv/ready $(FASHION_MNIST)
 # (original and bottom-25% targets), on Fashion-MNIST.
 VIT := --patch-size 4 --dim 64 --depth 4 --heads 4
 MAE := $(VIT) --decoder-dim 64 --decoder-depth 2 --decoder-heads 4 --epochs 5 --warmup-epochs 1 \
-	--batch-size 256 --blr 1.5e-3 --eval-every 5 --resume
+	--batch-size 256 --blr 1.5e-3 --eval-every 5 --aug crop --resume
 SUP := --dataset fashion-mnist --init none $(VIT) --epochs 2 --warmup-epochs 1 --batch-size 256 --resume
 laptop: .venv/ready $(FASHION_MNIST)
 	$(PY) finetune.py $(SUP) --out runs/laptop/sup-original
@@ -33,7 +33,7 @@ laptop: .venv/ready $(FASHION_MNIST)
 
 # The original and bottom-25% MAE runs of `laptop` with 20 pretraining epochs (~50 min).
 MAE20 := $(VIT) --decoder-dim 64 --decoder-depth 2 --decoder-heads 4 --epochs 20 --warmup-epochs 2 \
-	--batch-size 256 --blr 1.5e-3 --eval-every 20 --resume
+	--batch-size 256 --blr 1.5e-3 --eval-every 20 --aug crop --resume
 laptop20: .venv/ready $(FASHION_MNIST)
 	for target in "original" "bottom --pct 25"; do \
 	  out=runs/laptop/mae20-$$(echo $$target | tr -d ' -' | sed s/pct//); \
@@ -60,7 +60,7 @@ DATA := data/cifar10-jpeg
 C10 := --dataset folder --data-dir $(DATA) --image-size 32
 C10_VIT := --patch-size 4 --dim 128 --depth 6 --heads 4
 C10_MAE := $(C10) $(C10_VIT) --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --epochs 10 --warmup-epochs 1 \
-	--batch-size 256 --blr 1.5e-3 --eval-every 5 --resume
+	--batch-size 256 --blr 1.5e-3 --eval-every 5 --aug crop --resume
 C10_FT := $(C10) --epochs 3 --warmup-epochs 1 --batch-size 256 --resume
 C10_SUP := $(C10) --init none --layer-decay 1 --patch-size 4 --dim 64 --depth 4 --heads 4 --epochs 15 --warmup-epochs 1 \
 	--batch-size 256 --resume
@@ -87,7 +87,7 @@ cifar10-laptop: .venv/ready
 # machines, so these take seed 1's; commit an ended run's ckpt.pt when a later step needs it; the
 # original's seed-1 run, cut at epoch 20, lost its uncommitted copies at 10 and 20 and runs again).
 C10_MAE40 := $(C10) $(C10_VIT) --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --epochs 40 --warmup-epochs 4 \
-	--batch-size 256 --blr 1.5e-3 --eval-every 5 --keep-epochs 0 5 10 20 30 --resume
+	--batch-size 256 --blr 1.5e-3 --eval-every 5 --keep-epochs 0 5 10 20 30 --aug crop --resume
 C10_PROBE := $(C10) --epochs 30 --warmup-epochs 3 --resume
 C10_FT5 := $(C10) --epochs 5 --warmup-epochs 1 --batch-size 256 --resume
 cifar10-study: .venv/ready

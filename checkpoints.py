@@ -6,7 +6,7 @@ checked.
     ckpt = load_pretrained("runs/pretrain/ckpt.pt")
     mae = pretrained(ckpt, image_shape, path)
 """
-from cli import UserError, load_checkpoint
+from cli import OLDER_CODE, UserError, load_checkpoint
 from data import image_shape
 from model import MAE, grid_cell
 
@@ -50,9 +50,6 @@ def build_model(cfg, image_shape):
                attention=cfg.get("attention"))
 
 
-# Config keys older code did not record, and what it did without them.
-OLDER_CODE = {"masking": "random", "pca_mask_share": 0.75, "norm_pix_loss": False,
-              "attention": None, "corruption": None, "sigma": None, "knn_test": 1000}
 NEEDED = ("dataset", "image_size", "target", "patch_size", "dim", "depth", "heads", "decoder_dim",
           "decoder_depth", "decoder_heads", "mask_ratio")
 
@@ -66,7 +63,7 @@ def load_pretrained(path):
         raise UserError(f"{path} is not a pretrain.py checkpoint")
     if lacking := [k for k in NEEDED if k not in config]:
         raise UserError(f"{path} is a pretrain.py checkpoint without {lacking[0]} in its config")
-    config = OLDER_CODE | config
+    config = {k: v for k, v in OLDER_CODE.items() if k != "band_first"} | config  # a fine-tune's
     config.setdefault("image_shape", list(image_shape(config["dataset"], config["image_size"])))
     return ckpt | {"config": config}
 

@@ -15,6 +15,14 @@ from PIL import Image
 from torchvision.utils import save_image
 
 
+# Config keys older code did not record, and what it did without them: a run's config, a
+# checkpoint's, a results.json's, read as that code ran it.
+OLDER_CODE = {"masking": "random", "pca_mask_share": 0.75, "norm_pix_loss": False,
+              "attention": None, "corruption": None, "sigma": None, "knn_test": 1000,
+              "pca_fit": "images",  # pretraining fitted its PCA on the stored images, not the views
+              "band_first": False}  # fine-tuning took an input's band after augmenting it
+
+
 class UserError(ValueError):
     """Bad input from the user: reported as one line on stderr, exit status 2."""
 

@@ -4,8 +4,9 @@
     python finetune.py --init none --dataset cifar10          # the no-pretraining baseline
     python finetune.py --init none --input bottom --pct 25    # supervised on the bottom band
 
---input bottom|top trains and tests on band-projected images (PCA fitted on the train split): with
---init none this is Balestriero & LeCun's experiment. Logs the test accuracy of each epoch (the
+--input bottom|top trains and tests on band-projected images (PCA fitted on the train split), the
+band taken of the whole image in both, before augmentation: with --init none this is Balestriero &
+LeCun's experiment. Logs the test accuracy of each epoch (the
 curve) and reports the final epoch's."""
 import os
 import time
@@ -146,6 +147,7 @@ def main(argv=None):
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
+    cfg["band_first"] = pcs is not None  # the band of the whole image, then augmentation
     cfg["data_sha1"] = data.identity(x_train, y_train, x_val, y_val, x_test, y_test)
     groups = param_groups(model, args.weight_decay, args.layer_decay)
     run = training.Run(args, cfg, model, param_groups=groups, betas=(0.9, 0.999),
@@ -170,10 +172,11 @@ def main(argv=None):
     for epoch in run.epochs():
         for step, idx in run.batches():
             training.set_lr(run.optimizer, get_lr(step, run.lr, run.warmup_steps, run.total_steps))
-            # the batch: augmented on the device (draws made for the global batch), then its band
+            # the batch: its band, as the test images' (of the whole image, not of a crop that
+            # smooths it), then augmented on the device (draws made for the global batch)
+            x = pca_project.to_band(x_train[idx].float().div_(255), pcs)
             u_aug = run.rand(5) if args.aug != "none" else None
-            x = data.augment(x_train[idx].float().div_(255), args.aug, u_aug)
-            x, labels = pca_project.to_band(x, pcs), y_train[idx]
+            x, labels = data.augment(x, args.aug, u_aug), y_train[idx]
             if mix is not None:
                 x, labels = mix(x, labels)
             # forward, backward, step

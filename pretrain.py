@@ -34,8 +34,9 @@ def get_args(argv=None):
                    help="what it pretrains on (and fits its PCA on): default STL-10's "
                         "train+unlabeled, every other dataset's train split; the kNN monitor "
                         "uses the labelled train and test splits")
-    p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS,
-                   help="none reproduces the original work")
+    p.add_argument("--aug", default="flip", choices=data.AUGMENTATIONS,
+                   help="none reproduces the original work; the PCA is fitted on the views it "
+                        "makes, so that a band holds its share of what the model sees")
     p.add_argument("--masking", default="random", choices=MASKINGS)
     p.add_argument("--corruption", choices=("gaussian",),
                    help="gaussian: no masking; the encoder sees every patch of the image plus "
@@ -166,6 +167,7 @@ def main(argv=None):
     args.patch_size = args.patch_size or default_patch_size(image_shape[-1])
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     cfg["image_shape"] = list(image_shape)
+    cfg["pca_fit"] = "views"  # of the training views (pca_project.training_views)
     torch.manual_seed(args.seed)
     model = build_model(cfg, image_shape).to(device)
     cli.writable(os.path.join(args.out, "log.jsonl"))
@@ -178,11 +180,12 @@ def main(argv=None):
     cfg["data_sha1"] = data.identity(x_pre, *labelled)  # --resume: the same data
 
     # The PCA: for a band target, PCA masking and the band monitor.
-    pcs = None
+    pcs = input_share = None
     band_desc = "the image"
     if args.target != "original" or args.masking == "pca" or args.band_edges:
         fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size,
-                                         download=args.download, device=device, images=args.images)
+                                         download=args.download, device=device, images=args.images,
+                                         aug=args.aug)
         band = None
         if args.target != "original":
             band = pca_project.band_slice(fit, args.target, args.pct)
@@ -190,6 +193,13 @@ def main(argv=None):
         pcs = pca_project.on_device(fit, device, band, bands, full=args.masking == "pca")
         if band is not None:
             band_desc = pca_project.band_name(fit, args.target, args.pct)
+            # what the band holds of the variance of the inputs themselves, augmented as in training
+            sample = x_pre[torch.linspace(0, len(x_pre) - 1, min(5000, len(x_pre))).long()]
+            u = torch.rand(len(sample), 5, generator=torch.Generator().manual_seed(0))
+            views = data.augment(sample.float() / 255, args.aug, u).to(device)
+            input_share = pca_project.band_share(views, pcs)
+            band_desc = band_desc[:-1] + f"; {100 * input_share:.2f}% of the training inputs' " \
+                f"under --aug {args.aug})"
     if args.masking == "pca":
         band_desc = f"the hidden components' part of {band_desc}"
 
@@ -262,7 +272,8 @@ def main(argv=None):
     elif training.main_process():
         logs = run.log
         final_knn = next((line["knn"] for line in reversed(logs) if "knn" in line), None)
-        summary = {"config": cfg, "target": band_desc, "parameters": n_params,
+        summary = {"config": cfg, "target": band_desc, "input_share": input_share,
+                   "parameters": n_params,
                    "epochs": args.epochs, "used": run.used(), "final_loss": logs[-1]["loss"],
                    "final_knn": final_knn,
                    "final_explained": logs[-1].get("explained"),

@@ -77,8 +77,17 @@ def both_configs(r):
 
 def comparable(a, b):
     """Whether two configs describe one run but for its seed and where its files were; a key one
-    of them lacks (made by older code) is not a difference."""
+    of them lacks (made by older code) is what that code did (cli.OLDER_CODE), or not a
+    difference."""
+    a, b = as_older_code_ran(a, b.keys()), as_older_code_ran(b, a.keys())
     return all(a[k] == b[k] for k in a.keys() & b.keys() if not seed_or_place(k))
+
+
+def as_older_code_ran(cfg, keys):
+    """cfg with those of keys it lacks whose value older code is known to have used
+    (cli.OLDER_CODE)."""
+    older = {k: k.removeprefix("pretrain.") for k in keys - cfg.keys()}
+    return {k: cli.OLDER_CODE[name] for k, name in older.items() if name in cli.OLDER_CODE} | cfg
 
 
 def seed_or_place(key):
@@ -100,6 +109,8 @@ def apart(groups, config):
     if len(groups) < 2:
         return [""] * len(groups)
     configs = [config(g[0]) for g in groups]
+    every = set().union(*configs)
+    configs = [as_older_code_ran(c, every) for c in configs]
     keys = sorted(k for k in set.intersection(*map(set, configs)) if not seed_or_place(k))
     differ = [k for k in keys if len({json.dumps(c[k], sort_keys=True) for c in configs}) > 1]
     return [", ".join(f"{k} {c[k]}" for k in differ) for c in configs]

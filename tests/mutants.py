@@ -102,6 +102,14 @@ MUTANTS = [
     ("probe chart: the seeds' range not drawn", "report.py",
      "return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None", "return None",
      "tests/test_eval.py::test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it"),
+    ("the PCA of the stored images, not of the training views", "pca_project.py",
+     "fit(x, device, training_views(x, aug))", "fit(x, device)",
+     "tests/test_pca.py -k training_inputs"),
+    ("a fine-tune's band taken of the augmented image", "finetune.py",
+     "x, labels = data.augment(x, args.aug, u_aug), y_train[idx]",
+     "x = pca_project.to_band(data.augment(x_train[idx].float() / 255, args.aug, u_aug), pcs)\n"
+     "            labels = y_train[idx]",
+     "tests/test_eval.py -k band_of_the_whole_image"),
     ("an ended fine-tune known by its checkpoint's path", "finetune.py", 'known["ckpt"] = None', "pass",
      "tests/test_nothing_lost.py -k without_its_checkpoints"),
 ]

@@ -103,11 +103,14 @@ def test_layer_decay_orders_the_learning_rates():
     assert blocks == sorted(blocks) and blocks[0] > scale["encoder.patch_embed.weight"]
 
 
-def test_input_bottom_feeds_the_band_projection(fmnist_folder, tmp_path, run, monkeypatch):
-    seen = []
-    forward = model.Classifier.forward
+def test_input_bottom_trains_and_tests_on_the_band_of_the_whole_image(fmnist_folder, tmp_path, run,
+                                                                      monkeypatch):
+    seen, augmented = [], []
+    forward, augment = model.Classifier.forward, finetune.data.augment
     monkeypatch.setattr(model.Classifier, "forward", lambda self, x: seen.append((self.training, x.clone())) or
                         forward(self, x))
+    monkeypatch.setattr(finetune.data, "augment", lambda x, *a: augmented.append((x, augment(x, *a)))
+                        or augmented[-1][1])
     code, _, err = run(finetune, "--init", "none", "--input", "bottom", "--pct", 25, "--dataset", "folder",
                        "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2,
                        "--heads", 2, "--epochs", 1, "--batch-size", 64, "--out", tmp_path)
@@ -116,9 +119,11 @@ def test_input_bottom_feeds_the_band_projection(fmnist_folder, tmp_path, run, mo
     V = band(pca, "bottom", 25)
     train = [x for is_train, x in seen if is_train]
     test = torch.cat([x for is_train, x in seen if not is_train])
-    assert len(train) == 3
-    for x in train:  # augmented, then projected: it lies in the band (projecting again changes nothing)
-        assert torch.allclose(project(x.double(), pca, V).float(), x, atol=1e-5)
+    assert len(train) == len(augmented) == 3
+    for x, (before, after) in zip(train, augmented):
+        # the band of the whole image (projecting again changes nothing), then the crop
+        assert torch.allclose(project(before.double(), pca, V).float(), before, atol=1e-5)
+        assert torch.equal(x, after) and not torch.allclose(x, before, atol=1e-2)
     x_test, _ = finetune.data.load("folder", "test", str(fmnist_folder), 16)
     expected = project(x_test.double() / 255, pca, V).float()
     assert torch.allclose(test, expected, atol=1e-5)

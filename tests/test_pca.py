@@ -138,9 +138,11 @@ def test_script_fits_on_train_only_and_reuses_its_cache(tmp_path, run):
     code, out, err = run(pca_project, *args)
     assert code == 0, err
     assert "fitted" in out and "bottom 25%" in out and os.path.exists(tmp_path / "grid.png")
-    cache = tmp_path / "cache" / "pca-cifar10-3x32x32.pt"
+    cache = tmp_path / "cache" / "pca-cifar10-flip-3x32x32.pt"  # pretrain.py's default --aug flip
     pca = torch.load(cache, weights_only=True)
-    assert torch.allclose(pca["mean"], torch.from_numpy(train).flatten(1).double().mean(0) / 255)
+    train = torch.from_numpy(train)
+    views = torch.cat([train, train.flip(3)])  # each image and its mirror image
+    assert torch.allclose(pca["mean"], views.flatten(1).double().mean(0) / 255)
     assert pca["dataset"] == "cifar10"
 
     mtime = os.stat(cache).st_mtime_ns
@@ -243,3 +245,41 @@ def test_targets_through_the_smaller_side_equal_the_full_projection(gram):
     var = (((x - seen).flatten(1).double() @ V) ** 2).sum(0)
     expected = {name: 1 - (err[b].sum() / var[b].sum()).item() for name, b in bands}
     assert pca_project.explained(x, seen, guess, pcs) == pytest.approx(expected, abs=1e-5)
+
+
+def test_band_share_knows_images_of_one_band(fmnist_folder):
+    """Oracles of pca_project.band_share: images rebuilt from a band alone hold all of their
+    variance in it and none in its complement; the images themselves hold the band's share."""
+    x, _ = data.load("folder", "train", str(fmnist_folder), 16)
+    x = x.float() / 255
+    fit = pca_project.fit(x)
+    bottom = pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, "bottom", 25))
+    top = pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, "top", 75))
+    only_bottom = pca_project.to_band(x, bottom)
+    assert pca_project.band_share(only_bottom, bottom) == pytest.approx(1, abs=1e-4)
+    assert pca_project.band_share(only_bottom, top) == pytest.approx(0, abs=1e-4)
+    nominal = float(pca_project.variance_share(fit)[pca_project.band_slice(fit, "bottom", 25)].sum())
+    assert pca_project.band_share(x, bottom) == pytest.approx(nominal, abs=1e-4)
+
+
+@pytest.mark.parametrize("aug", ["flip", "crop"])
+@pytest.mark.parametrize("source", ["fashion-mnist", "image folder"])
+def test_a_band_holds_its_share_of_the_training_inputs(source, aug, fmnist_folder, tmp_path):
+    """A band's share of the variance of the inputs a model trains on (fresh augmentation draws)
+    is the share its name says, within a point, with the PCA fitted on the training views; fitted
+    on the stored images, as before the fix, the bottom 25% holds another share."""
+    name, where, size = ("fashion-mnist", str(tmp_path), 28) if source == "fashion-mnist" else \
+        ("folder", str(fmnist_folder), 16)
+    x, _ = data.load(name, "train", where, size)
+    x = x[torch.linspace(0, len(x) - 1, min(len(x), 5000)).long()].float() / 255
+    inputs = data.augment(x, aug, torch.rand(len(x), 5, generator=torch.Generator().manual_seed(1)))
+    views, stored = (pca_project.load_or_fit(name, where, size, aug=a)[0] for a in (aug, "none"))
+    for target, pct in (("bottom", 10), ("bottom", 25), ("top", 75)):
+        band = pca_project.band_slice(views, target, pct)
+        nominal = float(pca_project.variance_share(views)[band].sum())
+        share = pca_project.band_share(inputs, pca_project.on_device(views, "cpu", band))
+        assert abs(share - nominal) < 0.01, (target, pct, share, nominal)
+    band = pca_project.band_slice(stored, "bottom", 25)
+    share = pca_project.band_share(inputs, pca_project.on_device(stored, "cpu", band))
+    nominal = float(pca_project.variance_share(stored)[band].sum())
+    assert abs(share - nominal) > 0.01  # Fashion-MNIST is not mirror-symmetric; a crop smooths

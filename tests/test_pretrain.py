@@ -1,4 +1,5 @@
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +11,7 @@ import pca_project
 import pretrain
 import report
 import training
-from conftest import TINY, band, project
+from conftest import SHORT, TINY, band, project
 from test_pca import one_line_error
 
 
@@ -279,7 +280,7 @@ def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run,
     code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path,
                        "--target", "bottom", "--pct", 25, "--aug", "crop")
     assert code == 0, err
-    pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
+    pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16, aug="crop")
     V = band(pca, "bottom", 25)
     assert len(seen) == 6
     for x, target in seen:
@@ -383,3 +384,16 @@ def test_crop_augmentation_keeps_shape_and_range():
     y = data.augment(x, "crop", torch.rand(64, 5, generator=torch.Generator().manual_seed(0)))
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     assert not torch.allclose(y, x) and not torch.allclose(y, x.flip(3))
+
+
+def test_a_band_target_run_names_the_share_of_its_training_inputs(fmnist_folder, tmp_path, run):
+    code, out, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--target", "bottom",
+                         "--pct", 25, "--out", tmp_path)
+    assert code == 0, err
+    header = out.splitlines()[0]
+    nominal, inputs = re.search(r"([\d.]+)% of the variance; ([\d.]+)% of the training inputs' under --aug flip",
+                                header).groups()
+    assert abs(float(nominal) - float(inputs)) < 1 and 20 < float(nominal) <= 25, header
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["input_share"] == pytest.approx(float(inputs) / 100, abs=1e-4)
+    assert summary["config"]["aug"] == "flip" and summary["config"]["pca_fit"] == "views"

@@ -119,6 +119,43 @@ cifar10-study: .venv/ready
 	  $(PY) finetune.py --ckpt $$out/ckpt.pt $(C10_FT5) --out $$out/finetune5; done
 	$(PY) report.py $(C10_OUT) --charts --as cifar10
 
+# Issue 36's rerun of step 4's supervised runs, the band of the whole image in train and test alike
+# (the runs above took the band of a crop in training): about 25 minutes each on 2 cores.
+cifar10-bands: .venv/ready
+	@test -d $(DATA)/train || { echo "no CIFAR-10 folder at $(DATA): tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C data/" >&2; exit 2; }
+	set -e; for band in original "top --pct 90" "bottom --pct 20"; do \
+	  $(PY) finetune.py $(C10_SUP) --epochs 30 --input $$band \
+	    --out $(C10_OUT)/sup30-wholeband-$$(echo $$band | tr -d ' -' | sed s/pct//); done
+	$(PY) report.py $(C10_OUT) --charts --as cifar10
+
+# Issue 37's study: the 40-epoch study's data, model, batch, base lr and probe, 100 pretraining epochs
+# (warmup 10), the band target of issue 36 (--aug flip, the PCA of the training views) for every arm.
+# Resumable after any stop and on a fresh clone: ended runs are known from their committed results,
+# a run under way from its committed ckpt.pt (commit it, and its unprobed keep-*.pt, before a stop).
+# In the issue's order: 1 original and bottom-25% targets, seeds 0 and 1; 2 norm-pix loss, seeds 0 and
+# 1; each copy (epochs 0 10 20 40 70 100) probed right after its run, and each epoch-100 encoder
+# fine-tuned for 5 epochs then too (its checkpoint is not committed once its run has ended); 3 no
+# pretraining, 5 and 50 epochs (layer decay 1: no pretrained layers to keep; the 5-epoch run is step 6 of
+# cifar10-study, the same command); 4 bottom 10%, seed 0. Its runs sit beside the 40-epoch study's, so
+# that one table and one probe chart hold both.
+C10_MAE100 := $(C10) $(C10_VIT) --decoder-dim 128 --decoder-depth 2 --decoder-heads 4 --epochs 100 \
+	--warmup-epochs 10 --batch-size 256 --blr 1.5e-3 --eval-every 10 --keep-epochs 0 10 20 40 70 --resume
+cifar10-study3: .venv/ready
+	@test -d $(DATA)/train || { echo "no CIFAR-10 folder at $(DATA): tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C data/" >&2; exit 2; }
+	set -e; for run in original:0 "bottom --pct 25:0" original:1 "bottom --pct 25:1" \
+	    "original --norm-pix-loss:0" "original --norm-pix-loss:1" "bottom --pct 10:0"; do \
+	  target=$${run%:*}; seed=$${run#*:}; \
+	  out=$(C10_OUT)/mae100-$$(echo $$target | tr -d ' -' | sed 's/pct//; s/normpixloss/-normpix/')-s$$seed; \
+	  $(PY) pretrain.py --target $$target --seed $$seed $(C10_MAE100) --out $$out; \
+	  for e in 0000 0010 0020 0040 0070; do \
+	    $(PY) linprobe.py --ckpt $$out/keep-$$e.pt $(C10_PROBE) --out $$out/linprobe-$$e; done; \
+	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10_PROBE) --out $$out/linprobe; \
+	  case $$target in *"pct 10"*) ;; *) $(PY) finetune.py --ckpt $$out/ckpt.pt $(C10_FT5) --out $$out/finetune5;; esac; \
+	  if [ $$seed$$target = "1original --norm-pix-loss" ]; then \
+	    $(PY) finetune.py --init none $(C10_VIT) $(C10_FT5) --epochs 50 --warmup-epochs 5 --layer-decay 1 \
+	      --out $(C10_OUT)/finetune50-none; fi; done
+	$(PY) report.py $(C10_OUT) --charts --as cifar10
+
 test: .venv/test-ready $(FASHION_MNIST)
 	$(PY) -m pytest -q tests
 
@@ -148,4 +185,5 @@ gpu-check: .venv/ready $(FASHION_MNIST)
 $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
-.PHONY: demo test mutants bench gpu-check laptop laptop20 cifar10-laptop cifar10-study alternatives
+.PHONY: demo test mutants bench gpu-check laptop laptop20 cifar10-laptop cifar10-study cifar10-bands cifar10-study3 \
+	alternatives

@@ -281,7 +281,7 @@ def main(argv=None):
                    "wall_seconds_this_session": time.time() - t_start}
         cli.save_json(summary, os.path.join(args.out, "summary.json"))
         if args.band_edges:
-            report.explained_chart(logs, os.path.join(args.out, "explained.svg"), band_desc, cfg)
+            report.explained_chart(logs, os.path.join(args.out, "explained.svg"), band_desc)
         print(f"done: loss {summary['final_loss']:.4f}, kNN {final_knn:.3f}; wrote {args.out}/")
     training.end_distributed()
 

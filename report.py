@@ -280,12 +280,13 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
 # compared the masked patches only, whose cut edges credit a model with bands it cannot know.
 EXPLAINED_BY = "the whole target, each patch guessed while hidden"
 OLD_EXPLAINED_BY = "masked patches only (before issue 21; leaks across bands)"
-# Norm-pix loss: the guess is made pixels with each hidden patch's own mean and scale, so what a
-# guess of nothing is worth is the target with each patch flat at its own mean. Logs written before
-# compared against the mean image and credited a model with the patch means it was given.
-NORM_PIX_EXPLAINED_BY = EXPLAINED_BY + ", against each patch flat at its own mean (norm-pix loss)"
-OLD_NORM_PIX_EXPLAINED_BY = (EXPLAINED_BY + ", de-normalised with the hidden patches' own means "
-                             "(norm-pix loss, before the fix; credits the model with them)")
+# Norm-pix loss: no figure (pca_project.monitor says why). Logs written before gave figures that
+# credited the model with the hidden patches' own means and scales, first against the mean image,
+# then against each patch flat at its own mean; both are withdrawn.
+NORM_PIX_EXPLAINED_BY = ("no figure: a norm-pix model predicts each patch up to its own mean and "
+                         "scale, which no pixel reading can credit it with only what it knows")
+WITHDRAWN = ("withdrawn: norm-pix figures made pixels with the hidden patches' own means and scales, "
+             "which credited the model with bands it did not know")
 
 
 def explained_by(cfg):
@@ -293,15 +294,12 @@ def explained_by(cfg):
     return NORM_PIX_EXPLAINED_BY if cfg.get("norm_pix_loss") else EXPLAINED_BY
 
 
-def measured_as(log, cfg):
+def measured_as(log):
     """What a log line's band monitor measured, named; lines that predate a fix named as such."""
-    definition = log.get("explained_by", OLD_EXPLAINED_BY)
-    if definition == EXPLAINED_BY and cfg.get("norm_pix_loss"):
-        return OLD_NORM_PIX_EXPLAINED_BY
-    return definition
+    return log.get("explained_by", OLD_EXPLAINED_BY)
 
 
-def explained_chart(logs, path, target, cfg):
+def explained_chart(logs, path, target):
     """explained.svg: the share of the hidden variance of each spectrum band that the model
     explains, over epochs, from pretrain.py's log rows (bands outside a band target have no
     line). Only the rows measured as the last one was are drawn: two definitions never share a
@@ -309,8 +307,8 @@ def explained_chart(logs, path, target, cfg):
     measured = [log for log in logs if log.get("explained")]
     if not measured:  # a run whose bands were none (--band-edges without values)
         return
-    definition = measured_as(measured[-1], cfg)
-    rows = [log["explained"] if measured_as(log, cfg) == definition else {} for log in measured]
+    definition = measured_as(measured[-1])
+    rows = [log["explained"] if measured_as(log) == definition else {} for log in measured]
     series = {}
     for name in rows[-1]:
         label = name if rows[-1][name] is not None else name + " (outside the target)"
@@ -394,8 +392,7 @@ def redraw_charts(folder):
         summary = os.path.join(run, "summary.json")
         if any("explained" in log for log in logs):  # target, config: summary.json, once it ended
             ended = cli.read_json(summary, "summary.json") if os.path.exists(summary) else {}
-            explained_chart(logs, os.path.join(run, "explained.svg"), ended.get("target", run),
-                            ended.get("config", {}))
+            explained_chart(logs, os.path.join(run, "explained.svg"), ended.get("target", run))
         if any("test_accuracy" in log for log in logs):
             curves[os.path.relpath(run, folder)] = [log.get("test_accuracy") for log in logs]
     if curves:

@@ -3,15 +3,17 @@
     .venv/bin/python bench/band_errors.py [--folder data/cifar10-jpeg]
 
 1. What a guess holding only the image's top-75% band is credited with, per band, by the band
-   monitor measured inside the masked patches only (the way before issue 21) and on the whole image
-   (today's): the guess knows nothing of the two low bands, so the right figure there is 0. Random
-   masking 0.75, 1,000 test images, the train split's PCA, patch 2, 4 and 8 at 32 px.
+   monitor's arithmetic applied inside the masked patches only (the way before issue 21) and on
+   the whole image (today's): the guess knows nothing of the two low bands, so the right figure
+   there is 0. Random masking 0.75, 1,000 test images, the train split's PCA, patch 2, 4 and 8.
 2. The error a bottom-25% target picks up when made under bf16 autocast or a lowered float32 matmul
    precision, and with pca_project.exact_float32 (what pca_project.to_band uses), against float64:
    |target - float64 target| / |float64 target - mean| over 512 train images.
-3. What a norm-pix model predicting zeros (each hidden patch flat at its own mean, which
-   de-normalising gives it) is credited with: against the mean image (the way before the fix) and
-   against each patch at its own mean (today's); the right figure is 0 in every band. Patch 4.
+3. What a norm-pix guess holding only the normalised shape of one band (top 75% or bottom 25%) in
+   every patch is credited with once made pixels with each patch's own mean and scale, measured
+   against the mean image and against each patch flat at its own mean (the two readings of
+   earlier code): the right figure is 0 in every band the guess does not hold. Today the monitor
+   gives a norm-pix model no figure. Patch 2 and 4.
 """
 import argparse
 import os
@@ -25,6 +27,18 @@ import model  # noqa: E402
 import pca_project  # noqa: E402
 
 
+def shares(truth, given, guess, pcs):
+    """The band monitor's arithmetic on any images: per band, 1 - |guess - truth|^2 / |given - truth|^2."""
+    err = pca_project.band_variance(guess - truth, pcs)
+    var = pca_project.band_variance(given - truth, pcs)
+    return ", ".join(f"{name} {1 - (e / v).item():.3f}" for (name, _), e, v in zip(pcs["bands"], err, var))
+
+
+def tiny_mae(patch, **kwargs):
+    return model.MAE(image_size=32, patch_size=patch, channels=3, dim=32, depth=1, heads=2,
+                     decoder_dim=32, decoder_depth=1, decoder_heads=2, **kwargs)
+
+
 def monitor_leak(fit, x_test):
     x = x_test[torch.linspace(0, len(x_test) - 1, 1000).long()].float() / 255
     pcs = pca_project.on_device(fit, "cpu", bands=pca_project.spectrum_bands(fit, [10, 25]))
@@ -32,35 +46,32 @@ def monitor_leak(fit, x_test):
     top_band = pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, "top", 75))
     top = pca_project.to_band(x, top_band)
     for patch in (2, 4, 8):
-        mae = model.MAE(image_size=32, patch_size=patch, channels=3, dim=32, depth=1, heads=2,
-                        decoder_dim=32, decoder_depth=1, decoder_heads=2)
+        mae = tiny_mae(patch)
         mask = mae.split(mae.mask_scores(len(x), "cpu", torch.Generator().manual_seed(0)))[2]
         m = mae.unpatchify(mask[..., None].expand(-1, -1, patch * patch * 3))  # 1: masked
-        windowed = pca_project.explained(x, x * (1 - m) + mean * m, x * (1 - m) + top * m, pcs)
-        whole = pca_project.explained(x, mean.expand_as(x), top, pcs)
+        windowed = shares(x, x * (1 - m) + mean * m, x * (1 - m) + top * m, pcs)
+        whole = shares(x, mean.expand_as(x), top, pcs)
         for name, figures in (("masked patches only", windowed), ("whole image", whole)):
-            shares = ", ".join(f"{band} {v:.3f}" for band, v in figures.items())
-            print(f"patch {patch}, {name:19}: {shares}")
+            print(f"patch {patch}, {name:19}: {figures}")
 
 
 def norm_pix_leak(fit, x_test):
     x_uint8 = x_test[torch.linspace(0, len(x_test) - 1, 1000).long()]
+    x = x_uint8.float() / 255
     pcs = pca_project.on_device(fit, "cpu", bands=pca_project.spectrum_bands(fit, [10, 25]))
-    mae = model.MAE(image_size=32, patch_size=4, channels=3, dim=32, depth=1, heads=2,
-                    decoder_dim=32, decoder_depth=1, decoder_heads=2, norm_pix_loss=True)
-    forward = mae.forward
-
-    def zeros(x, target, generator=None, scores=None):  # a prediction of nothing
-        loss, pred, mask = forward(x, target, generator, scores)
-        return loss, torch.zeros_like(pred), mask
-    mae.forward = zeros
-    _, target, guess = pca_project.completed(mae, x_uint8, pcs)
-    patches = mae.patchify(target)
-    own_means = mae.unpatchify(patches.mean(-1, keepdim=True).expand_as(patches))
-    mean = pcs["mean"].view_as(target[0]).expand_as(target)
-    for name, seen in (("against the mean image", mean), ("against patch means", own_means)):
-        figures = pca_project.explained(target, seen, guess, pcs)
-        print(f"{name:23}: " + ", ".join(f"{band} {v:.3f}" for band, v in figures.items()))
+    mean = pcs["mean"].view_as(x[0]).expand_as(x)
+    for patch in (2, 4):
+        mae = tiny_mae(patch, norm_pix_loss=True)
+        patches = mae.patchify(x)
+        own_means = mae.unpatchify(patches.mean(-1, keepdim=True).expand_as(patches))
+        for target, pct in (("top", 75), ("bottom", 25)):
+            part = pca_project.to_band(x, pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, target, pct)))
+            shape = model.normalize_patches(mae.patchify(part))  # that band's shape, normalised, per patch
+            guess = pca_project.in_pixels(mae, shape, x)  # with each patch's own mean and scale
+            for name, given in (("against the mean image", mean), ("against patch means", own_means)):
+                label = f"{target} {pct}% shape, {name}"
+                print(f"patch {patch}, {label:45}: {shares(x, given, guess, pcs)}")
+        print(f"patch {patch}, today: {pca_project.monitor(mae, x_uint8, pcs)} (no figure)")
 
 
 def target_precision(fit, x_train):
@@ -98,7 +109,7 @@ def main():
     monitor_leak(fit, data.load("folder", "test", args.folder, 32)[0])
     print("2. a bottom-25% target's error")
     target_precision(fit, data.load("folder", "train", args.folder, 32)[0])
-    print("3. the band monitor's figures for a norm-pix prediction of zeros")
+    print("3. the figures earlier readings gave a norm-pix guess of one band's shape")
     norm_pix_leak(fit, data.load("folder", "test", args.folder, 32)[0])
 
 

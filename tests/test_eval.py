@@ -193,18 +193,20 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
     assert len(svg.findall(f".//{ns}circle")) == 3 + 1  # and the dot beside its name
 
 
-def test_norm_pix_monitor_lines_from_before_the_fix_never_share_a_chart_with_later_ones(tmp_path):
-    before = {"explained": {"top 75%": 0.99}, "explained_by": report.EXPLAINED_BY}
-    after = {"explained": {"top 75%": 0.30}, "explained_by": report.explained_by({"norm_pix_loss": True})}
-    for logs, definition, drawn in (([after, before], report.OLD_NORM_PIX_EXPLAINED_BY, 1),
-                                    ([before, after, after], report.NORM_PIX_EXPLAINED_BY, 2)):
-        report.explained_chart(logs, tmp_path / "e.svg", "the image", {"norm_pix_loss": True})
+def test_monitor_lines_of_two_definitions_never_share_a_chart_and_withdrawn_ones_none(tmp_path):
+    before = {"explained": {"top 75%": 0.99}}  # no explained_by: logged before issue 21
+    after = {"explained": {"top 75%": 0.30}, "explained_by": report.EXPLAINED_BY}
+    for logs, definition, drawn in (([after, before], report.OLD_EXPLAINED_BY, 1),
+                                    ([before, after, after], report.EXPLAINED_BY, 2)):
+        report.explained_chart(logs, tmp_path / "e.svg", "the image")
         svg = ET.fromstring((tmp_path / "e.svg").read_text())
         ns = "{http://www.w3.org/2000/svg}"
         assert definition in " ".join(t.text or "" for t in svg.iter(ns + "text"))
         assert len(svg.findall(f".//{ns}circle")) == drawn
-    # Without norm-pix loss the same line is measured as it says.
-    assert report.measured_as(before, {"norm_pix_loss": False}) == report.EXPLAINED_BY
+    withdrawn = {"explained_withdrawn": {"top 75%": 0.9}, "explained_by": report.WITHDRAWN}
+    norm_pix = {"explained": None, "explained_by": report.explained_by({"norm_pix_loss": True})}
+    report.explained_chart([withdrawn, norm_pix], tmp_path / "w.svg", "the image")
+    assert not (tmp_path / "w.svg").exists()
 
 
 def test_band_table_stands_beside_balestriero_and_lecun(tmp_path):

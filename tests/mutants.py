@@ -109,6 +109,9 @@ MUTANTS = [
      "x = pca_project.to_band(data.augment(x_train[idx].float() / 255, args.aug, u_aug), pcs)\n"
      "            labels = y_train[idx]",
      "tests/test_eval.py -k band_of_the_whole_image"),
+    ("older code's runs read as today's", "report.py",
+     "    return {k: cli.OLDER_CODE[name] for k, name in older.items() if name in cli.OLDER_CODE} | cfg",
+     "    return cfg", "tests/test_eval.py -k older_code"),
     ("an ended fine-tune known by its checkpoint's path", "finetune.py", 'known["ckpt"] = None', "pass",
      "tests/test_nothing_lost.py -k without_its_checkpoints"),
 ]

@@ -337,3 +337,18 @@ def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, r
     autocast.clear()
     assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "fp32")[0] == 0
     assert ("MAE", True, False) in autocast and ("MAE", True, True) not in autocast
+
+
+def test_runs_of_older_code_are_read_as_that_code_ran(tmp_path):
+    """A config key older code did not record stands for what it did (cli.OLDER_CODE): a band run
+    that took the band of a crop (no band_first) is no second seed of one that takes the band of
+    the whole image, and the cell names what sets them apart; pretraining configs alike."""
+    config = {"dim": 64, "depth": 4, "patch_size": 4, "input": "bottom"}
+    def result(accuracy, seed, **new):
+        return {"dataset": "cifar10", "target": "no pretraining", "eval": "finetune", "input": "bottom 20%",
+                "accuracy": accuracy, "epochs": 30, "config": config | {"seed": seed} | new, "pretrain_config": None}
+    old, fixed, fixed_seed1 = result(0.40, 0), result(0.50, 0, band_first=True), result(0.52, 1, band_first=True)
+    row = next(line for line in report.table([old, fixed, fixed_seed1]).splitlines() if "bottom 20% band" in line)
+    assert "0.400, 30 ep [band_first False]" in row and "0.510 ± 0.014 (n=2), 30 ep [band_first True]" in row
+    assert report.comparable({"aug": "crop"}, {"aug": "crop", "pca_fit": "images"})
+    assert not report.comparable({"aug": "crop"}, {"aug": "crop", "pca_fit": "views"})

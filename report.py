@@ -340,12 +340,18 @@ def probe_chart(results, path):
         c = r["pretrain_config"]
         if r.get("pretrain_epoch") == 0:
             continue  # drawn as the level
-        schedule = f"patch {c['patch_size']}, {c['epochs']} ep"
+        schedule = f"patch {c['patch_size']}, {c['epochs']} ep, --aug {c.get('aug', 'crop')}"
         name = f"{r['target']}, {schedule}"
         kinds[name] = (r["target"], schedule)
         epoch = r.get("pretrain_epoch", c["epochs"])
         runs.setdefault(name, {}).setdefault(epoch, []).append(r["accuracy"])
-    untrained = [r["accuracy"] for r in probes if r.get("pretrain_epoch") == 0]
+    # One level per seed: the epoch-0 copies of one seed are one initialisation, whatever the
+    # schedule that followed.
+    inits = {}
+    for r in probes:
+        if r.get("pretrain_epoch") == 0:
+            inits.setdefault(r["pretrain_config"]["seed"], []).append(r["accuracy"])
+    untrained = [sum(a) / len(a) for a in inits.values()]
     if not any(len(epochs) > 1 for epochs in runs.values()):
         return False
     xs = sorted({e for epochs in runs.values() for e in epochs} | ({0} if untrained else set()))

@@ -229,9 +229,9 @@ def test_band_table_stands_beside_balestriero_and_lecun(tmp_path):
 
 
 def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path, run):
-    def probe(name, target, epoch, accuracy, seed=0, epochs=40):
+    def probe(name, target, epoch, accuracy, seed=0, epochs=40, **aug):
         c = {"target": target, "pct": 25, "masking": "random", "dim": 64, "depth": 2, "patch_size": 4,
-             "epochs": epochs, "seed": seed}
+             "epochs": epochs, "seed": seed} | aug  # older configs: no aug, which was crop
         (tmp_path / name).mkdir(parents=True)
         (tmp_path / name / "results.json").write_text(json.dumps(
             {"dataset": "folder", "target": "?", "eval": "linprobe", "accuracy": accuracy, "epochs": 30,
@@ -243,6 +243,7 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
         probe(f"b0/lp-{epoch}", "bottom", epoch, accuracy - 0.05)
     probe("ten/lp", "original", None, 0.48, epochs=10)  # an older run: its final weights, no epoch recorded
     probe("o1/lp-10", "original", 10, 0.54, seed=1)  # a second seed at epoch 10: mean 0.52
+    probe("f0/lp-0000", "original", 0, 0.40, epochs=100, aug="flip")  # seed 0's init again: no third seed
     code, out, err = run(report, tmp_path, "--charts")
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| folder")]
@@ -254,8 +255,8 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"
     legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
-    assert legend == ["bottom 25%, patch 4, 40 ep", "original, patch 4, 10 ep", "original, patch 4, 40 ep",
-                      "untrained (MAE init), n=2"]
+    assert legend == ["bottom 25%, patch 4, 40 ep, --aug crop", "original, patch 4, 10 ep, --aug crop",
+                      "original, patch 4, 40 ep, --aug crop", "untrained (MAE init), n=2"]
     # A target keeps its colour across schedules, and a schedule its shape: the legend's, and the points'.
     colour = dict(zip(legend, (t.get("fill") for t in svg.iter(ns + "text") if t.get("font-weight") == "bold")))
     assert colour[legend[1]] == colour[legend[2]] and len({colour[legend[i]] for i in (0, 2, 3)}) == 3
@@ -263,16 +264,16 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
         "rect", "rect", "circle", "circle", "circle", "circle"]  # 10 ep: a square (and its legend's); 40 ep: dots
     lines = {legend[i]: [tuple(map(float, p.split(","))) for p in line.get("points").split()]
              for i, line in enumerate(svg.iter(ns + "polyline"))}
-    xs = [x for x, _ in lines["original, patch 4, 40 ep"]]
+    xs = [x for x, _ in lines["original, patch 4, 40 ep, --aug crop"]]
     assert len(xs) == 3 and (xs[2] - xs[1]) == pytest.approx(6 * (xs[1] - xs[0]), abs=0.5)  # 5, 10, 40
-    assert len(lines["original, patch 4, 10 ep"]) == 1  # a lone point at epoch 10
+    assert len(lines["original, patch 4, 10 ep, --aug crop"]) == 1  # a lone point at epoch 10
     level = lines["untrained (MAE init), n=2"]
     assert len({y for _, y in level}) == 1 and level[0][0] < xs[0]  # a level from epoch 0 on
     # Where seeds spread, a bar spans them: the second seed's epoch 10 and the untrained pair, no more.
     def height(accuracy):  # on the y scale of the line through 0.45 (epoch 5) and 0.60 (epoch 40)
-        (_, y5), _, (_, y40) = lines["original, patch 4, 40 ep"]
+        (_, y5), _, (_, y40) = lines["original, patch 4, 40 ep, --aug crop"]
         return y5 + (y40 - y5) * (accuracy - 0.45) / 0.15
-    assert lines["original, patch 4, 40 ep"][1][1] == pytest.approx(height(0.52), abs=0.2)
+    assert lines["original, patch 4, 40 ep, --aug crop"][1][1] == pytest.approx(height(0.52), abs=0.2)
     bars = [[float(v) for v in re.findall(r"-?[\d.]+", p.get("d"))] for p in svg.iter(ns + "path")]
     assert sorted((b[3], b[1], b[5]) for b in bars) == [  # each bar's x, and the y of its two ends
         pytest.approx((level[0][0], height(0.42), height(0.40)), abs=0.2),

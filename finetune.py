@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 import cli
 import data
 import outfolder
+import dataset_pca
 import pca_project
 import training
 from checkpoints import check_sizes, load_pretrained, pretrained
@@ -141,7 +142,7 @@ def main(argv=None):
     pcs = None
     band_desc = "the image"
     if args.input != "original":
-        fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size,
+        fit, _ = dataset_pca.load_or_fit(args.dataset, args.data_dir, args.image_size,
                                          download=args.download, device=device)
         pcs = pca_project.on_device(fit, device, pca_project.band_slice(fit, args.input, args.pct))
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)

@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wave_attention import WaveAttention
 
 # Patch maskings hide mask_ratio of the patches; "pca" hides no patch: the input and target are
 # already split into principal components (pca_project.hide_components, PMAE). The model's "none"
@@ -102,7 +101,11 @@ class Block(nn.Module):
         super().__init__()
         self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads) if grid is None else WaveAttention(dim, heads, grid)
+        if grid is None:
+            self.attn = Attention(dim, heads)
+        else:  # imported only when asked for, so that this file copies alone
+            from wave_attention import WaveAttention
+            self.attn = WaveAttention(dim, heads, grid)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))

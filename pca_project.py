@@ -5,24 +5,15 @@
 fits the PCA on the train split only (cached next to the data), prints how many components the
 bottom p% and top (100-p)% bands hold, and writes a grid: originals / bottom-p / top-(100-p).
 
-As a library:
+As a library (this file imports nothing else of the project: copy it with model.py):
     pca = fit(x)                                     # x (N, C, H, W), uint8 or float in [0, 1]
     pcs = on_device(pca, device, band_slice(pca, "bottom", 25))   # what a run keeps on its device
     x_bottom = to_band(x, pcs)                       # x (float32) rebuilt from the band
 """
 import contextlib
-import hashlib
 import math
-import os
-import time
 
 import torch
-
-import cli
-import data
-from checkpoints import load_pretrained, pretrained
-from report import explained_by, target_name
-
 
 def fit(x, device=None, views=None):
     """PCA of x's pixels: mean (D,), eigvals (D,) ascending, eigvecs (D, D) as columns (each
@@ -34,8 +25,7 @@ def fit(x, device=None, views=None):
     n, shape = len(x) * len(first), tuple(x.shape[1:])
     d = math.prod(shape)
     if n < 2 or bool((x == x[:1]).all()):
-        raise cli.UserError(f"the train split's {len(x)} image(s) are all alike: "
-                            "a PCA of them would mean nothing")
+        raise ValueError(f"the {len(x)} image(s) are all alike: a PCA of them would mean nothing")
     scale = 1 / 255 if first.dtype == torch.uint8 else 1.0
     if n < d:
         # Gram route: Xc Xc^T (N x N) has the same non-zero spectrum as Xc^T Xc, and here the
@@ -101,9 +91,9 @@ def band_slice(pca, target, pct):
     top q: the complement of bottom (100 - q), so bottom p and top 100 - p partition the space.
     """
     if target not in ("bottom", "top"):
-        raise cli.UserError(f"band target must be bottom or top, got {target!r}")
+        raise ValueError(f"a band is bottom or top, not {target!r}")
     if not 0 < pct < 100:
-        raise cli.UserError(f"--pct must be in (0, 100), got {pct:g}")
+        raise ValueError(f"a band's share is in (0, 100) percent, not {pct:g}")
     k = int((variance_share(pca).cumsum(0) <= (pct if target == "bottom" else 100 - pct) / 100).sum())
     return slice(0, k) if target == "bottom" else slice(k, len(pca["eigvals"]))
 
@@ -206,176 +196,15 @@ def exact_float32(device_type):
         torch.set_float32_matmul_precision(precision)
 
 
-def band_variance(diff, pcs):
-    """|diff V_B|^2 summed over the images (N, C, H, W), per monitored band B of pcs["bands"]
-    (V_B its eigenvectors); the largest band's as the rest of |diff|^2."""
-    diff = diff.flatten(1)
-    sq = torch.zeros(len(pcs["bands"]), device=diff.device)
-    sq.index_add_(0, pcs["which"], (diff @ pcs["watch"]).pow(2).sum(0))
-    sq[pcs["largest"]] = diff.pow(2).sum() - sq.sum()
-    return sq
-
-
-def inputs(model, x_uint8, pcs, mask_share, sigma, generator):
-    """The images in [0, 1], the model's input (the images; with PCA masking their visible
-    components; with sigma, plus noise) and its target (the images or their band; with PCA
-    masking the hidden components)."""
-    x = x_uint8.float() / 255
-    if model.masking == "pca":
-        u = torch.rand(len(x), len(pcs["share"]), device=x.device, generator=generator)
-        inp, target = split(x, pcs, hide_components(pcs["share"], mask_share, u), pcs["band"])
-    else:
-        inp, target = x, to_band(x, pcs)
-    if sigma:
-        inp = inp + sigma * torch.randn(inp.shape, device=inp.device, generator=generator)
-    return x, inp, target
-
-
-def in_pixels(model, pred, target):
-    """A prediction (N, T, p*p*C) as an image; with norm-pix-loss, the per-patch normalisation
-    undone with the target's own statistics."""
-    if model.norm_pix_loss:
-        tp = model.patchify(target)
-        pred = pred * (tp.var(-1, keepdim=True) + 1e-6).sqrt() + tp.mean(-1, keepdim=True)
-    return model.unpatchify(pred.float())
-
-
-@torch.no_grad()
-def predict(model, x_uint8, pcs, mask_share=0.2, sigma=None):
-    """A pretrained MAE on fixed images with the same masks (or noise) every time: (images, input,
-    target, prediction, mask image (1 = masked patch)), the prediction in pixels even with
-    norm-pix-loss."""
-    model.eval()
-    g = torch.Generator(x_uint8.device).manual_seed(0)
-    x, inp, target = inputs(model, x_uint8, pcs, mask_share, sigma, g)
-    _, pred, mask = model(inp, target, generator=g)
-    m = model.unpatchify(mask[..., None].expand(*mask.shape, model.patchify(target).shape[-1]))
-    return x, inp, target, in_pixels(model, pred, target), m
-
-
-@torch.no_grad()
-def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
-    """The model's guess of the whole target, each patch guessed while it was hidden: passes of the
-    model's own masking, on fixed images, until every patch of every image has been hidden once;
-    each patch comes from the first pass that hid it. Returns (input, target, guess), images
-    (N, C, H, W). Random and block masking take two passes: the second keeps the patches of the
-    highest scores of the first one's field, as likely a mask as the lowest (the field's values are
-    symmetric), and hides every patch the first kept (at a mask ratio of 0.5 or more). Other
-    cases draw afresh until all are hidden;
-    maskings that hide no patch (PCA masking, noise) take one pass."""
-    model.eval()
-    g = torch.Generator(x_uint8.device).manual_seed(0)
-    _, inp, target = inputs(model, x_uint8, pcs, mask_share, sigma, g)
-    guess = torch.zeros_like(model.patchify(target))
-    todo = torch.ones(guess.shape[:2], dtype=torch.bool, device=guess.device)
-    scores = None if model.masking in ("pca", "none") else model.mask_scores(len(inp), inp.device, g)
-    for i in range(max_passes):
-        _, pred, mask = model(inp, target, scores=scores)
-        take = todo & mask.bool()
-        guess[take] = pred.float()[take]
-        todo &= ~take
-        if not todo.any():
-            return inp, target, in_pixels(model, guess, target)
-        if i == 0 and model.masking != "grid":
-            scores = -scores  # the highest scores kept
-        else:  # grid masking, or a mask ratio under 0.5: fresh draws
-            scores = model.mask_scores(len(inp), inp.device, g)
-    raise RuntimeError(f"{max_passes} passes of {model.masking} masking left patches never hidden")
-
-
-def monitor(model, x_uint8, pcs, mask_share=0.2, sigma=None):
-    """pretrain.py's band monitor: per band B of the spectrum, the share of B's variance in what the
-    model had to guess that its guess recovers, 1 - |(guess - truth) V_B|^2 / |(given - truth) V_B|^2
-    over the images: 1 for the truth, 0 for a guess that adds nothing to what the model was given,
-    negative for one worse than that; None outside the target band (or where the band has no such
-    variance).
-
-    Patch maskings: the whole target against the mean image, each patch guessed while it was
-    hidden (completed). Comparing only the masked patches would cut them out at their borders, and
-    the cut puts energy into every band: a guess of the top band alone would be credited with much
-    of the others. PCA masking: the hidden components, the visible ones given.
-
-    Norm-pix loss: no figure (returns None). Such a model predicts each hidden patch up to its own
-    mean and scale, which it is never asked for: made pixels with the hidden patch's own mean and
-    scale, a guess of the normalised top-75% shape alone is credited with 0.24 of the 10-25% band
-    (patch 4, CIFAR-10), and made pixels with anything else, the guess is charged for what it was
-    not asked. No pixel-space reading credits it with only what it knows."""
-    if model.norm_pix_loss:
-        return None
-    inp, target, guess = completed(model, x_uint8, pcs, mask_share, sigma)
-    mean = pcs["mean"].view_as(inp[0])
-    given = mean.expand_as(target)  # what a guess of nothing is worth
-    if model.masking == "pca":  # the input holds the visible components; the rest was to be guessed
-        truth, given, guess = inp + target - mean, inp + given - mean, inp + guess - mean
-    else:
-        truth = target
-    err, var = band_variance(guess - truth, pcs), band_variance(given - truth, pcs)
-    shares = {name: 1 - (e / v).item() if v > 1e-6 * var.sum() else None
-              for (name, _), e, v in zip(pcs["bands"], err, var)}
-    band = pcs["band"]
-    if band is not None:
-        outside = [name for name, b in pcs["bands"] if b.stop <= band.start or b.start >= band.stop]
-        shares |= dict.fromkeys(outside)
-    return shares
-
-
-def shown(model, x_uint8, pcs, mask_share=0.2, sigma=None):
-    """The rows of a reconstruction grid, in [0, 1]: input (masked patches grey; noisy), prediction
-    (visible patches from the target; with PCA masking, input plus predicted hidden components),
-    target, original."""
-    x, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share, sigma)
-    if model.masking == "pca":
-        rows = [inp, inp + pred - pcs["mean"].view_as(x[0]), target, x]
-    elif sigma:
-        rows = [inp, pred, target, x]
-    else:
-        rows = [inp * (1 - m) + 0.5 * m, pred * m + target * (1 - m), target, x]
-    return [r.clamp(0, 1) for r in rows]
-
-
-def training_views(x, aug):
-    """views for fit: the images a model trained with augmentation aug (data.augment) sees, so
-    that a band holds its share of the variance of the training inputs, not only of the stored
-    images. none: the images; flip: each image and its mirror image (exactly the flip's
-    distribution); crop: one random resized crop of each image (fixed draws, seed 0). A crop
-    upsamples, which smooths: fitted on the stored images, the bottom 25% of CIFAR-10 keeps only
-    0.81 of its energy in cropped views, the bottom 10% only 0.58."""
-    if aug == "none":
-        return None
-    if aug == "flip":
-        return lambda i, j: torch.cat([x[i:j], x[i:j].flip(3)])
-    u = torch.rand(len(x), 5, generator=torch.Generator().manual_seed(0))
-    return lambda i, j: data.augment(x[i:j].float() / 255, aug, u[i:j])
-
-
-def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=False, download=False,
-                device=None, images="train", aug="none"):
-    """The PCA of the training views (training_views, for augmentation aug) of the dataset's
-    pretraining images (data.images: its train split by default, never test): read from the cache
-    file, or fitted and cached. The cache's name says which images and views.
-
-    Returns (pca, seconds spent fitting, or None when the cache was used).
-    """
-    x = data.images(dataset, images, data_dir, image_size, download)
-    which = ("" if images == "train" else f"-{images}") + ("" if aug == "none" else f"-{aug}")
-    shape = "x".join(map(str, x.shape[1:]))
-    cache = cache or os.path.join(data_dir, "cache", f"pca-{dataset}{which}-{shape}.pt")
-    # A cached fit is reused only for the very same images: a hash of their bytes.
-    stamp = hashlib.sha1(x.contiguous().numpy()).hexdigest() + ("" if aug == "none" else f"-{aug}")
-    pca = cli.read_cache(cache, "a PCA fit", ("mean", "eigvals", "eigvecs", "shape", "dataset"))
-    if pca and not refit:
-        if pca["dataset"] != dataset:
-            raise cli.UserError(f"{cache} holds a PCA fit of {pca['dataset']!r}, not {dataset!r}; "
-                                "pass --refit to replace it")
-        if pca.get("stamp") == stamp:
-            return pca | {"shape": tuple(pca["shape"])}, None
-    t0 = time.time()
-    pca = fit(x, device, training_views(x, aug)) | {"dataset": dataset, "images": images, "aug": aug}
-    cli.write_cache(pca, cache, stamp)
-    return pca, time.time() - t0
-
-
 def main():
+    # The script's plumbing, imported here: the method above needs none of it.
+    import cli
+    import data
+    from checkpoints import load_pretrained, pretrained
+    from dataset_pca import load_or_fit
+    from monitor import band_monitor, shown
+    from report import explained_by, target_name
+
     p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
     p.add_argument("--pct", type=cli.within(0, 100), default=25,
                    help="bottom band share in percent; the top band is 100 - pct")
@@ -435,7 +264,7 @@ def main():
         # the band monitor on pretrain.py's monitor images, as its log lines have it
         n = min(cfg["knn_test"], len(x_test))
         x_monitor = x_test[torch.linspace(0, len(x_test) - 1, n).long()]
-        shares = monitor(mae, x_monitor, pcs, cfg["pca_mask_share"], cfg.get("sigma")) or {}
+        shares = band_monitor(mae, x_monitor, pcs, cfg["pca_mask_share"], cfg.get("sigma")) or {}
         figures = (f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in shares.items())
         print(f"band monitor on {n:,} test images ({explained_by(cfg)})"
               + (": " + ", ".join(figures) if shares else ""))
@@ -445,4 +274,5 @@ def main():
 
 
 if __name__ == "__main__":
+    import cli
     cli.main_guard(main, resumable=False)

@@ -13,6 +13,8 @@ import torch
 
 import cli
 import data
+import dataset_pca
+import monitor
 import pca_project
 import report
 import training
@@ -167,7 +169,7 @@ def main(argv=None):
     args.patch_size = args.patch_size or default_patch_size(image_shape[-1])
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     cfg["image_shape"] = list(image_shape)
-    cfg["pca_fit"] = "views"  # of the training views (pca_project.training_views)
+    cfg["pca_fit"] = "views"  # of the training views (dataset_pca.training_views)
     torch.manual_seed(args.seed)
     model = build_model(cfg, image_shape).to(device)
     cli.writable(os.path.join(args.out, "log.jsonl"))
@@ -183,7 +185,7 @@ def main(argv=None):
     pcs = input_share = None
     band_desc = "the image"
     if args.target != "original" or args.masking == "pca" or args.band_edges:
-        fit, _ = pca_project.load_or_fit(args.dataset, args.data_dir, args.image_size,
+        fit, _ = dataset_pca.load_or_fit(args.dataset, args.data_dir, args.image_size,
                                          download=args.download, device=device, images=args.images,
                                          aug=args.aug)
         band = None
@@ -252,7 +254,7 @@ def main(argv=None):
         log = run.end_epoch()
         if training.main_process() and args.band_edges:
             t_monitor = time.time()
-            log["explained"] = pca_project.monitor(model, x_monitor, pcs, args.pca_mask_share,
+            log["explained"] = monitor.band_monitor(model, x_monitor, pcs, args.pca_mask_share,
                                                    args.sigma)
             log["explained_by"] = report.explained_by(cfg)
             log["monitor_seconds"] = time.time() - t_monitor
@@ -262,7 +264,7 @@ def main(argv=None):
             feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
-            rows = pca_project.shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
+            rows = monitor.shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
             grid_path = os.path.join(args.out, f"recon-{epoch + 1:04d}.png")
             cli.save_png(torch.cat(rows), grid_path, nrow=8, padding=1)
         run.save(log)

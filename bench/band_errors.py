@@ -24,13 +24,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
 import model  # noqa: E402
+import dataset_pca  # noqa: E402
+import monitor  # noqa: E402
 import pca_project  # noqa: E402
 
 
 def shares(truth, given, guess, pcs):
     """The band monitor's arithmetic on any images: per band, 1 - |guess - truth|^2 / |given - truth|^2."""
-    err = pca_project.band_variance(guess - truth, pcs)
-    var = pca_project.band_variance(given - truth, pcs)
+    err = monitor.band_variance(guess - truth, pcs)
+    var = monitor.band_variance(given - truth, pcs)
     return ", ".join(f"{name} {1 - (e / v).item():.3f}" for (name, _), e, v in zip(pcs["bands"], err, var))
 
 
@@ -67,11 +69,11 @@ def norm_pix_leak(fit, x_test):
         for target, pct in (("top", 75), ("bottom", 25)):
             part = pca_project.to_band(x, pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, target, pct)))
             shape = model.normalize_patches(mae.patchify(part))  # that band's shape, normalised, per patch
-            guess = pca_project.in_pixels(mae, shape, x)  # with each patch's own mean and scale
+            guess = monitor.in_pixels(mae, shape, x)  # with each patch's own mean and scale
             for name, given in (("against the mean image", mean), ("against patch means", own_means)):
                 label = f"{target} {pct}% shape, {name}"
                 print(f"patch {patch}, {label:45}: {shares(x, given, guess, pcs)}")
-        print(f"patch {patch}, today: {pca_project.monitor(mae, x_uint8, pcs)} (no figure)")
+        print(f"patch {patch}, today: {monitor.band_monitor(mae, x_uint8, pcs)} (no figure)")
 
 
 def target_precision(fit, x_train):
@@ -103,7 +105,7 @@ def main():
     p.add_argument("--folder", default="data/cifar10-jpeg",
                    help="an image folder of 32 px pictures")
     args = p.parse_args()
-    fit, _ = pca_project.load_or_fit("folder", args.folder, 32)
+    fit, _ = dataset_pca.load_or_fit("folder", args.folder, 32)
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print("1. the band monitor's figures for a guess of the top-75% band alone")
     monitor_leak(fit, data.load("folder", "test", args.folder, 32)[0])

@@ -2,7 +2,7 @@
 side by side: for each --aug, each band of the monitor (top 75%, 10-25%, bottom 10%) and the
 bottom 25%, the band's nominal share (of the fitted images' variance) and its share of 5,000
 augmented train images, with the PCA fitted on the stored images (before the fix) and on the
-training views (pca_project.training_views, what pretrain.py fits now).
+training views (dataset_pca.training_views, what pretrain.py fits now).
 
     .venv/bin/python bench/bench_band_share.py [--folder data/cifar10-jpeg] [--dataset folder]
 
@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
+import dataset_pca  # noqa: E402
 import pca_project  # noqa: E402
 
 BANDS = (("top 75%", "top", 75), ("10-25%", None, None), ("bottom 10%", "bottom", 10),
@@ -47,7 +48,7 @@ def main():
     for aug in data.AUGMENTATIONS:
         u = torch.rand(len(sample), 5, generator=torch.Generator().manual_seed(1))  # fresh draws
         views = data.augment(sample, aug, u)
-        fits = [pca_project.load_or_fit(args.dataset, args.folder, 32, aug=a)[0]
+        fits = [dataset_pca.load_or_fit(args.dataset, args.folder, 32, aug=a)[0]
                 for a in ("none", aug)]
         for name, target, pct in BANDS:
             cells = []

@@ -16,6 +16,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
+import dataset_pca  # noqa: E402
+import monitor  # noqa: E402
 import pca_project  # noqa: E402
 import pretrain  # noqa: E402
 from checkpoints import build_model  # noqa: E402
@@ -32,7 +34,7 @@ def main():
     args = p.parse_args()
     cfg = vars(pretrain.get_args(STUDY)) | {"image_shape": [3, 32, 32]}
     model = build_model(cfg, (3, 32, 32))
-    fit, _ = pca_project.load_or_fit("folder", args.folder, 32)
+    fit, _ = dataset_pca.load_or_fit("folder", args.folder, 32)
     x_train, _ = data.load("folder", "train", args.folder, 32)
     x_test, _ = data.load("folder", "test", args.folder, 32)
     x_monitor = x_test[torch.linspace(0, len(x_test) - 1, 1000).long()]
@@ -52,7 +54,7 @@ def main():
     times = {"steps": [], "monitor": []}
     for _ in range(3):
         for name, fn in (("steps", steps),
-                         ("monitor", lambda: pca_project.monitor(model, x_monitor, pcs))):
+                         ("monitor", lambda: monitor.band_monitor(model, x_monitor, pcs))):
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

@@ -8,6 +8,8 @@ import data
 import finetune
 import linprobe
 import model
+import dataset_pca
+import monitor
 import pca_project
 import pretrain
 import training
@@ -88,11 +90,11 @@ def test_your_own_image_with_its_bands_and_a_checkpoints_prediction(fmnist_folde
     shown = panels(tmp_path / "mine.png", 5, 16)  # resized to the checkpoint's 16 px
     x_uint8 = data.read_image(photo, 16)[None]
     assert (shown[0] - x_uint8[0] / 255).abs().max() < 1 / 255 + 1e-6
-    pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16, aug="flip")  # the run's
+    pca, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16, aug="flip")  # the run's
     mae = checkpoints.pretrained(torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True), (3, 16, 16), "ckpt")
     bottom = pca_project.on_device(pca, "cpu", pca_project.band_slice(pca, "bottom", 10))
     want = [pca_project.to_band(x_uint8 / 255, bottom).clamp(0, 1)[0],
-            *[r[0] for r in pca_project.shown(mae, x_uint8, bottom)[:2]]]
+            *[r[0] for r in monitor.shown(mae, x_uint8, bottom)[:2]]]
     for got, expected in zip([shown[1], shown[3], shown[4]], want):
         assert (got - expected).abs().max() < 1 / 255 + 1e-6
     code, out, err = run(pca_project, *args, "--dataset", "folder", "--image-size", 24)  # no checkpoint: 3 rows

@@ -10,6 +10,7 @@ import finetune
 import linprobe
 import model
 import outfolder
+import dataset_pca
 import pca_project
 import pretrain
 import report
@@ -115,7 +116,7 @@ def test_input_bottom_trains_and_tests_on_the_band_of_the_whole_image(fmnist_fol
                        "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2,
                        "--heads", 2, "--epochs", 1, "--batch-size", 64, "--out", tmp_path)
     assert code == 0, err
-    pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
+    pca, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16)
     V = band(pca, "bottom", 25)
     train = [x for is_train, x in seen if is_train]
     test = torch.cat([x for is_train, x in seen if not is_train])

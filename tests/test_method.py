@@ -12,6 +12,7 @@ import features
 import finetune
 import linprobe
 import model
+import monitor
 import pca_project
 import training
 
@@ -109,7 +110,7 @@ def test_norm_pix_loss_normalises_each_target_patch_and_the_grid_undoes_it():
     # A model that predicts the normalised target exactly shows the target itself in the grid.
     forward = mae.forward
     mae.forward = lambda inp, target, generator=None, scores=None: (None, t, forward(inp, target, generator)[2])
-    _, _, target, shown, _ = pca_project.predict(mae, x_uint8, None, 0.2)
+    _, _, target, shown, _ = monitor.predict(mae, x_uint8, None, 0.2)
     assert torch.allclose(shown, target, atol=1e-4)
 
 

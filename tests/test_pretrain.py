@@ -7,6 +7,8 @@ import torch
 
 import data
 import model
+import dataset_pca
+import monitor
 import pca_project
 import pretrain
 import report
@@ -139,13 +141,13 @@ def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
 
 def monitored(fmnist_folder):
     """The PCA fit, its bands and the test images of the tiny folder."""
-    fit, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16)
+    fit, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16)
     x, _ = data.load("folder", "test", str(fmnist_folder), 16)
     return fit, pca_project.spectrum_bands(fit, [10, 25]), x
 
 
-def monitor(mae, pca, x, predict):
-    """pca_project.monitor for a stand-in model whose prediction is predict(target, mask) (mask (N, T, 1))."""
+def monitor_of(mae, pca, x, predict):
+    """monitor.band_monitor for a stand-in model whose prediction is predict(target, mask) (mask (N, T, 1))."""
     forward = mae.forward
 
     def stand_in(x, t, generator=None, scores=None):
@@ -153,7 +155,7 @@ def monitor(mae, pca, x, predict):
         m = mae.unpatchify(mask[..., None].expand(*mask.shape, mae.patchify(t).shape[-1]))
         return None, mae.patchify(predict(t, m)), mask
     mae.forward = stand_in
-    return pca_project.monitor(mae, x, pca, mask_share=0.2)
+    return monitor.band_monitor(mae, x, pca, mask_share=0.2)
 
 
 @pytest.mark.parametrize("masking,target,patch,ratio", [
@@ -182,7 +184,7 @@ def test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds(fmnist_fol
         cases += [(lambda t, m: t * m + mean * (1 - m), dict.fromkeys(names, 1.0)),
                   (lambda t, m: t * (1 - m) + mean * m, dict.fromkeys(names, 0.0))]
     for predict, expected in cases:
-        assert monitor(mae, pca, x, predict) == pytest.approx(expected | outside, abs=0.02)
+        assert monitor_of(mae, pca, x, predict) == pytest.approx(expected | outside, abs=0.02)
 
 
 @pytest.mark.parametrize("masking,target,patch", [("random", "original", 4), ("block", "bottom", 2),
@@ -202,7 +204,7 @@ def test_band_monitor_gives_a_norm_pix_model_no_figure(fmnist_folder, masking, t
         return mae.unpatchify(model.normalize_patches(mae.patchify(t)))
     cases = [shapes, torch.zeros_like, lambda t: shapes(project(t, fit, fit["eigvecs"][:, top].float()))]
     for guess in cases:
-        assert monitor(mae, pca, x, lambda t, m: guess(t)) is None
+        assert monitor_of(mae, pca, x, lambda t, m: guess(t)) is None
     assert "no figure" in report.explained_by({"norm_pix_loss": True})
 
 
@@ -278,7 +280,7 @@ def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run,
     code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path,
                        "--target", "bottom", "--pct", 25, "--aug", "crop")
     assert code == 0, err
-    pca, _ = pca_project.load_or_fit("folder", str(fmnist_folder), 16, aug="crop")
+    pca, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16, aug="crop")
     V = band(pca, "bottom", 25)
     assert len(seen) == 6
     for x, target in seen:

@@ -15,6 +15,7 @@ from PIL import Image
 
 import cli
 import data
+import dataset_pca
 import finetune
 import linprobe
 import pca_project
@@ -226,7 +227,7 @@ def test_what_the_arguments_show_is_refused_before_any_data_is_read(pre, fmnist_
         *[(pca_project, [*folder, "--out", tmp_path / name]) for name in ("x.xyz", "noextension", "a" * 300 + ".png")],
     ]
     monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data read before the refusal"))
-    monkeypatch.setattr(pca_project, "load_or_fit", lambda *a, **k: pytest.fail("PCA fitted before the refusal"))
+    monkeypatch.setattr(dataset_pca, "load_or_fit", lambda *a, **k: pytest.fail("PCA fitted before the refusal"))
     for i, (script, args) in enumerate(cases):
         if "--out" not in args:
             args = [*args, "--out", tmp_path / f"out{i}" / ("grid.png" if script is pca_project else "")]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import data
+import dataset_pca
 import pca_project
 import pretrain
 from test_pca import one_line_error
@@ -44,11 +45,11 @@ def test_the_pca_is_fitted_on_the_pretraining_images_and_its_cache_says_which(tm
                 "shape": tuple(x.shape[1:])}
     monkeypatch.setattr(pca_project, "fit", small_fit)
     for images, n in (("train+unlabeled", 30), ("train", 10), ("unlabeled", 20)):
-        pca, seconds = pca_project.load_or_fit("stl10", root, images=images)
+        pca, seconds = dataset_pca.load_or_fit("stl10", root, images=images)
         assert seconds is not None and pca["images"] == images and seen[-1] == n
     names = sorted(p.name for p in (root / "cache").glob("pca-*"))
     assert names == ["pca-stl10-3x96x96.pt", "pca-stl10-train+unlabeled-3x96x96.pt", "pca-stl10-unlabeled-3x96x96.pt"]
-    assert pca_project.load_or_fit("stl10", root, images="train+unlabeled")[1] is None  # its own cache
+    assert dataset_pca.load_or_fit("stl10", root, images="train+unlabeled")[1] is None  # its own cache
 
 
 def test_pretraining_on_unlabelled_images_monitors_on_labelled_ones(tmp_path, run):

@@ -280,7 +280,7 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
 # compared the masked patches only, whose cut edges credit a model with bands it cannot know.
 EXPLAINED_BY = "the whole target, each patch guessed while hidden"
 OLD_EXPLAINED_BY = "masked patches only (before issue 21; leaks across bands)"
-# Norm-pix loss: no figure (pca_project.monitor says why). Logs written before gave figures that
+# Norm-pix loss: no figure (monitor.band_monitor says why). Logs written before gave figures that
 # credited the model with the hidden patches' own means and scales, first against the mean image,
 # then against each patch flat at its own mean; both are withdrawn.
 NORM_PIX_EXPLAINED_BY = ("no figure: a norm-pix model predicts each patch up to its own mean and "

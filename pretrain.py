@@ -14,13 +14,13 @@ import torch
 import cli
 import data
 import dataset_pca
-import monitor
 import pca_project
 import report
 import training
 from checkpoints import build_model
 from features import extract_features, knn_accuracy
 from model import MASKINGS, default_patch_size, get_lr, grid_cell, normalize_patches, param_groups
+from monitor import band_monitor, make_batch, shown
 
 # Monitors and copies: not part of the run's config.
 RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges", "keep_epochs"}
@@ -108,17 +108,6 @@ def check_args(p, args):
         accepted = ", ".join(f"{1 - 1 / s**2:.10g}" for s in (2, 3, 4))
         p.error("--masking grid keeps one patch of every s x s cell: --mask-ratio 1 - 1/s^2 to 6 "
                 f"decimals ({accepted}, ...), not {args.mask_ratio:g}")
-
-
-def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
-    """Encoder input and reconstruction target from one uint8 batch, both from the same augmented
-    images: the image and the image (or its band, pcs from pca_project.on_device); with PCA masking
-    (hidden (N, D) components), the images rebuilt from the visible components and from the hidden
-    ones (in the band)."""
-    x = data.augment(x_uint8.float().div_(255), aug, u)
-    if hidden is not None:
-        return pca_project.split(x, pcs, hidden, pcs["band"])
-    return x, pca_project.to_band(x, pcs)
 
 
 @torch.no_grad()
@@ -254,7 +243,7 @@ def main(argv=None):
         log = run.end_epoch()
         if training.main_process() and args.band_edges:
             t_monitor = time.time()
-            log["explained"] = monitor.band_monitor(model, x_monitor, pcs, args.pca_mask_share,
+            log["explained"] = band_monitor(model, x_monitor, pcs, args.pca_mask_share,
                                                    args.sigma)
             log["explained_by"] = report.explained_by(cfg)
             log["monitor_seconds"] = time.time() - t_monitor
@@ -264,7 +253,7 @@ def main(argv=None):
             feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
             log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                       y_test[knn_test].to(device))
-            rows = monitor.shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
+            rows = shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
             grid_path = os.path.join(args.out, f"recon-{epoch + 1:04d}.png")
             cli.save_png(torch.cat(rows), grid_path, nrow=8, padding=1)
         run.save(log)

@@ -19,8 +19,8 @@ from torchvision.utils import save_image
 # checkpoint's, a results.json's, read as that code ran it.
 OLDER_CODE = {"masking": "random", "pca_mask_share": 0.75, "norm_pix_loss": False,
               "attention": None, "corruption": None, "sigma": None, "knn_test": 1000,
-              "pca_fit": "images",  # pretraining fitted its PCA on the stored images, not the views
-              "band_first": False}  # fine-tuning took an input's band after augmenting it
+              "pca_fit": "images",  # an augmented band or PCA-masked pretraining: the stored images'
+              "band_first": False}  # an augmented band fine-tune: the band taken after augmenting
 
 
 class UserError(ValueError):

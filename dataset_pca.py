@@ -42,7 +42,10 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
     shape = "x".join(map(str, x.shape[1:]))
     cache = cache or os.path.join(data_dir, "cache", f"pca-{dataset}{which}-{shape}.pt")
     # A cached fit is reused only for the very same images: a hash of their bytes.
-    stamp = hashlib.sha1(x.contiguous().numpy()).hexdigest() + ("" if aug == "none" else f"-{aug}")
+    stamp = hashlib.sha1(x.contiguous().numpy()).hexdigest()
+    views = training_views(x, aug)
+    if views is not None:  # the views too, as this code makes them: a changed augmentation refits
+        stamp += f"-{aug}-" + hashlib.sha1(views(0, 64).contiguous().numpy()).hexdigest()
     pca = read_cache(cache, "a PCA fit", ("mean", "eigvals", "eigvecs", "shape", "dataset"))
     if pca and not refit:
         if pca["dataset"] != dataset:
@@ -52,7 +55,7 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
             return pca | {"shape": tuple(pca["shape"])}, None
     t0 = time.time()
     try:
-        pca = pca_project.fit(x, device, training_views(x, aug))
+        pca = pca_project.fit(x, device, views)
     except ValueError as e:  # all alike
         raise UserError(f"{dataset}'s {images} images: {e}") from None
     pca |= {"dataset": dataset, "images": images, "aug": aug}

@@ -148,7 +148,8 @@ def main(argv=None):
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
-    cfg["band_first"] = pcs is not None  # the band of the whole image, then augmentation
+    if pcs is not None and args.aug != "none":
+        cfg["band_first"] = True  # the band of the whole image, then augmentation
     cfg["data_sha1"] = data.identity(x_train, y_train, x_val, y_val, x_test, y_test)
     groups = param_groups(model, args.weight_decay, args.layer_decay)
     run = training.Run(args, cfg, model, param_groups=groups, betas=(0.9, 0.999),

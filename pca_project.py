@@ -57,8 +57,8 @@ def fit(x, device=None, views=None):
 
     if first.dtype == torch.uint8 and device.type == "cpu":
         # Pixels minus 128 are integers in [-128, 127]: a float32 sum of 1,024 of their products
-        # stays below 2^24, so float32 matmuls over 1,024-row chunks are exact, and twice as fast
-        # as float64 on a CPU. (On a GPU, TF32 settings could round them: float64 there.)
+        # is at most 2^24 in size, so float32 matmuls over 1,024-row chunks are exact, and twice
+        # as fast as float64 on a CPU. (On a GPU, TF32 settings could round them: float64 there.)
         dtype, offset, chunk = torch.float32, 128.0, 1024
     else:
         dtype, offset, chunk = torch.float64, 0.0, 4096

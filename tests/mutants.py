@@ -102,7 +102,7 @@ MUTANTS = [
      "return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None", "return None",
      "tests/test_eval.py::test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it"),
     ("the PCA of the stored images, not of the training views", "dataset_pca.py",
-     "pca_project.fit(x, device, training_views(x, aug))", "pca_project.fit(x, device)",
+     "pca_project.fit(x, device, views)", "pca_project.fit(x, device)",
      "tests/test_pca.py -k training_inputs"),
     ("a fine-tune's band taken of the augmented image", "finetune.py",
      "x, labels = data.augment(x, args.aug, u_aug), y_train[idx]",
@@ -112,6 +112,9 @@ MUTANTS = [
     ("older code's runs read as today's", "report.py",
      "    return {k: cli.OLDER_CODE[name] for k, name in older.items() if name in cli.OLDER_CODE} | cfg",
      "    return cfg", "tests/test_eval.py -k older_code"),
+    ("a run older code started resumed as today's", "outfolder.py",
+     "check_same_run(out, cfg, {k: OLDER_CODE[k] for k in cfg.keys() - old.keys() if k in OLDER_CODE} | old,",
+     "check_same_run(out, cfg, old,", "tests/test_nothing_lost.py -k older_code"),
     ("an ended fine-tune known by its checkpoint's path", "finetune.py", 'known["ckpt"] = None', "pass",
      "tests/test_nothing_lost.py -k without_its_checkpoints"),
 ]

@@ -299,3 +299,21 @@ def test_hostile_inputs_are_one_line_before_any_work(pre, fmnist_folder, tmp_pat
     assert "masks 16 of the 16 patches" in run(pretrain, *tiny, "--mask-ratio", 0.999, "--out", tmp_path / "m")[2]
     for name, path in bad.items():  # the message names the file
         assert str(path) in run(pca_project, *pca, "--data-dir", tmp_path / name)[2], name
+
+
+@pytest.mark.parametrize("script,args,key", [
+    (pretrain, [*SHORT, "--target", "bottom", "--pct", 25, "--stop-epoch", 1], "pca_fit"),
+    (finetune, ["--init", "none", "--input", "bottom", "--pct", 25, "--dataset", "folder", "--image-size", 16,
+                "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2, "--batch-size", 64, "--epochs", 2,
+                "--stop-epoch", 1], "band_first")])
+def test_a_run_that_older_code_started_goes_on_only_as_that_code_ran_it(fmnist_folder, tmp_path, run, script,
+                                                                         args, key):
+    """A checkpoint whose config lacks a key of today's (cli.OLDER_CODE) was made by code that did
+    otherwise: resuming it with today's would change what it trains on mid-run, so it is refused."""
+    args = [*args, "--data-dir", fmnist_folder, "--out", tmp_path]
+    assert run(script, *args)[0] == 0
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert ckpt["config"].pop(key) is not None
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    code, _, err = run(script, *args, "--resume")
+    assert one_line_error(code, err) and f"differs in {key}" in err

@@ -393,6 +393,7 @@ def test_a_band_target_run_names_the_share_of_its_training_inputs(fmnist_folder,
     header = out.splitlines()[0]
     nominal, inputs = re.search(r"([\d.]+)% of the variance; ([\d.]+)% of the training inputs' under --aug flip",
                                 header).groups()
+    # the tiny folder's band rule stops short of 25% (its next component is large): its own share
     assert abs(float(nominal) - float(inputs)) < 1 and 20 < float(nominal) <= 25, header
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["input_share"] == pytest.approx(float(inputs) / 100, abs=1e-4)

@@ -44,7 +44,7 @@ def get_args(argv=None):
         p.add_argument("--" + name.replace("_", "-"), type=cli.positive)
     p.add_argument("--attention", choices=("wave",),
                    help="wave: Wave-ViT's attention (default: plain)")
-    # the recipe (SPEC 4)
+    # the recipe (docs/method.md, 4)
     training.add_flags(p, epochs=100, warmup=0.05, batch_size=1024, blr=1e-3, out="runs/finetune")
     p.add_argument("--layer-decay", type=cli.within(0, 1, high_in=True), default=0.75,
                    help="lr factor per layer below the head")

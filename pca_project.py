@@ -1,4 +1,4 @@
-"""PCA of a dataset's pixels, and images rebuilt from a band of its spectrum (SPEC 2, Algorithm 1).
+"""PCA of a dataset's pixels, and images rebuilt from a band of its spectrum (docs/method.md, 2).
 
     python pca_project.py --dataset cifar10 --pct 25
 
@@ -85,7 +85,7 @@ def variance_share(pca):
 
 def band_slice(pca, target, pct):
     """The components (a slice of the ascending eigenvectors) of the bottom-p% or top-p% variance
-    band, by the exact rule of SPEC 2.4.
+    band, by the exact band rule (docs/method.md, 2.3).
 
     bottom p: the smallest components whose cumulative variance share is <= p/100.
     top q: the complement of bottom (100 - q), so bottom p and top 100 - p partition the space.
@@ -164,7 +164,7 @@ def on_device(fit, device, band=None, bands=(), full=False):
 
 
 def to_band(x, pcs):
-    """x (N, C, H, W) rebuilt from the band (SPEC 2.5: (x - mu) V V^T + mu), through the smaller
+    """x (N, C, H, W) rebuilt from the band ((x - mu) V V^T + mu), through the smaller
     side of the split: the bands partition the space, so it is also x - (x - mu) W W^T, W the
     complement's."""
     if pcs is None or pcs["band"] is None:

@@ -53,7 +53,7 @@ def get_args(argv=None):
                         "from each image")
     p.add_argument("--norm-pix-loss", action="store_true",
                    help="normalise each target patch (MAE paper)")
-    # the model: ViT-Tiny, and SPEC 3's decoder
+    # the model: ViT-Tiny and its decoder (docs/method.md, 3)
     p.add_argument("--attention", choices=("wave",),
                    help="wave: Wave-ViT's attention in the encoder (default: plain)")
     p.add_argument("--patch-size", type=cli.positive,
@@ -62,7 +62,7 @@ def get_args(argv=None):
              "decoder-dim": 192, "decoder-depth": 4, "decoder-heads": 3}
     for name, size in sizes.items():
         p.add_argument("--" + name, type=cli.positive, default=size)
-    # the schedule (SPEC 4), the monitors and the copies
+    # the schedule (docs/method.md, 4), the monitors and the copies
     training.add_flags(p, epochs=400, warmup=0.1, batch_size=512, blr=1.5e-4, out="runs/pretrain")
     p.add_argument("--eval-every", type=cli.positive, default=10,
                    help="epochs between kNN monitor and grids")

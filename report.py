@@ -1,4 +1,4 @@
-"""The results table, in the shape of SPEC 5, from every results.json under a folder.
+"""The results table, in the shape of docs/method.md's, from every results.json under a folder.
 
     python report.py runs/            # --charts also redraws each run's explained.svg
     python report.py results/cifar10-jpeg --as cifar10   # an image folder holding CIFAR-10
@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 
 import cli
 
-# SPEC 5: (fine-tune, linear probe) test accuracy of the original work.
+# (fine-tune, linear probe) test accuracy of the original work (docs/method.md, 5).
 PAPER = {
     ("stl10", "original"): (0.695, 0.460), ("stl10", "no pretraining"): (0.629, None),
     ("stl10", "bottom 25%"): (0.785, 0.539), ("stl10", "bottom 10%"): (0.704, 0.483),
@@ -28,7 +28,7 @@ PAPER = {
     ("cifar10", "top 75%"): (0.894, 0.607), ("cifar10", "top 60%"): (0.880, 0.560),
     ("cifar100", "original"): (0.671, 0.370), ("cifar100", "no pretraining"): (0.593, None),
     ("cifar100", "bottom 25%"): (0.682, 0.373), ("cifar100", "top 75%"): (0.643, 0.270)}
-# SPEC 1: Balestriero & LeCun's supervised classifiers on TinyImageNet, each trained on one band.
+# Balestriero & LeCun's supervised classifiers on TinyImageNet, each trained on one band.
 SUPERVISED_PAPER = {"top 90%": 0.45, "bottom 20%": 0.55}
 
 

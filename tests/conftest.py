@@ -24,7 +24,7 @@ def band(pca, target, pct):
 
 
 def project(x, pca, V):
-    """SPEC 2.5 as written: (x - mu) V V^T + mu, in x's dtype."""
+    """The projection as written: (x - mu) V V^T + mu, in x's dtype."""
     xc = x.flatten(1) - pca["mean"].to(x.dtype)
     return ((xc @ V.to(x.dtype)) @ V.T.to(x.dtype) + pca["mean"].to(x.dtype)).view_as(x)
 needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST, reason="apt-get install dataset-fashion-mnist")

@@ -27,7 +27,7 @@ def planted(n=600, shape=(1, 6, 6), seed=0):
 
 
 def check_bands(x, pca, pct):
-    """The properties SPEC 2.4 promises, for bottom pct and top 100 - pct."""
+    """The properties the band rule promises, for bottom pct and top 100 - pct."""
     bottom, top = band(pca, "bottom", pct), band(pca, "top", 100 - pct)
     assert bottom.shape[1] + top.shape[1] == x[0].numel()
     for V in (bottom, top):

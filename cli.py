@@ -15,12 +15,15 @@ from PIL import Image
 from torchvision.utils import save_image
 
 
+# Keys a run records only where they change what it trains on, and what older code, which did
+# not record them, did: a run under way that lacks one was started by code that trained otherwise.
+CHANGED_TRAINING = {"pca_fit": "images",  # an augmented band or PCA-masked pretraining: its PCA
+                    "band_first": False}  # an augmented band fine-tune: the band of each crop
 # Config keys older code did not record, and what it did without them: a run's config, a
 # checkpoint's, a results.json's, read as that code ran it.
 OLDER_CODE = {"masking": "random", "pca_mask_share": 0.75, "norm_pix_loss": False,
               "attention": None, "corruption": None, "sigma": None, "knn_test": 1000,
-              "pca_fit": "images",  # an augmented band or PCA-masked pretraining: the stored images'
-              "band_first": False}  # an augmented band fine-tune: the band taken after augmenting
+              **CHANGED_TRAINING}
 
 
 class UserError(ValueError):

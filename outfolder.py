@@ -7,7 +7,7 @@
 import os
 import sys
 
-from cli import (OLDER_CODE, Finished, UserError, hold, load_checkpoint, read_json, remove_leftovers,
+from cli import (CHANGED_TRAINING, Finished, UserError, hold, load_checkpoint, read_json, remove_leftovers,
                  writable)
 
 
@@ -87,11 +87,11 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
         ckpt, repair = load_checkpoint(paths[1]), True
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
         raise UserError(f"{paths[0]} is not a {state} of this project")
-    # A run under way that older code started goes on only as that code ran it: a key it did not
-    # record stands for what it did (an ended run is left as it is, whatever it lacks).
+    # A run under way that older code started goes on only as that code trained it (an ended run
+    # is left as it is, whatever it lacks).
     old = ckpt["config"]
-    check_same_run(out, cfg, {k: OLDER_CODE[k] for k in cfg.keys() - old.keys() if k in OLDER_CODE} | old,
-                   resume)
+    older = {k: CHANGED_TRAINING[k] for k in cfg.keys() - old.keys() if k in CHANGED_TRAINING}
+    check_same_run(out, cfg, older | old, resume)
     ended = [f for f in RUN_FILES[1:] if os.path.exists(os.path.join(out, f))]  # written last
     if ended and not repair:
         raise Finished(f"{out} holds this run, already ended: {ended[0]} left as it is")

@@ -113,8 +113,8 @@ MUTANTS = [
      "    return {k: cli.OLDER_CODE[name] for k, name in older.items() if name in cli.OLDER_CODE} | cfg",
      "    return cfg", "tests/test_eval.py -k older_code"),
     ("a run older code started resumed as today's", "outfolder.py",
-     "check_same_run(out, cfg, {k: OLDER_CODE[k] for k in cfg.keys() - old.keys() if k in OLDER_CODE} | old,",
-     "check_same_run(out, cfg, old,", "tests/test_nothing_lost.py -k older_code"),
+     "check_same_run(out, cfg, older | old, resume)", "check_same_run(out, cfg, old, resume)",
+     "tests/test_nothing_lost.py -k older_code"),
     ("an ended fine-tune known by its checkpoint's path", "finetune.py", 'known["ckpt"] = None', "pass",
      "tests/test_nothing_lost.py -k without_its_checkpoints"),
 ]

@@ -142,7 +142,20 @@ def split(x, pca, hidden, band=None):
 def on_device(fit, device, band=None, bands=(), full=False):
     """What a run keeps of a fit on its device (float32): the mean; for a band, the eigenvectors of
     the smaller side of its split (a bottom-25% band holds nearly all components, its complement a
-    few dozen); for the monitor, those of every band but the largest; for PCA masking, all."""
+    few dozen); for the monitor, those of every band but the largest; for PCA masking, all.
+
+    Returns pcs, a dict (D = C*H*W; tensors float32 on device):
+        mean        (D,)    the fit's mean image, flattened
+        band        slice   the target band's components (of the ascending eigenvectors), or None
+        complement  bool    with a band: whether side holds its complement's eigenvectors
+        side        (D, k)  with a band: the eigenvectors of the smaller side of its split
+        bands       list    the monitored bands, [(name, slice)], top band first; () for none
+        watch       (D, m)  with bands: the eigenvectors of every monitored band but the largest
+        which       (m,)    with bands: the index in bands of each column of watch
+        largest     int     with bands: the index of the largest band (measured as the rest)
+        eigvecs     (D, D)  with full (PCA masking): every eigenvector, ascending
+        share       (D,)    with full: each component's share of the variance, ascending
+    """
     def f32(t):
         return t.to(device, torch.float32)
     d = len(fit["eigvals"])

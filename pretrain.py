@@ -158,8 +158,8 @@ def main(argv=None):
     args.patch_size = args.patch_size or default_patch_size(image_shape[-1])
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     cfg["image_shape"] = list(image_shape)
-    if args.aug != "none" and (args.target != "original" or args.masking == "pca"):
-        cfg["pca_fit"] = "views"  # what it trains on comes from the PCA of its training views
+    if args.aug != "none" and (args.target != "original" or args.masking == "pca" or args.band_edges):
+        cfg["pca_fit"] = "views"  # its target, masking or monitor: the PCA of its training views
     torch.manual_seed(args.seed)
     model = build_model(cfg, image_shape).to(device)
     cli.writable(os.path.join(args.out, "log.jsonl"))

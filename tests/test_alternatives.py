@@ -74,6 +74,18 @@ def panels(path, n_rows, size):
     return [img[:, 1 + k * (size + 1):1 + k * (size + 1) + size, 1:1 + size] for k in range(n_rows)]
 
 
+def test_the_band_monitor_of_a_checkpoint_is_its_logs_for_every_target(fmnist_folder, tmp_path, run):
+    """pca_project.py --ckpt measures with the PCA the run monitored with (of its training views),
+    the original target's included."""
+    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "run")[0] == 0
+    code, out, err = run(pca_project, "--ckpt", tmp_path / "run" / "ckpt.pt", "--data-dir", fmnist_folder,
+                         "--out", tmp_path / "g.png")
+    assert code == 0 and "(views of --aug flip)" in out, err
+    line = next(line for line in out.splitlines() if line.startswith("band monitor on 50 test images"))
+    logged = training.read_log(tmp_path / "run")[-1]["explained"]
+    assert all(f"{name} {v:.3f}" in line for name, v in logged.items()), (line, logged)
+
+
 def test_your_own_image_with_its_bands_and_a_checkpoints_prediction(fmnist_folder, tmp_path, run):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 40, 3), dtype=np.uint8)).save(photo)

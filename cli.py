@@ -18,7 +18,7 @@ from torchvision.utils import save_image
 # Keys a run records only where they change what it trains on or monitors, and what older code,
 # which did not record them, did: a run under way that lacks one was started by code that did
 # otherwise.
-CHANGED_TRAINING = {"pca_fit": "images",  # an augmented pretraining's PCA (target, masking, monitor)
+CHANGED_TRAINING = {"pca_fit": "images",  # an augmented pretraining's PCA (target, mask, monitor)
                     "band_first": False}  # an augmented band fine-tune: the band of each crop
 # Config keys older code did not record, and what it did without them: a run's config, a
 # checkpoint's, a results.json's, read as that code ran it.

@@ -15,9 +15,9 @@ from cli import UserError, read_cache, write_cache
 
 
 def training_views(x, aug):
-    """views for pca_project.fit: the images a model trained with augmentation aug (data.augment) sees, so
-    that a band holds its share of the variance of the training inputs, not only of the stored
-    images. none: the images; flip: each image and its mirror image (exactly the flip's
+    """views for pca_project.fit: the images a model trained with augmentation aug (data.augment)
+    sees, so that a band holds its share of the variance of the training inputs, not only of the
+    stored images. none: the images; flip: each image and its mirror image (exactly the flip's
     distribution); crop: one random resized crop of each image (fixed draws, seed 0). A crop
     upsamples, which smooths: fitted on the stored images, the bottom 25% of CIFAR-10 keeps only
     0.81 of its energy in cropped views, the bottom 10% only 0.58."""

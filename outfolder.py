@@ -7,8 +7,8 @@
 import os
 import sys
 
-from cli import (CHANGED_TRAINING, Finished, UserError, hold, load_checkpoint, read_json, remove_leftovers,
-                 writable)
+from cli import (CHANGED_TRAINING, Finished, UserError, hold, load_checkpoint, read_json,
+                 remove_leftovers, writable)
 
 
 RUN_FILES = ("log.jsonl", "summary.json", "results.json")  # what a run leaves beside its state file

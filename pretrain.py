@@ -158,7 +158,8 @@ def main(argv=None):
     args.patch_size = args.patch_size or default_patch_size(image_shape[-1])
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     cfg["image_shape"] = list(image_shape)
-    if args.aug != "none" and (args.target != "original" or args.masking == "pca" or args.band_edges):
+    fits_pca = args.target != "original" or args.masking == "pca" or args.band_edges
+    if args.aug != "none" and fits_pca:
         cfg["pca_fit"] = "views"  # its target, masking or monitor: the PCA of its training views
     torch.manual_seed(args.seed)
     model = build_model(cfg, image_shape).to(device)
@@ -174,7 +175,7 @@ def main(argv=None):
     # The PCA: for a band target, PCA masking and the band monitor.
     pcs = input_share = None
     band_desc = "the image"
-    if args.target != "original" or args.masking == "pca" or args.band_edges:
+    if fits_pca:
         fit, _ = dataset_pca.load_or_fit(args.dataset, args.data_dir, args.image_size,
                                          download=args.download, device=device, images=args.images,
                                          aug=args.aug)

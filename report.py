@@ -285,8 +285,8 @@ OLD_EXPLAINED_BY = "masked patches only (before issue 21; leaks across bands)"
 # then against each patch flat at its own mean; both are withdrawn.
 NORM_PIX_EXPLAINED_BY = ("no figure: a norm-pix model predicts each patch up to its own mean and "
                          "scale, which no pixel reading can credit it with only what it knows")
-WITHDRAWN = ("withdrawn: norm-pix figures made pixels with the hidden patches' own means and scales, "
-             "which credited the model with bands it did not know")
+WITHDRAWN = ("withdrawn: norm-pix figures made pixels with the hidden patches' own means and "
+             "scales, which credited the model with bands it did not know")
 
 
 def explained_by(cfg):

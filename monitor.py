@@ -84,7 +84,8 @@ def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
     _, inp, target = inputs(model, x_uint8, pcs, mask_share, sigma, g)
     guess = torch.zeros_like(model.patchify(target))
     todo = torch.ones(guess.shape[:2], dtype=torch.bool, device=guess.device)
-    scores = None if model.masking in ("pca", "none") else model.mask_scores(len(inp), inp.device, g)
+    patchless = model.masking in ("pca", "none")
+    scores = None if patchless else model.mask_scores(len(inp), inp.device, g)
     for i in range(max_passes):
         _, pred, mask = model(inp, target, scores=scores)
         take = todo & mask.bool()
@@ -102,8 +103,8 @@ def completed(model, x_uint8, pcs, mask_share=0.2, sigma=None, max_passes=100):
 def band_monitor(model, x_uint8, pcs, mask_share=0.2, sigma=None):
     """pretrain.py's band monitor: per band B of the spectrum, the share of B's variance in what the
     model had to guess that its guess recovers,
-    1 - |(guess - truth) V_B|^2 / |(given - truth) V_B|^2 over the images: 1 for the truth, 0 for a guess that adds nothing to what the model was given,
-    negative for one worse than that; None outside the target band (or where the band has no such
+    1 - |(guess - truth) V_B|^2 / |(given - truth) V_B|^2 over the images: 1 for the truth, 0 for
+    a guess that adds nothing to what the model was given, negative for one worse than that; None outside the target band (or where the band has no such
     variance).
 
     Patch maskings: the whole target against the mean image, each patch guessed while it was

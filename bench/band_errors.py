@@ -30,10 +30,12 @@ import pca_project  # noqa: E402
 
 
 def shares(truth, given, guess, pcs):
-    """The band monitor's arithmetic on any images: per band, 1 - |guess - truth|^2 / |given - truth|^2."""
+    """The band monitor's arithmetic on any images: per band,
+    1 - |guess - truth|^2 / |given - truth|^2."""
     err = monitor.band_variance(guess - truth, pcs)
     var = monitor.band_variance(given - truth, pcs)
-    return ", ".join(f"{name} {1 - (e / v).item():.3f}" for (name, _), e, v in zip(pcs["bands"], err, var))
+    names = [name for name, _ in pcs["bands"]]
+    return ", ".join(f"{name} {1 - (e / v).item():.3f}" for name, e, v in zip(names, err, var))
 
 
 def tiny_mae(patch, **kwargs):
@@ -67,10 +69,12 @@ def norm_pix_leak(fit, x_test):
         patches = mae.patchify(x)
         own_means = mae.unpatchify(patches.mean(-1, keepdim=True).expand_as(patches))
         for target, pct in (("top", 75), ("bottom", 25)):
-            part = pca_project.to_band(x, pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, target, pct)))
-            shape = model.normalize_patches(mae.patchify(part))  # that band's shape, normalised, per patch
+            band = pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, target, pct))
+            part = pca_project.to_band(x, band)
+            shape = model.normalize_patches(mae.patchify(part))  # the band's shape, per patch
             guess = monitor.in_pixels(mae, shape, x)  # with each patch's own mean and scale
-            for name, given in (("against the mean image", mean), ("against patch means", own_means)):
+            references = (("against the mean image", mean), ("against patch means", own_means))
+            for name, given in references:
                 label = f"{target} {pct}% shape, {name}"
                 print(f"patch {patch}, {label:45}: {shares(x, given, guess, pcs)}")
         print(f"patch {patch}, today: {monitor.band_monitor(mae, x_uint8, pcs)} (no figure)")

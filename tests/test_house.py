@@ -9,12 +9,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Each module may import only those on an earlier line (cli at the bottom, the scripts on top).
 # model.py and pca_project.py (the method) import nothing of ours at module level: a researcher
 # copies the two files; pca_project's script imports its plumbing inside main().
-LAYERS = [{"cli", "wave_attention", "pca_project"}, {"model", "data", "report", "features", "outfolder"},
-          {"checkpoints", "dataset_pca", "monitor"}, {"training"}, {"pretrain", "finetune", "linprobe", "export"}]
+LAYERS = [{"cli", "wave_attention", "pca_project"},
+          {"model", "data", "report", "features", "outfolder"},
+          {"checkpoints", "dataset_pca", "monitor"}, {"training"},
+          {"pretrain", "finetune", "linprobe", "export"}]
 
 
 def our_imports(module, nested=True):
-    """The modules of ours that module imports: anywhere in it, or (nested=False) at module level."""
+    """The modules of ours that module imports: anywhere in it, or (nested=False) at module
+    level."""
     tree = ast.parse((ROOT / f"{module}.py").read_text())
     nodes = list(ast.walk(tree)) if nested else tree.body
     names = {a.name for node in nodes if isinstance(node, ast.Import) for a in node.names}
@@ -27,7 +30,8 @@ def test_imports_run_downward_and_no_script_imports_another():
     for level, layer in enumerate(LAYERS):
         below = set().union(*LAYERS[:level])
         for module in layer:
-            imports = our_imports(module, nested=module != "pca_project")  # its main() is a script's
+            # pca_project's main() is a script's, with a script's imports
+            imports = our_imports(module, nested=module != "pca_project")
             assert imports <= below, (module, imports - below)
     assert our_imports("model", nested=False) == our_imports("pca_project", nested=False) == set()
     assert our_imports("pretrain") >= {"training", "pca_project"}  # the check sees real imports
@@ -48,7 +52,8 @@ losses = []
 for step in range(30):
     for group in optimizer.param_groups:
         group["lr"] = get_lr(step, 2e-3, 5, 30) * group["lr_scale"]
-    images = x[torch.randint(len(x), (64,), generator=torch.Generator().manual_seed(step))].float() / 255
+    idx = torch.randint(len(x), (64,), generator=torch.Generator().manual_seed(step))
+    images = x[idx].float() / 255
     loss, _, _ = mae(images, to_band(images, pcs))
     optimizer.zero_grad()
     loss.backward()
@@ -60,7 +65,8 @@ print(sum(losses[:5]) / 5, sum(losses[-5:]) / 5)
 
 def test_model_and_the_pca_method_copy_into_another_project(fmnist_folder, tmp_path):
     """model.py and pca_project.py alone, in an empty folder with torch, fit a PCA on real pictures,
-    make a bottom-25% target and train an MAE with AdamW and get_lr: a researcher copies two files."""
+    make a bottom-25% target and train an MAE with AdamW and get_lr: a researcher copies two
+    files."""
     import data
     import torch
     for name in ("model.py", "pca_project.py"):
@@ -69,8 +75,8 @@ def test_model_and_the_pca_method_copy_into_another_project(fmnist_folder, tmp_p
     torch.save(data.load("folder", "train", str(fmnist_folder), 16)[0], tmp_path / "pictures.pt")
     (tmp_path / "train.py").write_text(COPIED)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    p = subprocess.run([sys.executable, "-E", "-s", "train.py"], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-E", "-s", "train.py"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     first, last = map(float, p.stdout.split())
     assert last < first  # it learns

@@ -260,7 +260,8 @@ def test_band_share_knows_images_of_one_band(fmnist_folder):
     only_bottom = pca_project.to_band(x, bottom)
     assert pca_project.band_share(only_bottom, bottom) == pytest.approx(1, abs=1e-4)
     assert pca_project.band_share(only_bottom, top) == pytest.approx(0, abs=1e-4)
-    nominal = float(pca_project.variance_share(fit)[pca_project.band_slice(fit, "bottom", 25)].sum())
+    share = pca_project.variance_share(fit)
+    nominal = float(share[pca_project.band_slice(fit, "bottom", 25)].sum())
     assert pca_project.band_share(x, bottom) == pytest.approx(nominal, abs=1e-4)
 
 

@@ -152,64 +152,94 @@ def main(argv=None):
         cfg["band_first"] = True  # the band of the whole image, then augmentation
     cfg["data_sha1"] = data.identity(x_train, y_train, x_val, y_val, x_test, y_test)
     groups = param_groups(model, args.weight_decay, args.layer_decay)
-    run = training.Run(args, cfg, model, param_groups=groups, betas=(0.9, 0.999),
-                       n_train=len(x_train), device=device)
+    # AdamW, built the same way on every device (fused: CUDA and CPU); the loop sets its lr.
+    optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), fused=True)
+    sched = training.schedule(args, len(x_train))  # global batch, this process's slice, steps, lr
+    start_epoch, start_step, resumed_sums, log = training.claim_or_resume(
+        args.out, cfg, model, optimizer, args.resume)
+    step_model = training.wrap(model, args.compile)  # DDP under torchrun, --compile
+    amp = training.use_amp(args.amp, device)
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=amp)
     mixers = ((v2.MixUp, args.mixup), (v2.CutMix, args.cutmix))
     n_classes = model.head.out_features
     mixes = [mixer(alpha=alpha, num_classes=n_classes) for mixer, alpha in mixers if alpha > 0]
     mix = v2.RandomChoice(mixes) if mixes else None
 
     if training.main_process():
-        processes = f" x {run.world} processes" if run.world > 1 else ""
+        processes = f" x {sched.world} processes" if sched.world > 1 else ""
         init = f"pretrained {target_name(pre)} from {args.ckpt}" if pre else "none"
         n_params = sum(p.numel() for p in model.parameters())
+        notes = training.notes(args, sched, amp, start_epoch, start_step)
         print(" | ".join([
             f"device {device}{processes}",
             f"{args.dataset}: {len(x_train):,} train / {n_val:,} val / {len(x_test):,} test images",
             f"input: {band_desc}", f"init: {init}",
             f"ViT dim {args.dim} depth {args.depth} patch {args.patch_size}",
             f"{n_params / 1e6:.2f}M parameters",
-            f"{args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}"]))
+            f"{args.epochs} epochs of {sched.steps_per_epoch} steps{notes}"]))
 
-    for epoch in run.epochs():
-        for step, idx in run.batches():
-            training.set_lr(run.optimizer, get_lr(step, run.lr, run.warmup_steps, run.total_steps))
-            # the batch: its band, as the test images' (of the whole image, not of a crop that
-            # smooths it), then augmented on the device (draws made for the global batch)
+    bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite
+    last_epoch = args.epochs if args.stop_epoch is None else args.stop_epoch
+    for epoch in range(start_epoch, last_epoch):
+        model.train()
+        t_epoch = time.time()
+        first = start_step if epoch == start_epoch else 0  # a resumed epoch goes on mid-way
+        sums = resumed_sums.to(device) if first else torch.zeros(1, device=device)  # of the loss
+        perm = training.permutation(len(x_train), args.seed, epoch, device)
+        for i in training.progress(first, sched.steps_per_epoch, epoch, args.epochs):
+            step = epoch * sched.steps_per_epoch + i
+            # the batch: this process's slice of the global batch's images
+            idx = perm[i * sched.batch_size:(i + 1) * sched.batch_size][sched.local]
+            lr = get_lr(step, sched.peak_lr, sched.warmup_steps, sched.total_steps)
+            training.set_lr(optimizer, lr)
+            # its band, as the test images' (of the whole image, not of a crop that smooths it),
+            # then augmented on the device (each image's crop box and flip), then mixed
             x = pca_project.to_band(x_train[idx].float().div_(255), pcs)
-            u_aug = run.rand(5) if args.aug != "none" else None
+            u_aug = None
+            if args.aug != "none":
+                u_aug = training.draw(torch.rand, sched, 5, device=device)
             x, labels = data.augment(x, args.aug, u_aug), y_train[idx]
             if mix is not None:
                 x, labels = mix(x, labels)
             # forward, backward, step
-            with run.autocast:
-                loss = F.cross_entropy(run.step_model(x).float(), labels,
+            with autocast:
+                loss = F.cross_entropy(step_model(x).float(), labels,
                                        label_smoothing=args.label_smoothing)
-            run.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            run.optimizer.step()
-            run.tally(loss)
-        log = run.end_epoch()
-        if training.main_process():  # the test curve, to see it flatten; the result: the last epoch
-            log["test_accuracy"] = accuracy(model, x_test, y_test, pcs, run.autocast)
-            if n_val:
-                log["val_accuracy"] = accuracy(model, x_val, y_val, pcs, run.autocast)
-        run.save(log)
+            optimizer.step()
+            # the epoch's loss sum and the NaN watch, on the device: the host never waits for it
+            sums += loss.detach()
+            bad_step = training.first_bad_step(bad_step, loss.detach(), step)
+            if args.ckpt_every and (step + 1) % args.ckpt_every == 0 \
+                    and i + 1 < sched.steps_per_epoch:  # a checkpoint mid-epoch
+                training.stop_if_not_finite(bad_step, args.out)  # exit 3: never save a NaN
+                training.save_checkpoint(args.out, model, optimizer, cfg, epoch, step=i + 1,
+                                         loss_sum=sums, log=log)
 
-    if training.main_process() and not run.ended:
-        print(run.stopped())
+        training.stop_if_not_finite(bad_step, args.out)
+        line = training.epoch_line(epoch, sums, ("loss",), sched, first, lr, amp,
+                                   seconds=time.time() - t_epoch)
+        if training.main_process():  # the test curve, to see it flatten; the result: the last epoch
+            line["test_accuracy"] = accuracy(model, x_test, y_test, pcs, autocast)
+            if n_val:
+                line["val_accuracy"] = accuracy(model, x_val, y_val, pcs, autocast)
+        log.append(line)
+        training.save_epoch(args.out, model, optimizer, cfg, log)  # ckpt.pt, then log.jsonl
+
+    if training.main_process() and len(log) < args.epochs:
+        print(training.stopped(log, args.epochs))
     elif training.main_process():
-        logs = run.log
-        test_accuracy = logs[-1]["test_accuracy"]
+        test_accuracy = log[-1]["test_accuracy"]
         band = "original" if pcs is None else f"{args.input} {args.pct:g}%"
         results = {"dataset": args.dataset, "target": target_name(pre) if pre else "no pretraining",
                    "eval": "finetune", "input": band, "accuracy": test_accuracy,
-                   "val_accuracy": logs[-1].get("val_accuracy"), "epochs": args.epochs,
-                   "seconds": sum(line["seconds"] for line in logs),
+                   "val_accuracy": log[-1].get("val_accuracy"), "epochs": args.epochs,
+                   "seconds": sum(line["seconds"] for line in log),
                    "wall_seconds_this_session": time.time() - t_start,
                    "config": cfg, "pretrain_config": pre,
                    "pretrain_epoch": ckpt["epoch"] if pre else None,
-                   "commit": cli.git_commit(), "used": run.used()}
+                   "commit": cli.git_commit(), "used": training.used(sched, log)}
         cli.save_json(results, os.path.join(args.out, "results.json"))
         print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "
               f"wrote {args.out}/results.json")

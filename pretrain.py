@@ -130,10 +130,10 @@ def trivial_guess(model, x_pre, pcs, args):
     return (total / len(x_pre))[None]
 
 
-def header(device, run, args, x_pre, band_desc, n_params):
+def header(device, sched, args, x_pre, band_desc, n_params):
     """The run's first line: where it runs, the data, the target, the model, the masking, the
     schedule."""
-    processes = f" x {run.world} processes" if run.world > 1 else ""
+    processes = f" x {sched.world} processes" if sched.world > 1 else ""
     shape = "x".join(map(str, x_pre.shape[1:]))
     if args.corruption:
         corruption = f"gaussian noise {args.sigma:g}"
@@ -145,7 +145,7 @@ def header(device, run, args, x_pre, band_desc, n_params):
     parts = [f"device {device}{processes}",
              f"{args.dataset}: {len(x_pre):,} {args.images} images {shape}",
              f"target: {band_desc}", f"{model}, {corruption}", f"{n_params / 1e6:.2f}M parameters",
-             f"{args.epochs} epochs of {run.steps_per_epoch} steps{run.notes}"]
+             f"{args.epochs} epochs of {sched.steps_per_epoch} steps"]
     return " | ".join(parts)
 
 
@@ -196,11 +196,21 @@ def main(argv=None):
     if args.masking == "pca":
         band_desc = f"the hidden components' part of {band_desc}"
 
-    run = training.Run(args, cfg, model, param_groups=param_groups(model, args.weight_decay),
-                       betas=(0.9, 0.95), n_train=len(x_pre), device=device)
+    # AdamW, built the same way on every device (fused: CUDA and CPU); the loop sets its lr.
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), betas=(0.9, 0.95),
+                                  fused=True)
+    sched = training.schedule(args, len(x_pre))  # global batch, this process's slice, steps, lr
+    start_epoch, start_step, resumed_sums, log = training.claim_or_resume(
+        args.out, cfg, model, optimizer, args.resume)
+    if 0 in args.keep_epochs and not (start_epoch or start_step):
+        training.keep_copy(args.out, model, cfg, epoch=0)
+    step_model = training.wrap(model, args.compile)  # DDP under torchrun, --compile
+    amp = training.use_amp(args.amp, device)
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=amp)
     n_params = sum(p.numel() for p in model.parameters())
     if training.main_process():
-        print(header(device, run, args, x_pre, band_desc, n_params))
+        notes = training.notes(args, sched, amp, start_epoch, start_step)
+        print(header(device, sched, args, x_pre, band_desc, n_params) + notes)
 
     x_pre = x_pre.to(device)
     # Fixed subsets for the monitors: kNN on class tokens, the band monitor, the grids.
@@ -210,71 +220,96 @@ def main(argv=None):
     grid_images = x_test[:8].to(device)
     x_monitor = x_test[knn_test].to(device)
     mean_guess = trivial_guess(model, x_pre, pcs, args)
+    bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite
+    last_epoch = args.epochs if args.stop_epoch is None else args.stop_epoch
     t_start = time.time()
 
-    for epoch in run.epochs():
-        for step, idx in run.batches():
-            lr = get_lr(step, run.lr, run.warmup_steps, run.total_steps)
-            training.set_lr(run.optimizer, lr)
-            # The step's random numbers come from (seed, step) alone, so a resumed run draws what it
-            # would have; every process draws those of the whole global batch and keeps its slice,
-            # so N processes compute what one would.
+    for epoch in range(start_epoch, last_epoch):
+        model.train()
+        t_epoch = time.time()
+        first = start_step if epoch == start_epoch else 0  # a resumed epoch goes on mid-way
+        # the sums over the epoch's steps of the loss and of the trivial guess's loss
+        sums = resumed_sums.to(device) if first else torch.zeros(2, device=device)
+        perm = training.permutation(len(x_pre), args.seed, epoch, device)
+        for i in training.progress(first, sched.steps_per_epoch, epoch, args.epochs):
+            step = epoch * sched.steps_per_epoch + i
+            # the batch: this process's slice of the global batch's images
+            idx = perm[i * sched.batch_size:(i + 1) * sched.batch_size][sched.local]
+            lr = get_lr(step, sched.peak_lr, sched.warmup_steps, sched.total_steps)
+            training.set_lr(optimizer, lr)
+            # the step's random numbers, from (seed, step) alone: a resumed run draws what it would
+            # have, and every process those of the whole global batch (training.draw)
             g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step)
-            u_aug = run.rand(5, generator=g) if args.aug != "none" else None
+            u_aug = None
+            if args.aug != "none":  # each image's crop box and flip
+                u_aug = training.draw(torch.rand, sched, 5, device=device, generator=g)
             hidden = scores = None
-            if args.masking == "pca":
-                u_pca = run.rand(len(pcs["share"]), generator=g)
+            if args.masking == "pca":  # the components hidden from each image
+                u_pca = training.draw(torch.rand, sched, len(pcs["share"]), device=device,
+                                      generator=g)
                 hidden = pca_project.hide_components(pcs["share"], args.pca_mask_share, u_pca)
-            elif not args.corruption:
-                scores = model.mask_scores(run.batch_size, device, generator=g)[run.local]
+            elif not args.corruption:  # the patches hidden from each image
+                scores = model.mask_scores(sched.batch_size, device, generator=g)[sched.local]
             # The input and target, outside autocast: a band target is made in float32
             # (pca_project.exact_float32 makes sure).
             x, target = make_batch(x_pre[idx], args.aug, pcs, u_aug, hidden)
             if args.corruption:  # gaussian: every patch seen, noisy; the target stays clean
-                x = x + args.sigma * run.randn(*x.shape[1:], generator=g)
+                noise = training.draw(torch.randn, sched, *x.shape[1:], device=device, generator=g)
+                x = x + args.sigma * noise
             # forward, backward, step
-            with run.autocast:
-                loss, _, mask = run.step_model(x, target, scores=scores)
-            run.optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss, _, mask = step_model(x, target, scores=scores)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            run.optimizer.step()
+            optimizer.step()
+            # the epoch's sums and the NaN watch, on the device: the host never waits for it
             with torch.no_grad():
                 trivial = model.loss(mean_guess.expand(len(x), -1, -1), target, mask)
-            run.tally(loss, trivial)
+            sums += torch.stack([loss.detach(), trivial.float()])
+            bad_step = training.first_bad_step(bad_step, loss.detach(), step)
+            if args.ckpt_every and (step + 1) % args.ckpt_every == 0 \
+                    and i + 1 < sched.steps_per_epoch:  # a checkpoint mid-epoch
+                training.stop_if_not_finite(bad_step, args.out)  # exit 3: never save a NaN
+                training.save_checkpoint(args.out, model, optimizer, cfg, epoch, step=i + 1,
+                                         loss_sum=sums, log=log)
 
-        log = run.end_epoch()
+        training.stop_if_not_finite(bad_step, args.out)
+        line = training.epoch_line(epoch, sums, ("loss", "trivial_loss"), sched, first, lr, amp,
+                                   seconds=time.time() - t_epoch)
         if training.main_process() and args.band_edges:
             t_monitor = time.time()
-            log["explained"] = band_monitor(model, x_monitor, pcs, args.pca_mask_share,
-                                                   args.sigma)
-            log["explained_by"] = report.explained_by(cfg)
-            log["monitor_seconds"] = time.time() - t_monitor
+            line["explained"] = band_monitor(model, x_monitor, pcs, args.pca_mask_share,
+                                             args.sigma)
+            line["explained_by"] = report.explained_by(cfg)
+            line["monitor_seconds"] = time.time() - t_monitor
         evaluate = (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs
         if training.main_process() and evaluate:
-            feats_train = extract_features(model.encoder, x_knn, amp=run.amp)
-            feats_test = extract_features(model.encoder, x_monitor, amp=run.amp)
-            log["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
-                                      y_test[knn_test].to(device))
+            feats_train = extract_features(model.encoder, x_knn, amp=amp)
+            feats_test = extract_features(model.encoder, x_monitor, amp=amp)
+            line["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
+                                       y_test[knn_test].to(device))
             rows = shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
             grid_path = os.path.join(args.out, f"recon-{epoch + 1:04d}.png")
             cli.save_png(torch.cat(rows), grid_path, nrow=8, padding=1)
-        run.save(log)
+        log.append(line)
+        if epoch + 1 in args.keep_epochs:
+            training.keep_copy(args.out, model, cfg, epoch=epoch + 1)
+        training.save_epoch(args.out, model, optimizer, cfg, log)  # ckpt.pt, then log.jsonl
 
-    if training.main_process() and not run.ended:
-        print(run.stopped())
+    if training.main_process() and len(log) < args.epochs:
+        print(training.stopped(log, args.epochs))
     elif training.main_process():
-        logs = run.log
-        final_knn = next((line["knn"] for line in reversed(logs) if "knn" in line), None)
+        final_knn = next((line["knn"] for line in reversed(log) if "knn" in line), None)
         summary = {"config": cfg, "target": band_desc, "input_share": input_share,
                    "parameters": n_params,
-                   "epochs": args.epochs, "used": run.used(), "final_loss": logs[-1]["loss"],
-                   "final_knn": final_knn,
-                   "final_explained": logs[-1].get("explained"),
-                   "train_seconds": sum(line["seconds"] for line in logs),
+                   "epochs": args.epochs, "used": training.used(sched, log),
+                   "final_loss": log[-1]["loss"], "final_knn": final_knn,
+                   "final_explained": log[-1].get("explained"),
+                   "train_seconds": sum(line["seconds"] for line in log),
                    "wall_seconds_this_session": time.time() - t_start}
         cli.save_json(summary, os.path.join(args.out, "summary.json"))
         if args.band_edges:
-            report.explained_chart(logs, os.path.join(args.out, "explained.svg"), band_desc)
+            report.explained_chart(log, os.path.join(args.out, "explained.svg"), band_desc)
         print(f"done: loss {summary['final_loss']:.4f}, kNN {final_knn:.3f}; wrote {args.out}/")
     training.end_distributed()
 

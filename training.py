@@ -1,24 +1,20 @@
-"""The life of a training run, shared by pretrain.py and finetune.py (and linprobe.py's loading):
-its flags, the output folder, checkpoints and --resume, the log, torchrun processes, the NaN
-stop, and `Run`, which does what surrounds each step so that a script's loop shows the method:
+"""The plumbing of a training run, shared by pretrain.py and finetune.py (and linprobe.py's flags):
+plain functions, each called once from a script's loop, which keeps the method in sight:
 
-    run = Run(args, cfg, model, param_groups=..., betas=..., n_train=..., device=...)  # --resume
-    for epoch in run.epochs():
-        for step, idx in run.batches():          # idx: this process's share of the global batch
-            set_lr(run.optimizer, get_lr(step, run.lr, run.warmup_steps, run.total_steps))
-            with run.autocast:
-                loss = ...                       # forward on x_train[idx]
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            run.optimizer.step()
-            run.tally(loss)                      # the epoch's sums, the NaN watch, checkpoints
-        run.save(run.end_epoch() | monitors)     # exit 3 on a NaN loss; log line, checkpoint
+    sched = schedule(args, n_train)     # global batch, this process's slice, steps, peak lr
+    start_epoch, start_step, resumed_sums, log = claim_or_resume(out, cfg, model, ...)
+    for epoch ...:                      # the loop itself lives in the script
+        set_lr(optimizer, get_lr(step, ...)); forward; backward; step
+        bad_step = first_bad_step(bad_step, loss, step)   # the NaN watch, no sync with the device
+        stop_if_not_finite(bad_step, out)                 # exit 3 before anything is saved
+        save_checkpoint(...) / save_epoch(...)            # ckpt.pt (with the log), log.jsonl
 """
 import argparse
 import json
 import os
 import sys
 import time
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -120,21 +116,24 @@ def set_rng_state(state):
 
 
 def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None, log=()):
-    """ckpt.pt after `epoch` whole epochs and `step` steps of the next, with the log of those
-    epochs, written whole; the previous one becomes ckpt.prev.pt."""
+    """ckpt.pt after `epoch` whole epochs and `step` steps of the next (loss_sum: that epoch's step
+    sums so far), with the log of those epochs, written whole; the previous one becomes
+    ckpt.prev.pt."""
+    if loss_sum is not None:  # every process takes part; rank 0 writes
+        loss_sum = mean_over_processes(loss_sum).cpu()
     if not main_process():
         return
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg,
-             "epoch": epoch, "step": step, "loss_sum": None if loss_sum is None else loss_sum.cpu(),
+             "epoch": epoch, "step": step, "loss_sum": loss_sum,
              "rng": rng_state(), "log": list(log)}
     previous = os.path.join(out, "ckpt.prev.pt")
     save_atomic(state, os.path.join(out, "ckpt.pt"), keep_previous=previous)
 
 
-def restore(out, cfg, model, optimizer, resume):
-    """Continue the run in OUT (weights, optimizer, RNG, log) when --resume. Returns (whole epochs
-    done, steps done in the next, that epoch's loss sum so far or None, the log of the epochs
-    done)."""
+def claim_or_resume(out, cfg, model, optimizer, resume):
+    """Claim OUT for this run (outfolder.claim_out), and continue the run there (weights, optimizer,
+    RNG, log) when `resume`. Returns (whole epochs done, steps done in the next, that epoch's step
+    sums so far or None, the log of the epochs done)."""
     ckpt = outfolder.claim_out(out, cfg, resume)
     if ckpt is None:
         return 0, 0, None, []
@@ -166,168 +165,132 @@ def set_lr(optimizer, lr):
         group["lr"] = lr * group["lr_scale"]
 
 
-class Run:
-    """One training run in args.out, and what surrounds each of its steps: per-epoch permutations of
-    the global batch (each process on its slice), the schedule's lengths (peak lr blr * batch /
-    256), AdamW, the model to step (DDP under torchrun, --compile), bf16 autocast with --amp, the
-    epoch's loss sums, the NaN stop, checkpoints every --ckpt-every steps and each epoch, --resume.
-    """
+class Schedule(NamedTuple):
+    """A run's schedule in steps. batch_size: the global batch (at most the train split); local: the
+    slice of it this process trains on, of world processes; peak_lr: blr * batch_size / 256."""
+    batch_size: int
+    local: slice
+    world: int
+    steps_per_epoch: int
+    peak_lr: float
+    warmup_steps: int
+    total_steps: int
 
-    def __init__(self, args, cfg, model, param_groups, betas, n_train, device):
-        # AdamW built the same way on every device (fused: CUDA and CPU); the loop sets its lr.
-        self.optimizer = torch.optim.AdamW(param_groups, betas=betas, fused=True)
-        self.args, self.cfg, self.model = args, cfg, model
-        self.n_train, self.device = n_train, device
-        distributed = dist.is_initialized()
-        rank, self.world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-        # The global batch and the lr do not depend on the number of processes: each takes a slice.
-        self.batch_size = min(args.batch_size, n_train)
-        if self.batch_size % self.world:
-            used = f" (a batch of all {n_train} images)" if self.batch_size < args.batch_size else ""
-            fits = self.batch_size - self.batch_size % self.world
-            raise UserError(f"--batch-size {args.batch_size}{used} does not split over {self.world} "
-                            f"processes: pass --batch-size {fits}")
-        share = self.batch_size // self.world
-        self.local = slice(rank * share, (rank + 1) * share)
-        self.steps_per_epoch = n_train // self.batch_size
-        self.lr = args.blr * self.batch_size / 256
-        self.warmup_steps = args.warmup_epochs * self.steps_per_epoch
-        self.total_steps = args.epochs * self.steps_per_epoch
-        resumed = restore(args.out, cfg, model, self.optimizer, args.resume)
-        self.start_epoch, self.start_step, self.resumed_sum, self.log = resumed
-        self.amp = device.type == "cuda" if args.amp is None else args.amp
-        self.autocast = torch.autocast(device.type, torch.bfloat16, enabled=self.amp)
-        step_model = DistributedDataParallel(model) if self.world > 1 else model
-        self.step_model = torch.compile(step_model) if args.compile else step_model
-        # the first step whose loss was not finite, -1 while there is none
-        self.bad_step = torch.full((), -1, device=device)
-        self.has_trivial = False
-        self.keep_epochs = set(getattr(args, "keep_epochs", ()))
-        if 0 in self.keep_epochs and not (self.start_epoch or self.start_step):
-            self.keep_copy(0)
 
-    @property
-    def notes(self):
-        """What the header line adds about the run: bf16, and where a resumed run starts."""
-        notes = " | bf16 autocast" if self.amp else ""
-        if self.batch_size < self.args.batch_size:
-            notes += f" | batch {self.batch_size} (the whole train split), lr {self.lr:.3g}"
-        if self.start_epoch or self.start_step:
-            notes += f" | resuming at epoch {self.start_epoch + 1}, step {self.start_step}"
-        return notes
+def schedule(args, n_train):
+    """The Schedule of args' flags on n_train images. The global batch and the lr do not depend on
+    the number of processes: each takes a slice (a batch that does not split is refused)."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    batch_size = min(args.batch_size, n_train)
+    if batch_size % world:
+        used = f" (a batch of all {n_train} images)" if batch_size < args.batch_size else ""
+        raise UserError(f"--batch-size {args.batch_size}{used} does not split over {world} "
+                        f"processes: pass --batch-size {batch_size - batch_size % world}")
+    share = batch_size // world
+    steps_per_epoch = n_train // batch_size
+    return Schedule(batch_size, slice(rank * share, (rank + 1) * share), world, steps_per_epoch,
+                    peak_lr=args.blr * batch_size / 256,
+                    warmup_steps=args.warmup_epochs * steps_per_epoch,
+                    total_steps=args.epochs * steps_per_epoch)
 
-    def epochs(self):
-        """The epochs still to run, each with the model in training mode and its clock started."""
-        stop = self.args.epochs if self.args.stop_epoch is None else self.args.stop_epoch
-        for epoch in range(self.start_epoch, stop):
-            self.epoch, self.t0 = epoch, time.time()
-            self.start = self.start_step if epoch == self.start_epoch else 0
-            # The sums over the epoch's steps of the loss and of a trivial guess's loss
-            # (pretraining's baseline), carried over a mid-epoch resume.
-            fresh = torch.zeros(2, device=self.device)
-            self.loss_sum = self.resumed_sum.to(self.device) if self.start else fresh
-            self.model.train()
-            yield epoch
 
-    def rand(self, *shape, generator=None):
-        """Uniform numbers (batch, *shape) drawn for the whole global batch; this process's slice.
-        """
-        draws = torch.rand(self.batch_size, *shape, device=self.device, generator=generator)
-        return draws[self.local]
+def use_amp(amp, device):
+    """--amp: bf16 autocast; by default on with CUDA, off on a CPU."""
+    return device.type == "cuda" if amp is None else amp
 
-    def randn(self, *shape, generator=None):
-        """Normal numbers, drawn like rand."""
-        draws = torch.randn(self.batch_size, *shape, device=self.device, generator=generator)
-        return draws[self.local]
 
-    def batches(self):
-        """(global step, this process's indices) of each of the epoch's steps from where it stands:
-        a permutation of (seed, epoch) only, as on resume."""
-        n, size, steps = self.n_train, self.batch_size, self.steps_per_epoch
-        g = torch.Generator().manual_seed(self.args.seed * 100003 + self.epoch)
-        perm = torch.randperm(n, generator=g).to(self.device)
-        progress = tqdm(range(self.start, steps), desc=f"epoch {self.epoch + 1}/{self.args.epochs}",
-                        leave=False, disable=None if main_process() else True, mininterval=1,
-                        initial=self.start, total=steps)
-        for i in progress:
-            self.i = i
-            yield self.epoch * steps + i, perm[i * size:(i + 1) * size][self.local]
+def wrap(model, compile):
+    """The model a step calls: DDP under torchrun, torch.compile'd with --compile."""
+    distributed = dist.is_initialized() and dist.get_world_size() > 1
+    step_model = DistributedDataParallel(model) if distributed else model
+    return torch.compile(step_model) if compile else step_model
 
-    def tally(self, loss, trivial=None):
-        """After a step: the epoch's sums (trivial: a trivial guess's loss on the same batch), the
-        NaN watch (no sync with the device), and the mid-epoch checkpoint when due."""
-        loss = loss.detach()  # no .item(): the host does not wait for the device
-        self.has_trivial = trivial is not None
-        trivial = loss.new_zeros(()) if trivial is None else trivial.float()
-        self.loss_sum += torch.stack([loss, trivial])
-        step = self.epoch * self.steps_per_epoch + self.i
-        first_bad = torch.isfinite(loss) | (self.bad_step >= 0)
-        self.bad_step = torch.where(first_bad, self.bad_step, step)
-        every = self.args.ckpt_every
-        if every and (step + 1) % every == 0 and self.i + 1 < self.steps_per_epoch:
-            self.stop_if_not_finite()
-            loss_sum = mean_over_processes(self.loss_sum)
-            save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch,
-                            step=self.i + 1, loss_sum=loss_sum, log=self.log)
 
-    @property
-    def ended(self):
-        """Whether every epoch of the schedule is done (not so after --stop-epoch)."""
-        return len(self.log) == self.args.epochs
+def notes(args, sched, amp, start_epoch, start_step):
+    """What the header line adds about the run: bf16, a batch cut to the train split, and where a
+    resumed run starts."""
+    notes = " | bf16 autocast" if amp else ""
+    if sched.batch_size < args.batch_size:
+        notes += f" | batch {sched.batch_size} (the whole train split), lr {sched.peak_lr:.3g}"
+    if start_epoch or start_step:
+        notes += f" | resuming at epoch {start_epoch + 1}, step {start_step}"
+    return notes
 
-    def stopped(self):
-        """The line that says where a run stopped by --stop-epoch stands."""
-        return (f"stopped after epoch {len(self.log)} of {self.args.epochs}: the same command "
-                "without --stop-epoch, with --resume, continues it")
 
-    def stop_if_not_finite(self):
-        """Exit 3, before anything is saved, when a loss was NaN or inf."""
-        if dist.is_initialized():  # every rank stops, or none
-            dist.all_reduce(self.bad_step, op=dist.ReduceOp.MAX)
-        if self.bad_step.item() >= 0:
-            good = os.path.join(self.args.out, "ckpt.pt")
-            if main_process():
-                print(f"error: loss is NaN or inf at step {self.bad_step.item()}; the last good "
-                      f"checkpoint is {good if os.path.exists(good) else 'none'}", file=sys.stderr)
-            sys.exit(3)
+def draw(sample, sched, *shape, device, generator=None):
+    """sample (torch.rand, torch.randn) of shape (global batch, *shape): every process draws the
+    numbers of the whole global batch and keeps its slice, so N processes compute what one would."""
+    numbers = sample(sched.batch_size, *shape, device=device, generator=generator)
+    return numbers[sched.local]
 
-    def end_epoch(self):
-        """The epoch's log line: mean loss over all processes (after the NaN stop), lr, speed and
-        time."""
-        self.stop_if_not_finite()
-        seconds = time.time() - self.t0
-        loss, trivial = (mean_over_processes(self.loss_sum) / self.steps_per_epoch).tolist()
-        steps_done = (self.epoch + 1) * self.steps_per_epoch
-        log = {"epoch": self.epoch + 1, "step": steps_done, "loss": loss}
-        if self.has_trivial:
-            log["trivial_loss"] = trivial
-        images = (self.steps_per_epoch - self.start) * self.batch_size
-        lr = max(g["lr"] for g in self.optimizer.param_groups)
-        return log | {"lr": lr, "bf16": self.amp, "images_per_s": images / seconds,
-                      "seconds": seconds}
 
-    def used(self):
-        """What the run used where its flags say otherwise or nothing: the batch (at most the train
-        split) and its peak lr, and the epochs run in bf16 (a resume may change --amp)."""
-        return {"batch_size": self.batch_size, "peak_lr": self.lr,
-                "bf16_epochs": [line["epoch"] for line in self.log if line.get("bf16")]}
+def permutation(n, seed, epoch, device):
+    """The order of an epoch's images: drawn from (seed, epoch) alone, so a resumed run (and every
+    process) draws the same."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    return torch.randperm(n, generator=g).to(device)
 
-    def save(self, log):
-        """The epoch's checkpoint, then log.jsonl with the epoch's line (rank 0 only): the
-        checkpoint holds the log too, so a stop between the two loses nothing."""
-        self.log.append(log)
-        if self.epoch + 1 in self.keep_epochs:
-            self.keep_copy(self.epoch + 1)
-        save_checkpoint(self.args.out, self.model, self.optimizer, self.cfg, self.epoch + 1,
-                        log=self.log)
+
+def progress(first, steps, epoch, epochs):
+    """The epoch's steps from `first`, under a progress bar on a terminal (rank 0's)."""
+    return tqdm(range(first, steps), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                disable=None if main_process() else True, mininterval=1, initial=first,
+                total=steps)
+
+
+def first_bad_step(bad_step, loss, step):
+    """The first step whose loss was not finite, -1 while there is none: a tensor kept on the
+    device, so that watching for NaN never makes the host wait."""
+    return torch.where(torch.isfinite(loss) | (bad_step >= 0), bad_step, step)
+
+
+def stop_if_not_finite(bad_step, out):
+    """Exit 3, before anything is saved, when a loss was NaN or inf (every process, or none)."""
+    if dist.is_initialized():
+        dist.all_reduce(bad_step, op=dist.ReduceOp.MAX)
+    if bad_step.item() >= 0:
+        good = os.path.join(out, "ckpt.pt")
         if main_process():
-            print(json.dumps(log))
-            write_log(self.args.out, self.log)
+            print(f"error: loss is NaN or inf at step {bad_step.item()}; the last good "
+                  f"checkpoint is {good if os.path.exists(good) else 'none'}", file=sys.stderr)
+        sys.exit(3)
 
-    def keep_copy(self, epoch):
-        """OUT/keep-EEEE.pt: the weights and config after `epoch` epochs (0: the initialisation),
-        which the evaluations take like a final checkpoint; a copy already kept is left as it is."""
-        path = os.path.join(self.args.out, f"keep-{epoch:04d}.pt")
-        if main_process() and not os.path.exists(path):
-            copy = {"model": self.model.state_dict(), "config": self.cfg, "epoch": epoch}
-            save_atomic(copy, path)
+
+def epoch_line(epoch, sums, names, sched, first, lr, amp, seconds):
+    """The epoch's log line: the means of its step sums (named by names, over all processes), the
+    last step's lr, bf16, speed and time."""
+    means = (mean_over_processes(sums) / sched.steps_per_epoch).tolist()
+    line = {"epoch": epoch + 1, "step": (epoch + 1) * sched.steps_per_epoch}
+    line |= dict(zip(names, means))
+    images = (sched.steps_per_epoch - first) * sched.batch_size
+    return line | {"lr": lr, "bf16": amp, "images_per_s": images / seconds, "seconds": seconds}
+
+
+def save_epoch(out, model, optimizer, cfg, log):
+    """After an epoch: its checkpoint, then log.jsonl with its line (rank 0 prints it): the
+    checkpoint holds the log too, so a stop between the two loses nothing."""
+    save_checkpoint(out, model, optimizer, cfg, len(log), log=log)
+    if main_process():
+        print(json.dumps(log[-1]))
+        write_log(out, log)
+
+
+def keep_copy(out, model, cfg, epoch):
+    """OUT/keep-EEEE.pt: the weights and config after `epoch` epochs (0: the initialisation), which
+    the evaluations take like a final checkpoint; a copy already kept is left as it is."""
+    path = os.path.join(out, f"keep-{epoch:04d}.pt")
+    if main_process() and not os.path.exists(path):
+        save_atomic({"model": model.state_dict(), "config": cfg, "epoch": epoch}, path)
+
+
+def used(sched, log):
+    """What the run used where its flags say otherwise or nothing: the batch (at most the train
+    split) and its peak lr, and the epochs run in bf16 (a resume may change --amp)."""
+    return {"batch_size": sched.batch_size, "peak_lr": sched.peak_lr,
+            "bf16_epochs": [line["epoch"] for line in log if line.get("bf16")]}
+
+
+def stopped(log, epochs):
+    """The line that says where a run stopped by --stop-epoch stands."""
+    return (f"stopped after epoch {len(log)} of {epochs}: the same command without --stop-epoch, "
+            "with --resume, continues it")

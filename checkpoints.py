@@ -6,9 +6,10 @@ checked.
     ckpt = load_pretrained("runs/pretrain/ckpt.pt")
     mae = pretrained(ckpt, image_shape, path)
 """
-from cli import OLDER_CODE, UserError, load_checkpoint
 from data import image_shape
+from files import UserError, load_checkpoint
 from model import MAE, grid_cell
+from older import OLDER_CODE
 
 
 def check_sizes(image_shape, patch_size, *widths_and_heads, attention=None):

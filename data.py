@@ -18,7 +18,7 @@ from torchvision.datasets import mnist
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
-from cli import UserError, read_cache, write_atomic, write_cache
+from files import UserError, read_cache, write_atomic, write_cache
 
 DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "tinyimagenet", "folder")
 SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test

@@ -11,7 +11,7 @@ import torch
 
 import data
 import pca_project
-from cli import UserError, read_cache, write_cache
+from files import UserError, read_cache, write_cache
 
 
 def training_views(x, aug):

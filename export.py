@@ -14,6 +14,7 @@ import os
 import torch
 
 import cli
+import files
 from checkpoints import load_pretrained, pretrained
 from report import target_name
 
@@ -59,16 +60,16 @@ def main():
     p.add_argument("ckpt", help="a pretrain.py checkpoint, or a copy kept by --keep-epochs")
     p.add_argument("out", help="the file to write (a .pt)")
     args = p.parse_args()
-    out = cli.writable(args.out)
+    out = files.writable(args.out)
     ckpt = load_pretrained(args.ckpt)
     cfg = ckpt["config"]
     if cfg.get("attention"):
-        raise cli.UserError(f"{args.ckpt} uses {cfg['attention']} attention, which timm's "
+        raise files.UserError(f"{args.ckpt} uses {cfg['attention']} attention, which timm's "
                             "VisionTransformer does not have")
     encoder = pretrained(ckpt, cfg["image_shape"], args.ckpt).encoder
     export = {"state_dict": timm_state_dict(encoder), "args": timm_args(cfg),
               "layernorm_eps": LAYERNORM_EPS, "pretrain_config": cfg, "epoch": ckpt["epoch"]}
-    cli.save_atomic(export, out)
+    files.save_atomic(export, out)
     print(f"wrote {out}: the encoder of {args.ckpt} ({target_name(cfg)}, epoch {ckpt['epoch']}) "
           f"as a timm VisionTransformer; load it with\n{LOAD.format(path=os.path.abspath(out))}")
 

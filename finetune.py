@@ -17,8 +17,9 @@ from torchvision.transforms import v2
 
 import cli
 import data
-import outfolder
 import dataset_pca
+import files
+import outfolder
 import pca_project
 import training
 from checkpoints import check_sizes, load_pretrained, pretrained
@@ -85,7 +86,7 @@ def pretrained_encoder(args, ckpt, shape):
     for name in SIZE_FLAGS:
         given = getattr(args, name)
         if given is not None and given != pre.get(name):
-            raise cli.UserError(f"--{name.replace('_', '-')} {given} contradicts the checkpoint's "
+            raise files.UserError(f"--{name.replace('_', '-')} {given} contradicts the checkpoint's "
                                 f"{pre.get(name)}; leave it out to use the checkpoint's")
         setattr(args, name, pre.get(name))
     encoder = pretrained(ckpt, shape, args.ckpt).encoder
@@ -124,7 +125,7 @@ def main(argv=None):
     encoder = pretrained_encoder(args, ckpt, shape) if ckpt else fresh_encoder(args, shape)
     model = Classifier(encoder, data.num_classes(args.dataset, args.data_dir), args.pool)
     model = model.to(device)
-    cli.writable(os.path.join(args.out, "log.jsonl"))
+    files.writable(os.path.join(args.out, "log.jsonl"))
 
     where = (args.data_dir, args.image_size, args.download)
     x_train, y_train = data.load(args.dataset, "train", *where)
@@ -132,7 +133,7 @@ def main(argv=None):
     # A validation split cut from train by a fixed permutation, for anyone who selects on it.
     n_val = round(args.val_split * len(x_train))
     if n_val == len(x_train):
-        raise cli.UserError(f"--val-split {args.val_split:g} leaves none of the {len(x_train)} "
+        raise files.UserError(f"--val-split {args.val_split:g} leaves none of the {len(x_train)} "
                             "train images to train on")
     split = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed))
     x_val, y_val = x_train[split[:n_val]].to(device), y_train[split[:n_val]].to(device)
@@ -239,8 +240,8 @@ def main(argv=None):
                    "wall_seconds_this_session": time.time() - t_start,
                    "config": cfg, "pretrain_config": pre,
                    "pretrain_epoch": ckpt["epoch"] if pre else None,
-                   "commit": cli.git_commit(), "used": training.used(sched, log)}
-        cli.save_json(results, os.path.join(args.out, "results.json"))
+                   "commit": files.git_commit(), "used": training.used(sched, log)}
+        files.save_json(results, os.path.join(args.out, "results.json"))
         print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "
               f"wrote {args.out}/results.json")
     training.end_distributed()

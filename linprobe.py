@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import cli
+import files
 import data
 import outfolder
 import training
@@ -116,7 +117,7 @@ def main(argv=None):
     else:
         feats = extract_features(encoder, x_train.to(device), args.pool, amp=args.amp)
         test_feats = extract_features(encoder, x_test.to(device), args.pool, amp=args.amp)
-        cli.save_atomic({"config": cfg, "train": feats.cpu(), "test": test_feats.cpu()},
+        files.save_atomic({"config": cfg, "train": feats.cpu(), "test": test_feats.cpu()},
                         os.path.join(args.out, "features.pt"))
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
@@ -129,8 +130,8 @@ def main(argv=None):
                "pretrain_epoch": ckpt["epoch"], "seconds": time.time() - t0,
                "final_loss": log[-1]["loss"] if log else None,
                "config": cfg, "pretrain_config": pre,
-               "commit": cli.git_commit()}
-    cli.save_json(results, os.path.join(args.out, "results.json"))
+               "commit": files.git_commit()}
+    files.save_json(results, os.path.join(args.out, "results.json"))
     print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), "
           f"kNN {knn:.4f}; wrote {args.out}/results.json")
 

@@ -2,13 +2,13 @@
 --resume is given, and a run that has ended is left as it is, even where its checkpoint is gone
 (committed results have none).
 
-    ckpt = claim_out(out, cfg, resume)       # None for a new run; cli.Finished for an ended one
+    ckpt = claim_out(out, cfg, resume)       # None for a new run; files.Finished for an ended one
 """
 import os
 import sys
 
-from cli import (CHANGED_TRAINING, Finished, UserError, hold, load_checkpoint, read_json,
-                 remove_leftovers, writable)
+from files import Finished, UserError, hold, load_checkpoint, read_json, remove_leftovers, writable
+from older import CHANGED_TRAINING, REPLACED
 
 
 RUN_FILES = ("log.jsonl", "summary.json", "results.json")  # what a run leaves beside its state file
@@ -28,13 +28,6 @@ def ended_config(out):
     return None
 
 
-# Keys older code recorded, and the keys that replaced them: linprobe.py's ckpt_sha1 hashed the
-# checkpoint file's bytes, which a checkpoint made again never reproduces; weights_sha1 hashed its
-# config too, which gains keys as the code does; tensors_sha1 hashes its tensors alone. A config
-# recorded with an old key is compared without either.
-REPLACED = {"ckpt_sha1": "weights_sha1", "weights_sha1": "tensors_sha1"}
-
-
 def differences(cfg, old):
     """The keys two configs disagree on. A key the old config lacks is not one: the run predates
     it (older code), and nothing the user passed differs."""
@@ -46,7 +39,7 @@ def differences(cfg, old):
 
 def skip_if_ended(out, known, resume):
     """Before any data is read: a run that has ended in OUT with the settings known so far (config
-    keys the arguments give; None: not known yet) is cli.Finished with --resume, refused without;
+    keys the arguments give; None: not known yet) is files.Finished with --resume, refused without;
     the rest goes on."""
     if os.path.isdir(out):
         hold(out)
@@ -61,7 +54,7 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
     file, ckpt.pt or linprobe's features.pt, has the same config; without one, the config in the
     summary.json or results.json it ended with) and --resume is given; a log without its state
     file is refused. Returns the state, or None. A corrupt ckpt.pt gives way to ckpt.prev.pt. A
-    run that has ended (written summary.json or results.json) is left as it is: cli.Finished,
+    run that has ended (written summary.json or results.json) is left as it is: files.Finished,
     exit 0. OUT is held until the process ends (a second process is refused), and temp files that
     killed processes left in it are removed."""
     # OUT made and tried up front: a run never fails at its end for want of it

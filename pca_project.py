@@ -213,6 +213,7 @@ def main():
     # The script's plumbing, imported here: the method above needs none of it.
     import cli
     import data
+    import files
     from checkpoints import load_pretrained, pretrained
     from dataset_pca import load_or_fit
     from monitor import band_monitor, shown
@@ -243,7 +244,7 @@ def main():
         args.aug = cfg["aug"] if cfg["pca_fit"] == "views" else "none"
         if cfg["target"] != "original":
             args.pct = cfg["pct"] if cfg["target"] == "bottom" else 100 - cfg["pct"]
-    out = cli.writable_image(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
+    out = files.writable_image(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
     shape = data.image_shape(args.dataset, args.image_size)
     # the user's picture read first: a file that is no image is refused before any fit
     x_uint8 = data.read_image(args.image, shape[-1], shape[0])[None] if args.image else None
@@ -281,7 +282,7 @@ def main():
         figures = (f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in shares.items())
         print(f"band monitor on {n:,} test images ({explained_by(cfg)})"
               + (": " + ", ".join(figures) if shares else ""))
-    cli.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
+    files.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%"
           + (f", input and prediction of {target_name(cfg)})" if args.ckpt else ")"))
 

@@ -12,6 +12,7 @@ import time
 import torch
 
 import cli
+import files
 import data
 import dataset_pca
 import pca_project
@@ -163,7 +164,7 @@ def main(argv=None):
         cfg["pca_fit"] = "views"  # its target, masking or monitor: the PCA of its training views
     torch.manual_seed(args.seed)
     model = build_model(cfg, image_shape).to(device)
-    cli.writable(os.path.join(args.out, "log.jsonl"))
+    files.writable(os.path.join(args.out, "log.jsonl"))
     data.num_classes(args.dataset, args.data_dir)  # the kNN monitor tells classes apart
     where = (args.data_dir, args.image_size, args.download)
     x_train, y_train = data.load(args.dataset, "train", *where)  # labelled: the kNN monitor's
@@ -290,7 +291,7 @@ def main(argv=None):
                                        y_test[knn_test].to(device))
             rows = shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
             grid_path = os.path.join(args.out, f"recon-{epoch + 1:04d}.png")
-            cli.save_png(torch.cat(rows), grid_path, nrow=8, padding=1)
+            files.save_png(torch.cat(rows), grid_path, nrow=8, padding=1)
         log.append(line)
         if epoch + 1 in args.keep_epochs:
             training.keep_copy(args.out, model, cfg, epoch=epoch + 1)
@@ -307,7 +308,7 @@ def main(argv=None):
                    "final_explained": log[-1].get("explained"),
                    "train_seconds": sum(line["seconds"] for line in log),
                    "wall_seconds_this_session": time.time() - t_start}
-        cli.save_json(summary, os.path.join(args.out, "summary.json"))
+        files.save_json(summary, os.path.join(args.out, "summary.json"))
         if args.band_edges:
             report.explained_chart(log, os.path.join(args.out, "explained.svg"), band_desc)
         print(f"done: loss {summary['final_loss']:.4f}, kNN {final_knn:.3f}; wrote {args.out}/")

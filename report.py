@@ -17,6 +17,8 @@ import textwrap
 from xml.sax.saxutils import escape
 
 import cli
+import files
+import older
 
 # (fine-tune, linear probe) test accuracy of the original work (docs/method.md, 5).
 PAPER = {
@@ -77,17 +79,10 @@ def both_configs(r):
 
 def comparable(a, b):
     """Whether two configs describe one run but for its seed and where its files were; a key one
-    of them lacks (made by older code) is what that code did (cli.OLDER_CODE), or not a
+    of them lacks (made by older code) is what that code did (older.OLDER_CODE), or not a
     difference."""
-    a, b = as_older_code_ran(a, b.keys()), as_older_code_ran(b, a.keys())
+    a, b = older.as_older_code_ran(a, b.keys()), older.as_older_code_ran(b, a.keys())
     return all(a[k] == b[k] for k in a.keys() & b.keys() if not seed_or_place(k))
-
-
-def as_older_code_ran(cfg, keys):
-    """cfg with those of keys it lacks whose value older code is known to have used
-    (cli.OLDER_CODE)."""
-    older = {k: k.removeprefix("pretrain.") for k in keys - cfg.keys()}
-    return {k: cli.OLDER_CODE[name] for k, name in older.items() if name in cli.OLDER_CODE} | cfg
 
 
 def seed_or_place(key):
@@ -110,7 +105,7 @@ def apart(groups, config):
         return [""] * len(groups)
     configs = [config(g[0]) for g in groups]
     every = set().union(*configs)
-    configs = [as_older_code_ran(c, every) for c in configs]
+    configs = [older.as_older_code_ran(c, every) for c in configs]
     keys = sorted(k for k in set.intersection(*map(set, configs)) if not seed_or_place(k))
     differ = [k for k in keys if len({json.dumps(c[k], sort_keys=True) for c in configs}) > 1]
     return [", ".join(f"{k} {c[k]}" for k in differ) for c in configs]
@@ -279,24 +274,16 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
 # What pretrain.py's band monitor measures, named in each log line. Logs written before it was named
 # compared the masked patches only, whose cut edges credit a model with bands it cannot know.
 EXPLAINED_BY = "the whole target, each patch guessed while hidden"
-OLD_EXPLAINED_BY = "masked patches only (before issue 21; leaks across bands)"
 # Norm-pix loss: no figure (monitor.band_monitor says why). Logs written before gave figures that
 # credited the model with the hidden patches' own means and scales, first against the mean image,
 # then against each patch flat at its own mean; both are withdrawn.
 NORM_PIX_EXPLAINED_BY = ("no figure: a norm-pix model predicts each patch up to its own mean and "
                          "scale, which no pixel reading can credit it with only what it knows")
-WITHDRAWN = ("withdrawn: norm-pix figures made pixels with the hidden patches' own means and "
-             "scales, which credited the model with bands it did not know")
 
 
 def explained_by(cfg):
     """What the band monitor measures for a run of this pretraining config."""
     return NORM_PIX_EXPLAINED_BY if cfg.get("norm_pix_loss") else EXPLAINED_BY
-
-
-def measured_as(log):
-    """What a log line's band monitor measured, named; lines that predate a fix named as such."""
-    return log.get("explained_by", OLD_EXPLAINED_BY)
 
 
 def explained_chart(logs, path, target):
@@ -307,8 +294,8 @@ def explained_chart(logs, path, target):
     measured = [log for log in logs if log.get("explained")]
     if not measured:  # a run whose bands were none (--band-edges without values)
         return
-    definition = measured_as(measured[-1])
-    rows = [log["explained"] if measured_as(log) == definition else {} for log in measured]
+    definition = older.measured_as(measured[-1])
+    rows = [log["explained"] if older.measured_as(log) == definition else {} for log in measured]
     series = {}
     for name in rows[-1]:
         label = name if rows[-1][name] is not None else name + " (outside the target)"
@@ -316,7 +303,7 @@ def explained_chart(logs, path, target):
     chart = line_chart(series, "Hidden variance explained, per PCA band",
                        f"target: {target}; {definition}", "epoch",
                        "share explained (1 = all, 0 = none)")
-    cli.save_text(chart, path)
+    files.save_text(chart, path)
 
 
 UNTRAINED = "untrained (MAE init)"
@@ -380,7 +367,7 @@ def probe_chart(results, path):
                        "their range); colour: the target, shape: the schedule",
                        "pretraining epoch", "linear-probe test accuracy",
                        low=low, high=high, step=0.05, xs=xs, styles=styles, ranges=ranges)
-    cli.save_text(chart, path)
+    files.save_text(chart, path)
     return True
 
 
@@ -393,11 +380,11 @@ def redraw_charts(folder):
     """explained.svg beside each pretraining log, and FOLDER/test_curves.svg of the fine-tunings."""
     curves = {}
     for path in under(folder, "log.jsonl"):
-        logs = cli.read_jsonl(path)
+        logs = files.read_jsonl(path)
         run = os.path.dirname(path)
         summary = os.path.join(run, "summary.json")
         if any("explained" in log for log in logs):  # target, config: summary.json, once it ended
-            ended = cli.read_json(summary, "summary.json") if os.path.exists(summary) else {}
+            ended = files.read_json(summary, "summary.json") if os.path.exists(summary) else {}
             explained_chart(logs, os.path.join(run, "explained.svg"), ended.get("target", run))
         if any("test_accuracy" in log for log in logs):
             curves[os.path.relpath(run, folder)] = [log.get("test_accuracy") for log in logs]
@@ -405,18 +392,18 @@ def redraw_charts(folder):
         chart = line_chart(curves, "Test accuracy per epoch", f"fine-tuning runs under {folder}",
                            "epoch", "test accuracy", low=0, high=1, step=0.1,
                            styles=kind_styles(curves))
-        cli.save_text(chart, os.path.join(folder, "test_curves.svg"))
+        files.save_text(chart, os.path.join(folder, "test_curves.svg"))
 
 
 def read_result(path, folder_as=None):
     """A results.json, checked, its target named as now (whatever code wrote it), an image folder
     named as the dataset it holds when asked."""
-    r = cli.read_json(path, "results.json")
+    r = files.read_json(path, "results.json")
     fields = {"eval": str, "dataset": str, "target": str, "accuracy": (int, float), "epochs": int,
               "config": (dict, type(None)), "pretrain_config": (dict, type(None))}
     r = {"config": None, "pretrain_config": None} | r
     if not all(isinstance(r.get(k), kind) for k, kind in fields.items()):
-        raise cli.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
+        raise files.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
     if folder_as and r["dataset"] == "folder":
         r["dataset"] = folder_as + FOLDER
     if "target" in (r.get("pretrain_config") or {}):
@@ -438,18 +425,18 @@ def main():
                         "numbers beside them (the CIFAR-10 JPEG copy: --as cifar10)")
     args = p.parse_args()
     if not os.path.isdir(args.folder):
-        raise cli.UserError(f"{args.folder} is not a folder")
+        raise files.UserError(f"{args.folder} is not a folder")
     if args.charts:
         redraw_charts(args.folder)
     paths = under(args.folder, "results.json")
     if not paths:
-        raise cli.UserError(f"no results.json under {args.folder}: "
+        raise files.UserError(f"no results.json under {args.folder}: "
                             "run finetune.py or linprobe.py first")
     results = [read_result(path, args.folder_as) for path in paths]
     if args.charts:
         probe_chart(results, os.path.join(args.folder, "probe_epochs.svg"))
     print(table(results))
-    pretraining = [cli.read_json(path, "summary.json").get("train_seconds") or 0
+    pretraining = [files.read_json(path, "summary.json").get("train_seconds") or 0
                    for path in under(args.folder, "summary.json")]
     hours = (sum(r.get("seconds") or 0 for r in results) + sum(pretraining)) / 3600
     print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and "

@@ -22,8 +22,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import cli
+import files
+import older
 import outfolder
-from cli import UserError, save_atomic, save_text
+from files import UserError, save_atomic, save_text
 
 
 # Flags that change where or how fast a run goes, not what it computes: left out of its config.
@@ -140,11 +142,7 @@ def claim_or_resume(out, cfg, model, optimizer, resume):
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"])
-    # The checkpoint's log is the true one (older checkpoints had none: the file's lines up to it).
-    if "log" in ckpt:
-        log = ckpt["log"]
-    else:
-        log = [line for line in read_log(out) if line["epoch"] <= ckpt["epoch"]]
+    log = older.checkpoint_log(ckpt, lambda: read_log(out))  # the checkpoint's is the true one
     if main_process():
         write_log(out, log)
     return ckpt["epoch"], ckpt["step"], ckpt["loss_sum"], log
@@ -155,7 +153,7 @@ def write_log(out, log):
 
 
 def read_log(out):
-    return cli.read_jsonl(os.path.join(out, "log.jsonl"))
+    return files.read_jsonl(os.path.join(out, "log.jsonl"))
 
 
 def set_lr(optimizer, lr):

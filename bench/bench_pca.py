@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import cli  # noqa: E402
 import data  # noqa: E402
+import files  # noqa: E402
 import pca_project  # noqa: E402
 
 
@@ -85,7 +86,7 @@ def main():
         t0 = time.time()
         with PeakRSS() as mem:
             pca = pca_project.fit(x, device="cpu")
-            cli.save_atomic(pca, os.path.join(root, "fit.pt"))
+            files.save_atomic(pca, os.path.join(root, "fit.pt"))
         t_fit = time.time() - t0
         ours = t_load + t_fit
 

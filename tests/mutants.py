@@ -88,7 +88,7 @@ MUTANTS = [
      "    if True:\n        part =",
      "tests/test_pretrain.py::test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision"),
     # issue 23's mechanisms: nothing lost, nothing silently wrong
-    ("a held folder not held", "cli.py", 'if key in _HELD or os.environ.get("RANK", "0") != "0":', "if True:",
+    ("a held folder not held", "files.py", 'if key in _HELD or os.environ.get("RANK", "0") != "0":', "if True:",
      "tests/test_round_two.py -k held"),
     ("labels outside the classes accepted", "data.py", "if bad := ((y < 0) | (y >= classes)).nonzero()[:1, 0].tolist():",
      "if bad := []:", "tests/test_round_two.py -k cifar_batches"),
@@ -96,7 +96,7 @@ MUTANTS = [
      "pass", "tests/test_round_two.py -k follow_the_train"),
     ("the run's data not in its config", "pretrain.py", 'cfg["data_sha1"] = data.identity(x_pre, *labelled)', "pass",
      "tests/test_round_two.py -k other_data"),
-    ("killed writers' temp files left", "cli.py", "if m and entry.is_file() and not alive(int(m[1])):", "if False:",
+    ("killed writers' temp files left", "files.py", "if m and entry.is_file() and not alive(int(m[1])):", "if False:",
      "tests/test_round_two.py -k temp_files"),
     ("probe chart: the seeds' range not drawn", "report.py",
      "return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None", "return None",
@@ -109,8 +109,8 @@ MUTANTS = [
      "x = pca_project.to_band(data.augment(x_train[idx].float() / 255, args.aug, u_aug), pcs)\n"
      "            labels = y_train[idx]",
      "tests/test_eval.py -k band_of_the_whole_image"),
-    ("older code's runs read as today's", "report.py",
-     "    return {k: cli.OLDER_CODE[name] for k, name in older.items() if name in cli.OLDER_CODE} | cfg",
+    ("older code's runs read as today's", "older.py",
+     "    return {k: OLDER_CODE[name] for k, name in older.items() if name in OLDER_CODE} | cfg",
      "    return cfg", "tests/test_eval.py -k older_code"),
     ("a run older code started resumed as today's", "outfolder.py",
      "check_same_run(out, cfg, older | old, resume)", "check_same_run(out, cfg, old, resume)",

@@ -9,6 +9,7 @@ import checkpoints
 import finetune
 import linprobe
 import model
+import older
 import outfolder
 import dataset_pca
 import pca_project
@@ -197,14 +198,14 @@ def test_report_prints_the_table_beside_the_paper(tmp_path, run):
 def test_monitor_lines_of_two_definitions_never_share_a_chart_and_withdrawn_ones_none(tmp_path):
     before = {"explained": {"top 75%": 0.99}}  # no explained_by: logged before issue 21
     after = {"explained": {"top 75%": 0.30}, "explained_by": report.EXPLAINED_BY}
-    for logs, definition, drawn in (([after, before], report.OLD_EXPLAINED_BY, 1),
+    for logs, definition, drawn in (([after, before], older.OLD_EXPLAINED_BY, 1),
                                     ([before, after, after], report.EXPLAINED_BY, 2)):
         report.explained_chart(logs, tmp_path / "e.svg", "the image")
         svg = ET.fromstring((tmp_path / "e.svg").read_text())
         ns = "{http://www.w3.org/2000/svg}"
         assert definition in " ".join(t.text or "" for t in svg.iter(ns + "text"))
         assert len(svg.findall(f".//{ns}circle")) == drawn
-    withdrawn = {"explained_withdrawn": {"top 75%": 0.9}, "explained_by": report.WITHDRAWN}
+    withdrawn = {"explained_withdrawn": {"top 75%": 0.9}, "explained_by": older.WITHDRAWN}
     norm_pix = {"explained": None, "explained_by": report.explained_by({"norm_pix_loss": True})}
     report.explained_chart([withdrawn, norm_pix], tmp_path / "w.svg", "the image")
     assert not (tmp_path / "w.svg").exists()
@@ -342,7 +343,7 @@ def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, r
 
 
 def test_runs_of_older_code_are_read_as_that_code_ran(tmp_path):
-    """A config key older code did not record stands for what it did (cli.OLDER_CODE): a band run
+    """A config key older code did not record stands for what it did (older.OLDER_CODE): a band run
     that took the band of a crop (no band_first) is no second seed of one that takes the band of
     the whole image, and the cell names what sets them apart; pretraining configs alike."""
     config = {"dim": 64, "depth": 4, "patch_size": 4, "input": "bottom"}

@@ -11,8 +11,10 @@ from PIL import Image
 
 import cli
 import data
+import files
 import finetune
 import linprobe
+import older
 import pca_project
 import pretrain
 import report
@@ -105,8 +107,8 @@ def test_a_checkpoint_made_again_is_the_same_checkpoint(pre, fmnist_folder, tmp_
     (as a fresh machine would make it again) it is the same run; written whole twice, the bytes
     are the same too."""
     ckpt = torch.load(pre / "ckpt.pt", weights_only=True)
-    cli.save_atomic(ckpt, tmp_path / "a.pt")
-    cli.save_atomic(ckpt, tmp_path / "b.pt")
+    files.save_atomic(ckpt, tmp_path / "a.pt")
+    files.save_atomic(ckpt, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     args = ["--epochs", 2, "--data-dir", fmnist_folder, "--out", tmp_path / "probe"]
     assert run(linprobe, "--ckpt", pre / "ckpt.pt", *args)[0] == 0
@@ -135,7 +137,7 @@ def test_an_out_folder_holding_another_run_is_refused_by_every_script(pre, fmnis
 def test_folder_test_class_without_a_train_class_is_refused(tmp_path, run):
     write_folder(tmp_path / "f")
     (tmp_path / "f" / "test" / "cat").rename(tmp_path / "f" / "test" / "lynx")
-    with pytest.raises(cli.UserError, match="lynx"):
+    with pytest.raises(files.UserError, match="lynx"):
         data.load("folder", "test", str(tmp_path / "f"), 16)
 
 
@@ -199,7 +201,7 @@ def test_the_log_survives_a_stop_between_checkpoint_and_log_line(fmnist_folder, 
         assert run(pretrain, *args, "--resume")[0] == 0
         assert (tmp_path / "log.jsonl").read_text() == whole
     (tmp_path / "log.jsonl").write_text(whole[:-20])
-    assert cli.read_jsonl(tmp_path / "log.jsonl") == [json.loads(whole.splitlines()[0])]
+    assert files.read_jsonl(tmp_path / "log.jsonl") == [json.loads(whole.splitlines()[0])]
 
 
 def test_flags_a_run_did_not_use_are_not_written_as_used(pre, fmnist_folder, tmp_path, run):
@@ -308,7 +310,7 @@ def test_hostile_inputs_are_one_line_before_any_work(pre, fmnist_folder, tmp_pat
                 "--stop-epoch", 1], "band_first")])
 def test_a_run_that_older_code_started_goes_on_only_as_that_code_ran_it(fmnist_folder, tmp_path, run, script,
                                                                          args, key):
-    """A checkpoint whose config lacks a key of today's (cli.OLDER_CODE) was made by code that did
+    """A checkpoint whose config lacks a key of today's (older.OLDER_CODE) was made by code that did
     otherwise: resuming it with today's would change what it trains on mid-run, so it is refused."""
     args = [*args, "--data-dir", fmnist_folder, "--out", tmp_path]
     assert run(script, *args)[0] == 0

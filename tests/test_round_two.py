@@ -16,6 +16,7 @@ from PIL import Image
 import cli
 import data
 import dataset_pca
+import files
 import finetune
 import linprobe
 import pca_project
@@ -38,8 +39,8 @@ def dead_pid():
 def test_a_held_folder_refuses_a_second_process_and_a_killed_holder_leaves_it_free(fmnist_folder, tmp_path):
     out = tmp_path / "R"
     cmd = [sys.executable, "pretrain.py", *map(str, [*SHORT, "--data-dir", fmnist_folder, "--out", out])]
-    holder = subprocess.Popen([sys.executable, "-c", f"import cli, os; os.makedirs({str(out)!r}); "
-                               f"cli.hold({str(out)!r}); print('held', flush=True); import time; time.sleep(60)"],
+    holder = subprocess.Popen([sys.executable, "-c", f"import files, os; os.makedirs({str(out)!r}); "
+                               f"files.hold({str(out)!r}); print('held', flush=True); import time; time.sleep(60)"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "held\n"
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -54,13 +55,13 @@ def test_a_held_folder_refuses_a_second_process_and_a_killed_holder_leaves_it_fr
 def test_a_folder_is_held_until_the_script_ends(pre, fmnist_folder, tmp_path, run):
     probe = ["--ckpt", pre / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "p"]
     assert run(linprobe, *probe)[0] == 0
-    assert not cli._HELD  # main_guard let go of it
-    cli.hold(tmp_path / "p")  # as another process would
+    assert not files._HELD  # main_guard let go of it
+    files.hold(tmp_path / "p")  # as another process would
     try:
         p = subprocess.run([sys.executable, "linprobe.py", *map(str, probe), "--resume"], cwd=ROOT,
                            capture_output=True, text=True)
     finally:
-        cli.release_folders()
+        files.release_folders()
     assert one_line_error(p.returncode, p.stderr) and "in use by another run" in p.stderr
 
 
@@ -74,7 +75,7 @@ def test_folder_labels_follow_the_train_classes_whatever_the_cache(tmp_path):
     assert data.load("folder", "test", tmp_path, 16)[1].tolist() == [1, 1, 2, 2]  # a0 sorts first
     shutil.rmtree(tmp_path / "train" / "a0")
     shutil.move(tmp_path / "train" / "c1", tmp_path / "c1")
-    with pytest.raises(cli.UserError, match="test/c1 is a class with no train folder"):
+    with pytest.raises(files.UserError, match="test/c1 is a class with no train folder"):
         data.load("folder", "test", tmp_path, 16)
 
 
@@ -82,7 +83,7 @@ def test_a_train_class_without_images_is_refused(tmp_path):
     write_folder(tmp_path, classes=("c0", "c1", "c2"), per_class=2)
     for f in (tmp_path / "train" / "c2").iterdir():
         f.rename(f.with_suffix(".gif"))  # a format the folder reader skips
-    with pytest.raises(cli.UserError, match="train/c2 holds no image files"):
+    with pytest.raises(files.UserError, match="train/c2 holds no image files"):
         data.load("folder", "train", tmp_path, 16)
 
 
@@ -106,7 +107,7 @@ def test_cifar_batches_that_cannot_be_right_are_refused_naming_the_problem(tmp_p
     write_cifar10(tmp_path)
     data.load("cifar10", "test", tmp_path)  # a good cache first: the files' change must be seen
     rewrite_cifar(tmp_path, name, change)
-    with pytest.raises(cli.UserError, match=says):
+    with pytest.raises(files.UserError, match=says):
         data.load("cifar10", "train" if "data_batch" in name else "test", tmp_path)
 
 
@@ -126,7 +127,7 @@ def write_stl10(root, labels, extra_bytes=0):
 ])
 def test_stl10_files_that_cannot_be_right_are_refused(tmp_path, labels, extra, says):
     write_stl10(tmp_path, labels, extra)
-    with pytest.raises(cli.UserError, match=says):
+    with pytest.raises(files.UserError, match=says):
         data.load("stl10", "train", tmp_path)
 
 
@@ -136,7 +137,7 @@ def test_a_truncated_fashion_mnist_file_is_called_corrupt_not_missing(tmp_path):
     for split in ("train", "t10k"):
         (raw / f"{split}-images-idx3-ubyte").write_bytes(b"\0\0\x08\x03" + (10).to_bytes(4, "big") * 3 + bytes(99))
         (raw / f"{split}-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + (10).to_bytes(4, "big") + bytes(10))
-    with pytest.raises(cli.UserError, match="corrupt"):
+    with pytest.raises(files.UserError, match="corrupt"):
         data.load("fashion-mnist", "train", tmp_path)
 
 
@@ -146,7 +147,7 @@ def test_images_without_a_fixed_range_are_refused_naming_the_file(tmp_path, arra
     path = tmp_path / "x.tif"
     Image.fromarray(array).save(path)
     assert Image.open(path).mode == mode
-    with pytest.raises(cli.UserError, match=f"{path}.*mode {mode}"):
+    with pytest.raises(files.UserError, match=f"{path}.*mode {mode}"):
         data.read_image(path, 8)
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 import cli
 import data
+import files
 import finetune
 from conftest import FASHION_MNIST
 from test_pca import one_line_error
@@ -75,5 +76,5 @@ def test_the_supervised_baseline_runs_on_it(tiny, tmp_path, run):
                          "--input", "bottom", "--pct", 20, "--out", tmp_path / "out")
     assert code == 0, err
     assert "tinyimagenet: 12 train / 0 val / 6 test images" in out
-    with pytest.raises(cli.UserError):
+    with pytest.raises(files.UserError):
         data.load("tinyimagenet", "unlabeled", tiny)

@@ -1,0 +1,234 @@
+"""Files written whole and read with care, shared by every script: atomic writes (a temp file,
+then os.replace; what a killed process left is swept), output paths tried before any work, locks
+on output folders, caches stamped with what made them, the JSON and checkpoint readers, and the
+errors that the scripts turn into one line and exit status 2."""
+import fcntl
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import torch
+from PIL import Image
+from torchvision.utils import save_image
+
+
+class UserError(ValueError):
+    """Bad input from the user: reported as one line on stderr, exit status 2."""
+
+
+class WriteError(UserError):
+    """A file that could not be written (a full disk, a folder that takes no file): one line, and
+    exit status 2, like bad input."""
+    def __init__(self, path, why):
+        super().__init__(f"cannot write {path} ({why}); any file there before is intact")
+        self.path, self.why = path, why
+
+
+class Finished(Exception):
+    """--resume of a run that has already ended: nothing to do, and the files it wrote stay as they
+    are."""
+
+
+def temp_path(path, pid=None):
+    """Where write_atomic writes path first: beside it, named after the process, the extension
+    kept (save_image picks the format by it)."""
+    root, ext = os.path.splitext(path)
+    return f"{root}.tmp{os.getpid() if pid is None else pid}{ext}"
+
+
+def remove_leftovers(folder):
+    """The temp files in folder that killed processes left behind (a live writer's stay)."""
+    for entry in os.scandir(folder):
+        m = re.fullmatch(r".+\.tmp(\d+)(\.\w+)?", entry.name)
+        if m and entry.is_file() and not alive(int(m[1])):
+            os.remove(entry.path)
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def write_atomic(path, write, keep_previous=None):
+    """write(tmp) to a flushed temp file beside path, then os.replace: a crash never leaves a
+    half-written file, and what a killed one left is removed the next time its folder is
+    written. With keep_previous, the file being replaced is moved there first."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    remove_leftovers(os.path.dirname(os.path.abspath(path)))
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        if keep_previous and os.path.exists(path):
+            os.replace(path, keep_previous)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "the disk is full?"
+        raise WriteError(path, why) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def writable(path):
+    """An output file's path, tried before any work (its temp file made and removed): refused when
+    it is a folder, a folder on its way is a file, its name is too long or its folder takes no
+    file."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if blocking := next((p for p in [folder, *pathlib.Path(folder).parents] if os.path.isfile(p)),
+                        None):
+        raise UserError(f"cannot write {path}: {blocking} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(temp_path(path), "xb"):
+            pass
+        os.remove(temp_path(path))
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror})") from None
+    return path
+
+
+def writable_image(path):
+    """writable(path), and its extension one that PIL writes (it picks the format by it)."""
+    Image.init()
+    if os.path.splitext(path)[1].lower() not in Image.registered_extensions():
+        raise UserError(f"cannot write {path}: give an image file name (.png, .jpg, ...)")
+    return writable(path)
+
+
+_HELD = {}  # folder -> its open lock file; the OS lets go of it when the process ends, however
+
+
+def hold(folder):
+    """Hold an output folder for this process: another process that asks for it while this one
+    lives is refused, and a killed process leaves nothing stuck (flock dies with it). Under
+    torchrun, rank 0 holds it for the run."""
+    key = os.path.realpath(folder)
+    if key in _HELD or os.environ.get("RANK", "0") != "0":
+        return
+    f = open(os.path.join(folder, ".lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise UserError(f"{folder} is in use by another run (process {holder}): wait for it "
+                        "to end, or choose another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _HELD[key] = f
+
+
+def release_folders():
+    while _HELD:
+        _HELD.popitem()[1].close()
+
+
+def save_atomic(obj, path, keep_previous=None):
+    """torch.save, written whole; to a file object, so that the archive inside is not named after
+    the temp file: the same content gives the same bytes."""
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+    write_atomic(path, save, keep_previous)
+
+
+def save_text(text, path):
+    write_atomic(path, lambda tmp: pathlib.Path(tmp).write_text(text))
+
+
+def save_json(obj, path):
+    save_text(json.dumps(obj, indent=1), path)
+
+
+def save_png(images, path, **grid):
+    """torchvision's save_image (make_grid options in grid), written whole."""
+    write_atomic(path, lambda tmp: save_image(images, tmp, **grid))
+
+
+def load_checkpoint(path):
+    """torch.load(path, weights_only=True); a missing or unreadable file is a UserError."""
+    if not os.path.isfile(path):
+        raise UserError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__})") from None
+
+
+def read_cache(path, what, keys):
+    """The cache at path (None: no file), its "stamp" saying what it was made from, its tensors
+    mapped from the file. One rule for every cache: a file there that is not `what` (a dict with
+    `keys`) is refused, never written over."""
+    if not os.path.exists(path):
+        return None
+    try:
+        # mapped, not read: a run reads only the pages of what it uses (a band's eigenvectors of a
+        # 6.1 GB basis), and processes on one machine share them in the page cache
+        cache = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        cache = None
+    if not isinstance(cache, dict) or not set(keys) <= cache.keys():
+        raise UserError(f"{path} is not {what}; delete or move it")
+    return cache
+
+
+def write_cache(cache, path, stamp):
+    """Save a cache with its stamp (what it was made from); where it cannot be written (a read-only
+    data folder), go on without it."""
+    try:
+        save_atomic(cache | {"stamp": stamp}, path)
+    except WriteError as e:
+        print(f"warning: cannot write the cache {e.path} ({e.why}); going on without it",
+              file=sys.stderr)
+
+
+def read_json(path, what):
+    """A JSON object this project wrote; anything else (cut short, edited, not UTF-8, not an
+    object) is a UserError naming the file."""
+    try:
+        obj = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        obj = None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} is not a {what} of this project (truncated, edited or not UTF-8?)")
+    return obj
+
+
+def read_jsonl(path):
+    """A log's lines; a last line cut short (a run killed while writing it) is dropped."""
+    try:
+        lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a log of this project (not UTF-8)") from None
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i + 1 < len(lines):
+                raise UserError(f"{path} is corrupt at line {i + 1}") from None
+    if not all(isinstance(row, dict) for row in rows):
+        raise UserError(f"{path} is not a log of this project (a line is not an object)")
+    return rows
+
+
+def git_commit():
+    """The commit of this code, for results files (None outside a git checkout)."""
+    p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None

@@ -1,4 +1,5 @@
-"""Datasets as whole uint8 tensors, and their augmentation done in batches on the device.
+"""Datasets as whole uint8 tensors, their augmentation done in batches on the device, and a
+pretraining batch's input and target (make_batch).
 
 load(name, split, data_dir) -> (x, y): x uint8 (N, C, H, W), y int64 (N,) (-1 where unlabelled).
 The first load decodes the files on disk (torchvision's own layouts) and caches the tensors in
@@ -18,6 +19,7 @@ from torchvision.datasets import mnist
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
+import pca_project
 from files import UserError, read_cache, write_atomic, write_cache
 
 DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "tinyimagenet", "folder")
@@ -180,6 +182,17 @@ def resample(x, scale_x, shift_x, scale_y, shift_y):
     rows = torch.bmm(x.reshape(n, c * h, w), weights(scale_x, shift_x, w).transpose(1, 2))
     out = torch.bmm(weights(scale_y, shift_y, h), rows.view(n, c, h, w).transpose(1, 2).reshape(n, h, c * w))
     return out.view(n, h, c, w).transpose(1, 2)
+
+
+def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
+    """Encoder input and reconstruction target from one uint8 batch, both from the same augmented
+    images: the image and the image (or its band, pcs from pca_project.on_device); with PCA masking
+    (hidden (N, D) components), the images rebuilt from the visible components and from the hidden
+    ones (in the band)."""
+    x = augment(x_uint8.float().div_(255), aug, u)
+    if hidden is not None:
+        return pca_project.split(x, pcs, hidden, pcs["band"])
+    return x, pca_project.to_band(x, pcs)
 
 
 def _missing(name, data_dir, problem="not found"):

@@ -1,8 +1,7 @@
-"""A batch's input and target (make_batch, what pretraining trains on), and what a pretrained MAE
-makes of fixed images: its reconstruction grid, and the band monitor (how much of each PCA band
-of the hidden variance its guess recovers), in pretrain.py's log and in pca_project.py --ckpt.
+"""What a pretrained MAE makes of fixed images: its reconstruction grid, and the band monitor (how
+much of each PCA band of the hidden variance its guess recovers), in pretrain.py's log and in
+pca_project.py --ckpt.
 
-    x, target = make_batch(x_uint8, "flip", pcs)   # the augmented images and their band
     shares = band_monitor(model, x_uint8, pcs)     # {"top 75%": 0.88, "10-25%": 0.35, ...}
     rows = shown(model, x_uint8[:8], pcs)           # input, prediction, target, original
 """
@@ -22,26 +21,15 @@ def band_variance(diff, pcs):
     return sq
 
 
-def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
-    """Encoder input and reconstruction target from one uint8 batch, both from the same augmented
-    images: the image and the image (or its band, pcs from pca_project.on_device); with PCA masking
-    (hidden (N, D) components), the images rebuilt from the visible components and from the hidden
-    ones (in the band)."""
-    x = data.augment(x_uint8.float().div_(255), aug, u)
-    if hidden is not None:
-        return pca_project.split(x, pcs, hidden, pcs["band"])
-    return x, pca_project.to_band(x, pcs)
-
-
 def inputs(model, x_uint8, pcs, mask_share, sigma, generator):
     """The images in [0, 1], the model's input (the images; with PCA masking their visible
     components; with sigma, plus noise) and its target (the images or their band; with PCA
-    masking the hidden components): make_batch's, with the masks and noise drawn here."""
+    masking the hidden components): data.make_batch's, with the masks and noise drawn here."""
     hidden = None
     if model.masking == "pca":
         u = torch.rand(len(x_uint8), len(pcs["share"]), device=x_uint8.device, generator=generator)
         hidden = pca_project.hide_components(pcs["share"], mask_share, u)
-    inp, target = make_batch(x_uint8, "none", pcs, hidden=hidden)
+    inp, target = data.make_batch(x_uint8, "none", pcs, hidden=hidden)
     if sigma:
         inp = inp + sigma * torch.randn(inp.shape, device=inp.device, generator=generator)
     return x_uint8.float() / 255, inp, target

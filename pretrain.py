@@ -21,7 +21,7 @@ import training
 from checkpoints import build_model
 from features import extract_features, knn_accuracy
 from model import MASKINGS, default_patch_size, get_lr, grid_cell, normalize_patches, param_groups
-from monitor import band_monitor, make_batch, shown
+from monitor import band_monitor, shown
 
 # Monitors and copies: not part of the run's config.
 RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges", "keep_epochs"}
@@ -126,7 +126,7 @@ def trivial_guess(model, x_pre, pcs, args):
         if args.masking == "pca":
             u = torch.rand(len(chunk), len(pcs["share"]), device=x_pre.device, generator=g)
             hidden = pca_project.hide_components(pcs["share"], args.pca_mask_share, u)
-        _, target = make_batch(chunk, "none", pcs, hidden=hidden)
+        _, target = data.make_batch(chunk, "none", pcs, hidden=hidden)
         total = total + normalize_patches(model.patchify(target)).sum(0)
     return (total / len(x_pre))[None]
 
@@ -253,7 +253,7 @@ def main(argv=None):
                 scores = model.mask_scores(sched.batch_size, device, generator=g)[sched.local]
             # The input and target, outside autocast: a band target is made in float32
             # (pca_project.exact_float32 makes sure).
-            x, target = make_batch(x_pre[idx], args.aug, pcs, u_aug, hidden)
+            x, target = data.make_batch(x_pre[idx], args.aug, pcs, u_aug, hidden)
             if args.corruption:  # gaussian: every patch seen, noisy; the target stays clean
                 noise = training.draw(torch.randn, sched, *x.shape[1:], device=device, generator=g)
                 x = x + args.sigma * noise

@@ -45,7 +45,7 @@ def main():
     def steps():
         model.train()
         for i in range(args.steps):
-            x, target = monitor.make_batch(x_train[i * 256:(i + 1) * 256], "crop", pcs)
+            x, target = data.make_batch(x_train[i * 256:(i + 1) * 256], "crop", pcs)
             loss = model(x, target)[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -21,7 +21,6 @@ from torchvision.transforms import v2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
-import monitor  # noqa: E402
 import pca_project  # noqa: E402
 import pretrain  # noqa: E402
 from bench_pca import cifar_shaped  # noqa: E402
@@ -78,7 +77,7 @@ def main():
           f"({torch.backends.cpu.get_cpu_capability()}); ViT-Tiny MAE "
           f"({sum(q.numel() for q in model.parameters()) / 1e6:.2f}M parameters), batch {b}, {args.steps} steps each")
 
-    x_pre, t_pre = monitor.make_batch(x_train[:b], "crop", pcs)
+    x_pre, t_pre = data.make_batch(x_train[:b], "crop", pcs)
     perm = torch.randperm(len(x_train))
     with FlopCounterMode(display=False) as counter:
         train_step(model, opt, x_pre, t_pre, autocast)
@@ -91,7 +90,7 @@ def main():
 
         def full():  # as in pretrain.py's loop: index the uint8 split, augment, project, step
             i = torch.randint(0, len(x_train) // b, ()).item()
-            x, target = monitor.make_batch(x_train[perm[i * b:(i + 1) * b]], "crop", pcs)
+            x, target = data.make_batch(x_train[perm[i * b:(i + 1) * b]], "crop", pcs)
             train_step(step_model, opt, x, target, autocast)
 
         a, m = torch.randn(2048, 2048), torch.randn(2048, 2048)

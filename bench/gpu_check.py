@@ -24,7 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import cli  # noqa: E402
 import data  # noqa: E402
-import monitor  # noqa: E402
 import pca_project  # noqa: E402
 import pretrain  # noqa: E402
 from bench_pca import cifar_shaped  # noqa: E402
@@ -86,7 +85,7 @@ def throughput(device, quick, x, pcs):
 
         def step(i):
             u = torch.rand(batch, 5, device=device)
-            inp, target = monitor.make_batch(x[i * batch % (len(x) - batch):][:batch], "crop", pcs, u)
+            inp, target = data.make_batch(x[i * batch % (len(x) - batch):][:batch], "crop", pcs, u)
             with autocast:  # pretrain.py's forward, backward and step
                 loss = step_model(inp, target)[0]
             opt.zero_grad(set_to_none=True)

@@ -38,7 +38,7 @@ MUTANTS = [
     ("top band is not the complement of the bottom", "pca_project.py", 'else slice(k, len(pca["eigvals"]))',
      'else slice(len(pca["eigvals"]) - k, len(pca["eigvals"]))',
      "tests/test_pca.py::test_bands_partition_and_follow_the_share_rule"),
-    ("target from the un-augmented batch", "monitor.py", "return x, pca_project.to_band(x, pcs)",
+    ("target from the un-augmented batch", "data.py", "return x, pca_project.to_band(x, pcs)",
      "return x, pca_project.to_band(x_uint8.float() / 255, pcs)",
      "tests/test_pretrain.py::test_target_is_the_band_of_the_augmented_batch"),
     ("PCA fitted on train and test", "dataset_pca.py", 'x = data.images(dataset, images, data_dir, image_size, download)',

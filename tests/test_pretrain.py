@@ -225,7 +225,7 @@ def test_trivial_guess_is_the_mean_target_patch(fmnist_folder, norm_pix, masking
     if masking == "pca":
         u = torch.rand(len(x), len(pcs["share"]), generator=torch.Generator().manual_seed(0))
         hidden = pca_project.hide_components(pcs["share"], 0.75, u)
-    _, targets = monitor.make_batch(x, "none", pcs, hidden=hidden)
+    _, targets = data.make_batch(x, "none", pcs, hidden=hidden)
     every = torch.ones(len(x), guess.shape[1])
 
     def loss(constant):
@@ -300,7 +300,7 @@ def test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision(
     torch.set_float32_matmul_precision(precision)
     try:
         with torch.autocast("cpu", torch.bfloat16):
-            _, target = monitor.make_batch(x, "none", pcs)
+            _, target = data.make_batch(x, "none", pcs)
     finally:
         torch.set_float32_matmul_precision(before)
     assert target.dtype == torch.float32 and torch.get_float32_matmul_precision() == before

@@ -7,8 +7,10 @@ The ViT is the same network under timm's names: the patch embedding as the equiv
 convolution, the fixed sin-cos positions as timm's position embedding (the class token's slot
 zero: this encoder adds no position to it), the blocks' layers renamed, LayerNorm's eps kept
 (1e-5, where timm's default is 1e-6). The model's output is the class token's feature,
-Encoder.features(x); it takes images in [0, 1], unnormalised, as this project's encoder does.
-timm is not needed here, only where the file is loaded."""
+Encoder.features(x); it takes images in [0, 1], unnormalised, as this project's encoder does,
+and the file's pretrained_cfg says so (input size, mean 0, std 1, the resize this project's
+reader makes), so that timm's own pipeline (resolve_data_config, create_transform) feeds it
+right. timm is not needed here, only where the file is loaded."""
 import os
 
 import torch
@@ -22,7 +24,8 @@ LAYERNORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which model.py's layers us
 
 LOAD = ('import functools, timm, torch; export = torch.load("{path}", weights_only=True)\n'
         'vit = timm.models.VisionTransformer(**export["args"], norm_layer=functools.partial('
-        'torch.nn.LayerNorm, eps=export["layernorm_eps"])); vit.load_state_dict(export["state_dict"])')
+        'torch.nn.LayerNorm, eps=export["layernorm_eps"])); '
+        'vit.load_state_dict(export["state_dict"]); vit.pretrained_cfg = export["pretrained_cfg"]')
 
 
 def timm_args(cfg):
@@ -33,6 +36,16 @@ def timm_args(cfg):
             "num_classes": 0, "global_pool": "token", "embed_dim": cfg["dim"],
             "depth": cfg["depth"], "num_heads": cfg["heads"], "mlp_ratio": 4.0, "qkv_bias": True,
             "class_token": True, "no_embed_class": False}
+
+
+def pretrained_cfg(cfg):
+    """What timm's data pipeline needs to feed the encoder: its input size, pixels in [0, 1] (mean
+    0, std 1), resized on the shorter side with bilinear interpolation and centre-cropped whole
+    (crop_pct 1), as data.read_image does."""
+    channels = cfg["image_shape"][0]
+    return {"input_size": tuple(cfg["image_shape"]), "mean": (0.0,) * channels,
+            "std": (1.0,) * channels, "interpolation": "bilinear", "crop_pct": 1.0,
+            "num_classes": 0}
 
 
 def timm_state_dict(encoder):
@@ -65,10 +78,11 @@ def main():
     cfg = ckpt["config"]
     if cfg.get("attention"):
         raise files.UserError(f"{args.ckpt} uses {cfg['attention']} attention, which timm's "
-                            "VisionTransformer does not have")
+                              "VisionTransformer does not have")
     encoder = pretrained(ckpt, cfg["image_shape"], args.ckpt).encoder
     export = {"state_dict": timm_state_dict(encoder), "args": timm_args(cfg),
-              "layernorm_eps": LAYERNORM_EPS, "pretrain_config": cfg, "epoch": ckpt["epoch"]}
+              "pretrained_cfg": pretrained_cfg(cfg), "layernorm_eps": LAYERNORM_EPS,
+              "pretrain_config": cfg, "epoch": ckpt["epoch"]}
     files.save_atomic(export, out)
     print(f"wrote {out}: the encoder of {args.ckpt} ({target_name(cfg)}, epoch {ckpt['epoch']}) "
           f"as a timm VisionTransformer; load it with\n{LOAD.format(path=os.path.abspath(out))}")

@@ -167,7 +167,8 @@ def load_checkpoint(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({type(e).__name__})") from None
+        why = type(e).__name__
+        raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({why})") from None
 
 
 def read_cache(path, what, keys):

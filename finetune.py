@@ -86,8 +86,9 @@ def pretrained_encoder(args, ckpt, shape):
     for name in SIZE_FLAGS:
         given = getattr(args, name)
         if given is not None and given != pre.get(name):
-            raise files.UserError(f"--{name.replace('_', '-')} {given} contradicts the checkpoint's "
-                                f"{pre.get(name)}; leave it out to use the checkpoint's")
+            flag = "--" + name.replace("_", "-")
+            raise files.UserError(f"{flag} {given} contradicts the checkpoint's {pre.get(name)}; "
+                                  "leave it out to use the checkpoint's")
         setattr(args, name, pre.get(name))
     encoder = pretrained(ckpt, shape, args.ckpt).encoder
     rates = torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()
@@ -134,7 +135,7 @@ def main(argv=None):
     n_val = round(args.val_split * len(x_train))
     if n_val == len(x_train):
         raise files.UserError(f"--val-split {args.val_split:g} leaves none of the {len(x_train)} "
-                            "train images to train on")
+                              "train images to train on")
     split = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed))
     x_val, y_val = x_train[split[:n_val]].to(device), y_train[split[:n_val]].to(device)
     x_train, y_train = x_train[split[n_val:]].to(device), y_train[split[n_val:]].to(device)
@@ -212,9 +213,8 @@ def main(argv=None):
             # the epoch's loss sum and the NaN watch, on the device: the host never waits for it
             sums += loss.detach()
             bad_step = training.first_bad_step(bad_step, loss.detach(), step)
-            if args.ckpt_every and (step + 1) % args.ckpt_every == 0 \
-                    and i + 1 < sched.steps_per_epoch:  # a checkpoint mid-epoch
-                training.stop_if_not_finite(bad_step, args.out)  # exit 3: never save a NaN
+            if training.mid_epoch_checkpoint(step, sched, args.ckpt_every):  # never of a NaN
+                training.stop_if_not_finite(bad_step, args.out)
                 training.save_checkpoint(args.out, model, optimizer, cfg, epoch, step=i + 1,
                                          loss_sum=sums, log=log)
 

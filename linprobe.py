@@ -118,7 +118,7 @@ def main(argv=None):
         feats = extract_features(encoder, x_train.to(device), args.pool, amp=args.amp)
         test_feats = extract_features(encoder, x_test.to(device), args.pool, amp=args.amp)
         files.save_atomic({"config": cfg, "train": feats.cpu(), "test": test_feats.cpu()},
-                        os.path.join(args.out, "features.pt"))
+                          os.path.join(args.out, "features.pt"))
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
     accuracy, log = train_probe(feats, y_train, test_feats, y_test, classes, epochs=args.epochs,

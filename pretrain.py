@@ -268,9 +268,8 @@ def main(argv=None):
                 trivial = model.loss(mean_guess.expand(len(x), -1, -1), target, mask)
             sums += torch.stack([loss.detach(), trivial.float()])
             bad_step = training.first_bad_step(bad_step, loss.detach(), step)
-            if args.ckpt_every and (step + 1) % args.ckpt_every == 0 \
-                    and i + 1 < sched.steps_per_epoch:  # a checkpoint mid-epoch
-                training.stop_if_not_finite(bad_step, args.out)  # exit 3: never save a NaN
+            if training.mid_epoch_checkpoint(step, sched, args.ckpt_every):  # never of a NaN
+                training.stop_if_not_finite(bad_step, args.out)
                 training.save_checkpoint(args.out, model, optimizer, cfg, epoch, step=i + 1,
                                          loss_sum=sums, log=log)
 

@@ -403,7 +403,8 @@ def read_result(path, folder_as=None):
               "config": (dict, type(None)), "pretrain_config": (dict, type(None))}
     r = {"config": None, "pretrain_config": None} | r
     if not all(isinstance(r.get(k), kind) for k, kind in fields.items()):
-        raise files.UserError(f"{path} is not a results.json of this project (truncated or edited?)")
+        raise files.UserError(f"{path} is not a results.json of this project "
+                              "(truncated or edited?)")
     if folder_as and r["dataset"] == "folder":
         r["dataset"] = folder_as + FOLDER
     if "target" in (r.get("pretrain_config") or {}):
@@ -431,7 +432,7 @@ def main():
     paths = under(args.folder, "results.json")
     if not paths:
         raise files.UserError(f"no results.json under {args.folder}: "
-                            "run finetune.py or linprobe.py first")
+                              "run finetune.py or linprobe.py first")
     results = [read_result(path, args.folder_as) for path in paths]
     if args.charts:
         probe_chart(results, os.path.join(args.folder, "probe_epochs.svg"))

@@ -242,6 +242,12 @@ def first_bad_step(bad_step, loss, step):
     return torch.where(torch.isfinite(loss) | (bad_step >= 0), bad_step, step)
 
 
+def mid_epoch_checkpoint(step, sched, every):
+    """Whether a checkpoint is due after this global step: every `every` steps (0: never), except
+    at an epoch's end, which has its own."""
+    return every > 0 and (step + 1) % every == 0 and (step + 1) % sched.steps_per_epoch > 0
+
+
 def stop_if_not_finite(bad_step, out):
     """Exit 3, before anything is saved, when a loss was NaN or inf (every process, or none)."""
     if dist.is_initialized():

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 import data
 import export
@@ -34,6 +35,34 @@ def test_the_timm_model_gives_the_encoders_features_on_real_pictures(pre, fmnist
     assert theirs.shape == ours.shape == (50, 32)
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
     assert ours.std(0).min() > 1e-3  # features that differ between pictures, not a constant
+
+
+def test_timms_own_data_pipeline_feeds_the_export_as_our_reader_does(pre, fmnist_folder, tmp_path, run):
+    """resolve_data_config and create_transform on the loaded model: the input size, the resize
+    and pixels in [0, 1] that the encoder was trained on, so its features are ours. Without the
+    export's pretrained_cfg, timm would feed it 224-px ImageNet-normalised pictures."""
+    code, out, _ = run(export, pre / "ckpt.pt", tmp_path / "vit.pt")
+    vit = load_as_the_printed_lines_do(tmp_path / "vit.pt", out).eval()
+    config = timm.data.resolve_data_config({}, model=vit)
+    assert config["input_size"] == (3, 16, 16)
+    assert tuple(config["mean"]) == (0.0,) * 3 and tuple(config["std"]) == (1.0,) * 3
+    transform = timm.data.create_transform(**config)
+    # the test pictures (28 px), and copies at the model's size: resized by timm, and as they are
+    x, _ = data.load("folder", "test", fmnist_folder, 16)
+    paths = sorted((fmnist_folder / "test").glob("*/*.png"))
+    small = tmp_path / "small"
+    small.mkdir()
+    for i, img in enumerate(x):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(small / f"{i}.png")
+    ours = x.float() / 255
+    exact = torch.stack([transform(Image.open(small / f"{i}.png").convert("RGB")) for i in range(len(x))])
+    resized = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+    assert resized.shape == ours.shape == (50, 3, 16, 16)
+    assert (resized - ours).abs().max() < 0.02  # PIL's resize and torchvision's, a rounding apart
+    encoder = pretrained(load_pretrained(pre / "ckpt.pt"), (3, 16, 16), "ckpt").encoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(vit(exact), encoder.features(ours), atol=1e-5, rtol=0)
+        assert (vit(resized) - encoder.features(ours)).abs().max() < 0.05
 
 
 def test_each_part_of_the_mapping_matters(pre, fmnist_folder, tmp_path, run):

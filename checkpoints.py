@@ -6,6 +6,7 @@ checked.
     ckpt = load_pretrained("runs/pretrain/ckpt.pt")
     mae = pretrained(ckpt, image_shape, path)
 """
+import cli
 from data import image_shape
 from files import UserError, load_checkpoint
 from model import MAE, grid_cell
@@ -67,6 +68,25 @@ def load_pretrained(path):
     config = {k: v for k, v in OLDER_CODE.items() if k != "band_first"} | config  # a fine-tune's
     config.setdefault("image_shape", list(image_shape(config["dataset"], config["image_size"])))
     return ckpt | {"config": config}
+
+
+def data_of(pre, dataset, data_dir, image_size):
+    """The data an evaluation reads: each data flag given (not None), else the pretraining's own
+    (pre: its config, or None): its dataset, and on that dataset its data folder and image size;
+    else cli.DATA_DEFAULTS. Returns ({dataset, data_dir, image_size}, the names taken from pre)."""
+    given = {"dataset": dataset, "data_dir": data_dir, "image_size": image_size}
+    own = pre is not None and dataset in (None, pre["dataset"])
+    taken = [k for k, v in given.items() if v is None and own and pre.get(k) is not None]
+    return {k: v if v is not None else pre[k] if k in taken else cli.DATA_DEFAULTS[k]
+            for k, v in given.items()}, taken
+
+
+def data_note(where, taken):
+    """What an evaluation's header says of data it took from the checkpoint."""
+    if not taken:
+        return ""
+    flags = " ".join(f"--{k.replace('_', '-')} {where[k]}" for k in taken)
+    return f" | the checkpoint's data: {flags}"
 
 
 def pretrained(ckpt, image_shape, path):

@@ -35,6 +35,15 @@ class Parser(argparse.ArgumentParser):
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
+    def format_help(self):
+        """--help names every flag's default (as it stands after set_defaults); a flag whose
+        default is "not given" (None, off, empty) says what that means in its own help."""
+        for action in self._actions:
+            given = action.default not in (None, False, [], argparse.SUPPRESS)
+            if action.option_strings and given and "%(default)" not in (action.help or ""):
+                action.help = (action.help + " " if action.help else "") + "(default: %(default)s)"
+        return super().format_help()
+
 
 def within(low, high, low_in=False, high_in=False, kind=float):
     """argparse type: a number of `kind` from low to high, each end included or not (never NaN)."""
@@ -57,19 +66,30 @@ positive_float = within(0, math.inf)
 batch = within(1, math.inf, kind=int)
 
 
-def parser(description):
-    """An argument parser with the flags every script takes: which data, and where to run."""
+# The data flags' defaults, where no checkpoint says otherwise.
+DATA_DEFAULTS = {"dataset": "fashion-mnist", "data_dir": "./data", "image_size": 32}
+
+
+def parser(description, data_from_ckpt=False):
+    """An argument parser with the flags every script takes: which data, and where to run.
+    data_from_ckpt (an evaluation of a checkpoint): the data flags default to the checkpoint's
+    own (checkpoints.data_of)."""
     p = Parser(description=description)
+    defaults = dict.fromkeys(DATA_DEFAULTS) if data_from_ckpt else DATA_DEFAULTS
+    own = {k: f" (default: the checkpoint's, else {v})" if data_from_ckpt else ""
+           for k, v in DATA_DEFAULTS.items()}
     # data.load checks the name: it knows the datasets, and this module sits below it.
-    p.add_argument("--dataset", default="fashion-mnist",
-                   help="cifar10, cifar100, stl10, fashion-mnist, tinyimagenet or folder")
-    p.add_argument("--data-dir", default="./data",
-                   help="where the dataset's files are (and its cache goes)")
-    p.add_argument("--image-size", type=positive, default=32,
-                   help="side length for --dataset folder")
+    p.add_argument("--dataset", default=defaults["dataset"],
+                   help="cifar10, cifar100, stl10, fashion-mnist, tinyimagenet or folder"
+                        + own["dataset"])
+    p.add_argument("--data-dir", default=defaults["data_dir"],
+                   help="where the dataset's files are (and its cache goes)" + own["data_dir"])
+    p.add_argument("--image-size", type=positive, default=defaults["image_size"],
+                   help="side length for --dataset folder" + own["image_size"])
     p.add_argument("--download", action="store_true",
                    help="fetch missing files with torchvision (needs internet)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda or cuda:N")
     return p
 
 

@@ -22,7 +22,7 @@ import files
 import outfolder
 import pca_project
 import training
-from checkpoints import check_sizes, load_pretrained, pretrained
+from checkpoints import check_sizes, data_note, data_of, load_pretrained, pretrained
 from model import Classifier, Encoder, default_patch_size, get_lr, param_groups
 from report import target_name
 
@@ -31,8 +31,8 @@ VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
 
 
 def get_args(argv=None):
-    p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
-    p.set_defaults(image_size=None)  # a folder's: the checkpoint's, or 32
+    # the data flags every script takes (by default the checkpoint's data), and --device
+    p = cli.parser(__doc__.splitlines()[0], data_from_ckpt=True)
     # where the encoder comes from, and what it sees
     p.add_argument("--ckpt", help="a pretrain.py checkpoint to start from")
     p.add_argument("--init", choices=("none",),
@@ -116,11 +116,12 @@ def main(argv=None):
         outfolder.skip_if_ended(args.out, known, args.resume)
     device = training.setup_distributed(cli.device(args.device))
     # The model first: all that the arguments and the checkpoint refuse is refused before any data
-    # is read. A checkpoint's image size, on its own dataset, unless --image-size says otherwise.
+    # is read. The checkpoint's data (dataset, folder, image size) unless the flags say otherwise.
     ckpt = load_pretrained(args.ckpt) if args.ckpt else None
     pre = ckpt["config"] if ckpt else None
-    own_size = pre["image_size"] if pre and pre["dataset"] == args.dataset else 32
-    shape = data.image_shape(args.dataset, args.image_size or own_size)
+    data_used, taken = data_of(pre, args.dataset, args.data_dir, args.image_size)
+    args.dataset, args.data_dir = data_used["dataset"], data_used["data_dir"]
+    shape = data.image_shape(args.dataset, data_used["image_size"])
     args.image_size = shape[-1]  # the size used (a fixed-size dataset ignores the flag)
     torch.manual_seed(args.seed)
     encoder = pretrained_encoder(args, ckpt, shape) if ckpt else fresh_encoder(args, shape)
@@ -172,6 +173,7 @@ def main(argv=None):
         init = f"pretrained {target_name(pre)} from {args.ckpt}" if pre else "none"
         n_params = sum(p.numel() for p in model.parameters())
         notes = training.notes(args, sched, amp, start_epoch, start_step)
+        notes += data_note(data_used, taken)
         print(" | ".join([
             f"device {device}{processes}",
             f"{args.dataset}: {len(x_train):,} train / {n_val:,} val / {len(x_test):,} test images",

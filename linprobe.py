@@ -20,15 +20,15 @@ import files
 import data
 import outfolder
 import training
-from checkpoints import load_pretrained, pretrained
+from checkpoints import data_note, data_of, load_pretrained, pretrained
 from features import extract_features, knn_accuracy
 from model import get_lr
 from report import target_name
 
 
 def get_args(argv=None):
-    p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
-    p.set_defaults(dataset=None)  # the checkpoint's dataset unless told otherwise
+    # the data flags every script takes (by default the checkpoint's data), and --device
+    p = cli.parser(__doc__.splitlines()[0], data_from_ckpt=True)
     p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"),
                    help="class token or mean patch token")
@@ -96,15 +96,16 @@ def main(argv=None):
         outfolder.skip_if_ended(args.out, known, args.resume)
     ckpt = load_pretrained(args.ckpt)
     pre = ckpt["config"]
-    dataset = args.dataset or pre["dataset"]
-    image_size = pre["image_size"] if dataset == pre["dataset"] else args.image_size
-    classes = data.num_classes(dataset, args.data_dir)
-    x_train, y_train = data.load(dataset, "train", args.data_dir, image_size, args.download)
-    x_test, y_test = data.load(dataset, "test", args.data_dir, image_size, args.download)
+    data_used, taken = data_of(pre, args.dataset, args.data_dir, args.image_size)
+    dataset = data_used["dataset"]
+    classes = data.num_classes(dataset, data_used["data_dir"])
+    where = (data_used["data_dir"], data_used["image_size"], args.download)
+    x_train, y_train = data.load(dataset, "train", *where)
+    x_test, y_test = data.load(dataset, "test", *where)
     encoder = pretrained(ckpt, x_train.shape[1:], args.ckpt).encoder.to(device)
     print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, "
           f"target {target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} "
-          f"test images, {args.pool} features")
+          f"test images, {args.pool} features{data_note(data_used, taken)}")
 
     # Features once, saved in OUT/features.pt with what made them (the checkpoint's and the images'
     # bytes, the pool, the image size): --resume reuses them only for the very same inputs, and the

@@ -28,10 +28,14 @@ def ended_config(out):
     return None
 
 
+# Where a run's data was, not what it was (data_sha1 says that): a resume may find it elsewhere.
+PLACES = {"data_dir"}
+
+
 def differences(cfg, old):
-    """The keys two configs disagree on. A key the old config lacks is not one: the run predates
-    it (older code), and nothing the user passed differs."""
-    keys = set(old)
+    """The keys two configs disagree on, but for PLACES. A key the old config lacks is not one: the
+    run predates it (older code), and nothing the user passed differs."""
+    keys = set(old) - PLACES
     for gone, new in REPLACED.items():
         keys -= {gone} if new in old else {gone, new}
     return sorted(k for k in keys if cfg.get(k) != old.get(k))

@@ -159,6 +159,7 @@ def main(argv=None):
     args.patch_size = args.patch_size or default_patch_size(image_shape[-1])
     cfg = {k: v for k, v in vars(args).items() if k not in RUNTIME_FLAGS}
     cfg["image_shape"] = list(image_shape)
+    cfg["data_dir"] = os.path.abspath(args.data_dir)  # where evaluations find the data by default
     fits_pca = args.target != "original" or args.masking == "pca" or args.band_edges
     if args.aug != "none" and fits_pca:
         cfg["pca_fit"] = "views"  # its target, masking or monitor: the PCA of its training views

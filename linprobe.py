@@ -98,11 +98,13 @@ def main(argv=None):
     pre = ckpt["config"]
     data_used, taken = data_of(pre, args.dataset, args.data_dir, args.image_size)
     dataset = data_used["dataset"]
+    # the encoder first: images it cannot take are refused before any data is read
+    shape = data.image_shape(dataset, data_used["image_size"])
+    encoder = pretrained(ckpt, shape, args.ckpt).encoder.to(device)
     classes = data.num_classes(dataset, data_used["data_dir"])
     where = (data_used["data_dir"], data_used["image_size"], args.download)
     x_train, y_train = data.load(dataset, "train", *where)
     x_test, y_test = data.load(dataset, "test", *where)
-    encoder = pretrained(ckpt, x_train.shape[1:], args.ckpt).encoder.to(device)
     print(f"device {device} | linear probe of {args.ckpt} (pretrained on {pre['dataset']}, "
           f"target {target_name(pre)}) on {dataset}: {len(x_train):,} train / {len(x_test):,} "
           f"test images, {args.pool} features{data_note(data_used, taken)}")

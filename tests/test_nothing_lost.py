@@ -205,10 +205,14 @@ def test_the_log_survives_a_stop_between_checkpoint_and_log_line(fmnist_folder, 
 
 
 def test_flags_a_run_did_not_use_are_not_written_as_used(pre, fmnist_folder, tmp_path, run):
-    code, _, err = run(linprobe, "--ckpt", pre / "ckpt.pt", "--data-dir", fmnist_folder, "--image-size", 64,
-                       "--epochs", 2, "--out", tmp_path / "probe")
+    code, _, err = run(linprobe, "--ckpt", pre / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 2,
+                       "--out", tmp_path / "probe")
     assert code == 0, err
     assert json.loads((tmp_path / "probe" / "results.json").read_text())["config"]["image_size"] == 16
+    # a size the encoder cannot take is refused, in one line, before the data is read (none here)
+    code, _, err = run(linprobe, "--ckpt", pre / "ckpt.pt", "--data-dir", tmp_path / "none", "--image-size", 64,
+                       "--out", tmp_path / "probe64")
+    assert one_line_error(code, err) and "pretrained on 3x16x16 images; this dataset has 3x64x64" in err, err
     write_cifar10(tmp_path / "c")
     code, _, err = run(pretrain, *[a if a != "folder" else "cifar10" for a in SHORT], "--image-size", 64,
                        "--data-dir", tmp_path / "c", "--out", tmp_path / "c10")

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from files import Finished, UserError, release_folders
+from files import Finished, UserError, held_folders, release_folders, remove_made_folders
 
 
 def main_guard(main, resumable=True):
@@ -22,12 +22,22 @@ def main_guard(main, resumable=True):
             print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        then = ("the same command with --resume continues the run from the last checkpoint in its "
-                "--out" if resumable else "no file was left half-written")
+        then = what_was_saved(held_folders()) if resumable else "no file was left half-written"
         print(f"error: stopped (Ctrl-C); {then}", file=sys.stderr)
         sys.exit(130)
     finally:
         release_folders()
+        remove_made_folders()
+
+
+def what_was_saved(folders):
+    """What a stopped run left in its --out (the folders it held) to go on from."""
+    for folder in folders:
+        for state in ("ckpt.pt", "features.pt"):  # a training run's checkpoint, a probe's features
+            if os.path.exists(path := os.path.join(folder, state)):
+                return f"{path} is kept: the same command with --resume continues from it"
+    where = f" in {folders[0]}" if folders else ""
+    return f"nothing was saved yet{where} (no checkpoint): run the same command again"
 
 
 class Parser(argparse.ArgumentParser):

@@ -18,6 +18,7 @@ from torchvision import datasets
 from torchvision.datasets import mnist
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms.v2 import functional as TF
+from tqdm import tqdm
 
 import pca_project
 from files import UserError, read_cache, write_atomic, write_cache
@@ -73,20 +74,33 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
     if name == "folder":
         stamp += "/" + "/".join(_folder_classes(data_dir))
     cached = read_cache(cache, "a dataset cache", ("x", "y"))
-    if cached and cached.get("stamp") == stamp:
+    fresh = cached is not None and cached.get("stamp") == stamp
+    if fresh:
         x, y = cached["x"], cached["y"]
-    elif name == "folder":
-        x, y = _read_folder(data_dir, split, image_size)
-    elif name == "tinyimagenet":
-        x, y = _read_tinyimagenet(os.path.join(data_dir, SOURCE[name][0]), split)
     else:
-        x, y = _read_torchvision(name, split, data_dir, download)
+        say(f"reading {name}'s {split} split from {data_dir} (once: it is cached in {cache})")
+        x, y = _read(name, split, data_dir, image_size, download)
     classes = _classes(name, data_dir)
     check_labels(name, split, x, y, classes, where=os.path.join(data_dir, split
                  if name == "folder" else SOURCE[name][0]))
-    if not (cached and cached.get("stamp") == stamp):
+    if not fresh:
         write_cache({"x": x, "y": y}, cache, stamp)
     return x, y
+
+
+def say(text):
+    """A line on what is happening (reading, fitting), from the first process only."""
+    if os.environ.get("RANK", "0") == "0":
+        print(text, flush=True)
+
+
+def _read(name, split, data_dir, image_size, download):
+    """The split read from its files (no cache)."""
+    if name == "folder":
+        return _read_folder(data_dir, split, image_size)
+    if name == "tinyimagenet":
+        return _read_tinyimagenet(os.path.join(data_dir, SOURCE[name][0]), split)
+    return _read_torchvision(name, split, data_dir, download)
 
 
 def check_labels(name, split, x, y, classes, where):
@@ -195,13 +209,15 @@ def make_batch(x_uint8, aug, pcs=None, u=None, hidden=None):
     return x, pca_project.to_band(x, pcs)
 
 
-def _missing(name, data_dir, problem="not found"):
-    """The one-line error that says where the dataset's files go."""
+def _missing(name, data_dir, problem="not found", downloaded=False):
+    """The one-line error that says where the dataset's files go (after a failed download, without
+    suggesting one)."""
     if name == "folder":
         return UserError(f"{name} {problem}: put it at {data_dir}/train/CLASS/*.jpg "
                          f"and {data_dir}/test/CLASS/*.jpg")
     folder, how = SOURCE[name]
-    how += ", or pass --download" if name != "tinyimagenet" else ""  # torchvision does not fetch it
+    if name != "tinyimagenet" and not downloaded:  # torchvision does not fetch Tiny ImageNet
+        how += ", or pass --download"
     return UserError(f"{name} {problem}: put it at {os.path.join(data_dir, folder)}/ ({how})")
 
 
@@ -214,7 +230,8 @@ def _read_torchvision(name, split, data_dir, download):
         try:
             cls(data_dir, download=True)
         except Exception as e:
-            raise _missing(name, data_dir, f"download failed ({type(e).__name__}: {e})") from None
+            raise _missing(name, data_dir, f"download failed ({type(e).__name__}: {e})",
+                           downloaded=True) from None
     root = os.path.join(data_dir, SOURCE[name][0])
     try:
         if name == "fashion-mnist":
@@ -353,7 +370,7 @@ def _read_tinyimagenet(root, split):
     if not samples:
         raise UserError(f"no images under {root}/{'train' if split == 'train' else 'val'}")
     x = torch.empty(len(samples), 3, 64, 64, dtype=torch.uint8)
-    for i, (path, _) in enumerate(samples):
+    for i, (path, _) in enumerate(decoding(samples, split)):
         x[i] = read_image(path, 64)
     return x, torch.tensor([c for _, c in samples], dtype=torch.int64)
 
@@ -363,6 +380,13 @@ def _folder_classes(data_dir):
     if not os.path.isdir(train_dir):
         return []
     return sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
+
+
+def decoding(samples, split):
+    """samples under a progress bar on a terminal (decoding tens of thousands of files takes
+    minutes)."""
+    return tqdm(samples, desc=f"decoding the {split} images", unit=" images", mininterval=1,
+                leave=False, disable=None if os.environ.get("RANK", "0") == "0" else True)
 
 
 def _read_folder(data_dir, split, image_size):
@@ -385,7 +409,7 @@ def _read_folder(data_dir, split, image_size):
         raise UserError(f"{train_dir}/{min(empty)} holds no image files ({kinds}, ...): "
                         "a class without train images could never be learned")
     x = torch.empty(len(samples), 3, image_size, image_size, dtype=torch.uint8)
-    for i, (path, _) in enumerate(samples):
+    for i, (path, _) in enumerate(decoding(samples, split)):
         x[i] = read_image(path, image_size)
     return x, torch.tensor([c for _, c in samples], dtype=torch.int64)
 

@@ -50,14 +50,18 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
     if pca and not refit:
         if pca["dataset"] != dataset:
             raise UserError(f"{cache} holds a PCA fit of {pca['dataset']!r}, not {dataset!r}; "
-                                "pass --refit to replace it")
+                            "pass --refit to replace it")
         if pca.get("stamp") == stamp:
             return pca | {"shape": tuple(pca["shape"])}, None
     t0 = time.time()
+    n_views = len(x) * (2 if aug == "flip" else 1)
+    data.say(f"fitting the PCA of {n_views:,} training views of {dataset} ({shape}, --aug {aug}; "
+             f"once: it is cached in {cache})")
     try:
         pca = pca_project.fit(x, device, views)
     except ValueError as e:  # all alike
         raise UserError(f"{dataset}'s {images} images: {e}") from None
     pca |= {"dataset": dataset, "images": images, "aug": aug}
     write_cache(pca, cache, stamp)
+    data.say(f"fitted in {time.time() - t0:.1f} s")
     return pca, time.time() - t0

@@ -90,13 +90,31 @@ def writable(path):
                         None):
         raise UserError(f"cannot write {path}: {blocking} is a file, not a folder")
     try:
+        chain = [folder, *map(str, pathlib.Path(folder).parents)]
+        new = [p for p in chain if not os.path.exists(p)]
         os.makedirs(folder, exist_ok=True)
+        _MADE.extend(reversed(new))  # top-most first
         with open(temp_path(path), "xb"):
             pass
         os.remove(temp_path(path))
     except OSError as e:
         raise UserError(f"cannot write {path} ({e.strerror})") from None
     return path
+
+
+_MADE = []  # folders writable() made, to remove again if the process leaves nothing in them
+
+
+def remove_made_folders():
+    """The folders writable() made that hold nothing (but a lock file) when the process ends: a run
+    that failed before it started leaves no empty --out behind."""
+    for folder in reversed(_MADE):  # deepest first
+        left = set(os.listdir(folder)) if os.path.isdir(folder) else None
+        if left is not None and left <= {".lock"}:
+            for name in left:
+                os.remove(os.path.join(folder, name))
+            os.rmdir(folder)
+    _MADE.clear()
 
 
 def writable_image(path):
@@ -131,6 +149,11 @@ def hold(folder):
     f.write(f"{os.getpid()}\n")
     f.flush()
     _HELD[key] = f
+
+
+def held_folders():
+    """The output folders this process holds."""
+    return list(_HELD)
 
 
 def release_folders():

@@ -190,7 +190,9 @@ def main(argv=None):
         first = start_step if epoch == start_epoch else 0  # a resumed epoch goes on mid-way
         sums = resumed_sums.to(device) if first else torch.zeros(1, device=device)  # of the loss
         perm = training.permutation(len(x_train), args.seed, epoch, device)
-        for i in training.progress(first, sched.steps_per_epoch, epoch, args.epochs):
+        steps = training.progress(first, sched.steps_per_epoch, epoch, args.epochs, sums,
+                                  sched.batch_size)
+        for i in steps:
             step = epoch * sched.steps_per_epoch + i
             # the batch: this process's slice of the global batch's images
             idx = perm[i * sched.batch_size:(i + 1) * sched.batch_size][sched.local]
@@ -228,7 +230,7 @@ def main(argv=None):
             if n_val:
                 line["val_accuracy"] = accuracy(model, x_val, y_val, pcs, autocast)
         log.append(line)
-        training.save_epoch(args.out, model, optimizer, cfg, log)  # ckpt.pt, then log.jsonl
+        training.save_epoch(args.out, model, optimizer, cfg, log, args.epochs)  # ckpt, log
 
     if training.main_process() and len(log) < args.epochs:
         print(training.stopped(log, args.epochs))

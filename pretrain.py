@@ -23,6 +23,9 @@ from features import extract_features, knn_accuracy
 from model import MASKINGS, default_patch_size, get_lr, grid_cell, normalize_patches, param_groups
 from monitor import band_monitor, shown
 
+BAND_MONITOR_LEGEND = ("; explained: the share of each PCA band's hidden variance that the model's "
+                       "guess recovers (1 all of it, 0 no more than the mean image, n/a a band "
+                       "outside the target)")
 # Monitors and copies: not part of the run's config.
 RUNTIME_FLAGS = training.RUNTIME_FLAGS | {"eval_every", "band_edges", "keep_epochs"}
 
@@ -213,6 +216,8 @@ def main(argv=None):
     if training.main_process():
         notes = training.notes(args, sched, amp, start_epoch, start_step)
         print(header(device, sched, args, x_pre, band_desc, n_params) + notes)
+        print("each epoch: the loss against the trivial guess's (the mean target patch; below 1x "
+              "the model knows more)" + (BAND_MONITOR_LEGEND if args.band_edges else ""))
 
     x_pre = x_pre.to(device)
     # Fixed subsets for the monitors: kNN on class tokens, the band monitor, the grids.
@@ -233,7 +238,9 @@ def main(argv=None):
         # the sums over the epoch's steps of the loss and of the trivial guess's loss
         sums = resumed_sums.to(device) if first else torch.zeros(2, device=device)
         perm = training.permutation(len(x_pre), args.seed, epoch, device)
-        for i in training.progress(first, sched.steps_per_epoch, epoch, args.epochs):
+        steps = training.progress(first, sched.steps_per_epoch, epoch, args.epochs, sums,
+                                  sched.batch_size)
+        for i in steps:
             step = epoch * sched.steps_per_epoch + i
             # the batch: this process's slice of the global batch's images
             idx = perm[i * sched.batch_size:(i + 1) * sched.batch_size][sched.local]
@@ -295,7 +302,7 @@ def main(argv=None):
         log.append(line)
         if epoch + 1 in args.keep_epochs:
             training.keep_copy(args.out, model, cfg, epoch=epoch + 1)
-        training.save_epoch(args.out, model, optimizer, cfg, log)  # ckpt.pt, then log.jsonl
+        training.save_epoch(args.out, model, optimizer, cfg, log, args.epochs)  # ckpt, log
 
     if training.main_process() and len(log) < args.epochs:
         print(training.stopped(log, args.epochs))

@@ -229,11 +229,30 @@ def permutation(n, seed, epoch, device):
     return torch.randperm(n, generator=g).to(device)
 
 
-def progress(first, steps, epoch, epochs):
-    """The epoch's steps from `first`, under a progress bar on a terminal (rank 0's)."""
-    return tqdm(range(first, steps), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                disable=None if main_process() else True, mininterval=1, initial=first,
-                total=steps)
+PLAIN_EVERY = 30  # seconds between progress lines where no bar is shown (output to a file)
+
+
+def progress(first, steps, epoch, epochs, sums, batch_size):
+    """The epoch's steps from `first`. Rank 0 says how the epoch goes: on a terminal a bar with the
+    running loss and images/s, elsewhere (output to a file) a plain line every PLAIN_EVERY
+    seconds. sums: the epoch's step sums, the loss's first, which the loop adds to in place."""
+    terminal = sys.stderr.isatty()
+    bar = tqdm(range(first, steps), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+               disable=not (terminal and main_process()), mininterval=1, initial=first,
+               total=steps)
+    t_start = t_shown = time.time()
+    for i in bar:
+        yield i
+        now = time.time()
+        if not main_process() or now - t_shown < (1 if terminal else PLAIN_EVERY):
+            continue
+        t_shown = now
+        speed = (i + 1 - first) * batch_size / (now - t_start)
+        status = f"loss {sums[0].item() / (i + 1):.4f}, {speed:,.0f} images/s"
+        if terminal:
+            bar.set_postfix_str(status, refresh=False)
+        else:
+            print(f"epoch {epoch + 1}/{epochs}, step {i + 1}/{steps}: {status}", flush=True)
 
 
 def first_bad_step(bad_step, loss, step):
@@ -270,12 +289,29 @@ def epoch_line(epoch, sums, names, sched, first, lr, amp, seconds):
     return line | {"lr": lr, "bf16": amp, "images_per_s": images / seconds, "seconds": seconds}
 
 
-def save_epoch(out, model, optimizer, cfg, log):
-    """After an epoch: its checkpoint, then log.jsonl with its line (rank 0 prints it): the
-    checkpoint holds the log too, so a stop between the two loses nothing."""
+def epoch_text(line, epochs):
+    """An epoch's log line as a person reads it (log.jsonl keeps every figure): the loss beside the
+    trivial guess's, the evaluations, the band monitor, time and speed."""
+    parts = [f"epoch {line['epoch']}/{epochs}", f"loss {line['loss']:.4f}"]
+    if line.get("trivial_loss"):
+        ratio = line["loss"] / line["trivial_loss"]
+        parts[-1] += f" ({ratio:.2f}x the trivial guess's {line['trivial_loss']:.4f})"
+    named = {"knn": "kNN", "test_accuracy": "test accuracy", "val_accuracy": "val accuracy"}
+    parts += [f"{name} {line[key]:.4f}" for key, name in named.items() if key in line]
+    if line.get("explained"):
+        shares = [f"{band} {'n/a' if v is None else format(v, '.3f')}"
+                  for band, v in line["explained"].items()]
+        parts.append("explained: " + ", ".join(shares))
+    parts.append(f"{line['seconds']:.3g} s, {line['images_per_s']:,.0f} images/s")
+    return " | ".join(parts)
+
+
+def save_epoch(out, model, optimizer, cfg, log, epochs):
+    """After an epoch: its checkpoint, then log.jsonl with its line (rank 0 prints it, as
+    epoch_text): the checkpoint holds the log too, so a stop between the two loses nothing."""
     save_checkpoint(out, model, optimizer, cfg, len(log), log=log)
     if main_process():
-        print(json.dumps(log[-1]))
+        print(epoch_text(log[-1], epochs), flush=True)
         write_log(out, log)
 
 

@@ -6,10 +6,13 @@ import sys
 
 import pytest
 
+import files
 import finetune
 import linprobe
 import pca_project
 import pretrain
+import training
+from conftest import SHORT
 from test_pca import ROOT
 
 
@@ -51,7 +54,7 @@ def test_an_evaluation_takes_the_checkpoints_data_unless_told_otherwise(script, 
     code, out, err = run(script, "--ckpt", pre / "ckpt.pt", "--epochs", 1, "--warmup-epochs", 0,
                          "--batch-size", 64, "--out", tmp_path / "eval")
     assert code == 0, err
-    header = out.splitlines()[0]
+    header = next(line for line in out.splitlines() if line.startswith("device "))
     pretrained_on = json.loads((pre / "summary.json").read_text())["config"]
     assert f"the checkpoint's data: --dataset folder --data-dir {pretrained_on['data_dir']} " \
            "--image-size 16" in header
@@ -61,3 +64,46 @@ def test_an_evaluation_takes_the_checkpoints_data_unless_told_otherwise(script, 
     code, _, err = run(script, "--ckpt", pre / "ckpt.pt", "--dataset", "fashion-mnist",
                        "--out", tmp_path / "other")
     assert code == 2 and "pretrained on 3x16x16 images; this dataset has 1x28x28" in err, err
+
+
+def test_a_run_to_a_file_says_how_it_goes_in_plain_lines_a_person_reads(fmnist_folder, tmp_path, run, monkeypatch):
+    """Output to a file (no terminal): a progress line every PLAIN_EVERY seconds with the running
+    loss, whose last one in an epoch is the epoch's logged loss; and each epoch's line names the
+    loss beside the trivial guess's, kNN and the band monitor, with the figures of log.jsonl."""
+    monkeypatch.setattr(training, "PLAIN_EVERY", 0)
+    code, out, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--eval-every", 1,
+                         "--target", "bottom", "--pct", 25, "--out", tmp_path)
+    assert code == 0, err
+    log = files.read_jsonl(tmp_path / "log.jsonl")
+    lines = out.splitlines()
+    for epoch in log:
+        progress = [line for line in lines if line.startswith(f"epoch {epoch['epoch']}/2, step ")]
+        assert len(progress) == epoch["step"] - (epoch["epoch"] - 1) * 6 == 6  # one a step here
+        assert progress[-1].startswith(f"epoch {epoch['epoch']}/2, step 6/6: loss {epoch['loss']:.4f}, ")
+        text = next(line for line in lines if line.startswith(f"epoch {epoch['epoch']}/2 | "))
+        ratio = epoch["loss"] / epoch["trivial_loss"]
+        assert f"loss {epoch['loss']:.4f} ({ratio:.2f}x the trivial guess's {epoch['trivial_loss']:.4f})" in text
+        assert f"kNN {epoch['knn']:.4f}" in text
+        assert "explained: top 75% n/a, 10-25% " + format(epoch["explained"]["10-25%"], ".3f") in text
+    assert not any(line.startswith("{") for line in lines)  # the JSON stays in log.jsonl
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_folder_behind(tmp_path, run):
+    """No data: one line saying so, and the --out it would have made (two levels deep) is gone,
+    while a folder that was there before stays."""
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "run", tmp_path / "kept" / "run"):
+        code, _, err = run(pretrain, "--dataset", "folder", "--data-dir", tmp_path / "no-data", "--out", out)
+        assert code == 2 and "folder not found" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_a_failed_download_does_not_suggest_a_download(tmp_path, run, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    code, _, err = run(pretrain, "--dataset", "cifar10", "--data-dir", tmp_path, "--download", "--out", tmp_path / "r")
+    assert code == 2 and "download failed (OSError: no network)" in err and "--download" not in err, err

@@ -231,13 +231,21 @@ def test_a_read_only_cache_folder_is_worked_around(tmp_path, run, monkeypatch):
     assert not (tmp_path / "f" / "cache").exists() or not any((tmp_path / "f" / "cache").iterdir())
 
 
-def test_ctrl_c_is_one_line_saying_how_to_resume(capsys):
+def test_ctrl_c_is_one_line_saying_how_to_resume(capsys, tmp_path):
     def interrupted():
+        files.hold(tmp_path)  # the run's --out, as claim_out holds it
         raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:  # before the first checkpoint: nothing to resume
+        cli.main_guard(interrupted)
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and len(err.strip().splitlines()) == 1 and "--resume" not in err
+    assert f"nothing was saved yet in {tmp_path}" in err
+    (tmp_path / "ckpt.pt").write_bytes(b"")
     with pytest.raises(SystemExit) as e:
         cli.main_guard(interrupted)
     err = capsys.readouterr().err
-    assert e.value.code == 130 and len(err.strip().splitlines()) == 1 and "--resume" in err
+    assert e.value.code == 130 and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / 'ckpt.pt'} is kept: the same command with --resume continues from it" in err
     with pytest.raises(SystemExit) as e:  # a script that is no training run says no such thing
         cli.main_guard(interrupted, resumable=False)
     err = capsys.readouterr().err

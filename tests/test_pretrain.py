@@ -390,7 +390,7 @@ def test_a_band_target_run_names_the_share_of_its_training_inputs(fmnist_folder,
     code, out, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--target", "bottom",
                          "--pct", 25, "--out", tmp_path)
     assert code == 0, err
-    header = out.splitlines()[0]
+    header = next(line for line in out.splitlines() if line.startswith("device "))
     nominal, inputs = re.search(r"([\d.]+)% of the variance; ([\d.]+)% of the training inputs' under --aug flip",
                                 header).groups()
     # the tiny folder's band rule stops short of 25% (its next component is large): its own share

@@ -143,6 +143,16 @@ def images(name, which, data_dir="./data", image_size=32, download=False):
     return torch.cat([load(name, s, data_dir, image_size, download)[0] for s in splits])
 
 
+def spread(n, k):
+    """k indices (at most n) spread evenly over range(n): on a class-sorted split, every class."""
+    return torch.linspace(0, n - 1, min(k, n)).long()
+
+
+def subset_note(k, n):
+    """What a header says of a --subset of k of n images (nothing without one)."""
+    return f" (--subset: {min(k, n):,} of {n:,})" if k else ""
+
+
 def mean_image(x):
     """The mean (C, H, W) of uint8 images (N, C, H, W), in [0, 1], summed in chunks: never a float
     copy of them."""

@@ -154,6 +154,10 @@ def main(argv=None):
     if pcs is not None and args.aug != "none":
         cfg["band_first"] = True  # the band of the whole image, then augmentation
     cfg["data_sha1"] = data.identity(x_train, y_train, x_val, y_val, x_test, y_test)
+    subset = data.subset_note(args.subset, len(x_train))
+    if args.subset:  # a quick try: images spread over the split
+        pick = data.spread(len(x_train), args.subset).to(device)
+        x_train, y_train = x_train[pick], y_train[pick]
     groups = param_groups(model, args.weight_decay, args.layer_decay)
     # AdamW, built the same way on every device (fused: CUDA and CPU); the loop sets its lr.
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), fused=True)
@@ -176,7 +180,8 @@ def main(argv=None):
         notes += data_note(data_used, taken)
         print(" | ".join([
             f"device {device}{processes}",
-            f"{args.dataset}: {len(x_train):,} train / {n_val:,} val / {len(x_test):,} test images",
+            f"{args.dataset}: {len(x_train):,} train{subset} / {n_val:,} val / {len(x_test):,} test "
+            "images",
             f"input: {band_desc}", f"init: {init}",
             f"ViT dim {args.dim} depth {args.depth} patch {args.patch_size}",
             f"{n_params / 1e6:.2f}M parameters",

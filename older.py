@@ -11,6 +11,7 @@ CHANGED_TRAINING = {"pca_fit": "images",  # an augmented pretraining's PCA (targ
 # checkpoint's, a results.json's, read as that code ran it.
 OLDER_CODE = {"masking": "random", "pca_mask_share": 0.75, "norm_pix_loss": False,
               "attention": None, "corruption": None, "sigma": None, "knn_test": 1000,
+              "subset": None,
               **CHANGED_TRAINING}
 
 # Keys older code recorded, and the keys that replaced them: linprobe.py's ckpt_sha1 hashed the

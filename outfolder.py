@@ -98,8 +98,11 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
 def check_same_run(out, cfg, old, resume):
     if diff := differences(cfg, old):
         named = [f"{k} (the images or labels)" if k == "data_sha1" else k for k in diff]
+        # a folder named after what differs, for this run
+        values = [f"{k}-{cfg.get(k)}".replace("_", "-") for k in diff if k != "data_sha1"]
+        suggested = "-".join([os.path.normpath(out), *values] if values else [out, "2"])
         raise UserError(f"{out} holds a run of another config (differs in {', '.join(named)}); "
-                        "choose another --out")
+                        f"give this one another --out, such as --out {suggested}")
     if not resume:
         raise UserError(f"{out} already holds this run: pass --resume to continue it, "
                         "or choose another --out")

@@ -276,11 +276,10 @@ def main():
         pcs = on_device(pca, "cpu", band, monitored, full=cfg["masking"] == "pca")
         rows += shown(mae, x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[:2]
         # the band monitor on pretrain.py's monitor images, as its log lines have it
-        n = min(cfg["knn_test"], len(x_test))
-        x_monitor = x_test[torch.linspace(0, len(x_test) - 1, n).long()]
+        x_monitor = x_test[data.spread(len(x_test), cfg["knn_test"])]
         shares = band_monitor(mae, x_monitor, pcs, cfg["pca_mask_share"], cfg.get("sigma")) or {}
         figures = (f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in shares.items())
-        print(f"band monitor on {n:,} test images ({explained_by(cfg)})"
+        print(f"band monitor on {len(x_monitor):,} test images ({explained_by(cfg)})"
               + (": " + ", ".join(figures) if shares else ""))
     files.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%"

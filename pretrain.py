@@ -134,7 +134,7 @@ def trivial_guess(model, x_pre, pcs, args):
     return (total / len(x_pre))[None]
 
 
-def header(device, sched, args, x_pre, band_desc, n_params):
+def header(device, sched, args, x_pre, subset, band_desc, n_params):
     """The run's first line: where it runs, the data, the target, the model, the masking, the
     schedule."""
     processes = f" x {sched.world} processes" if sched.world > 1 else ""
@@ -147,7 +147,7 @@ def header(device, sched, args, x_pre, band_desc, n_params):
     decoder = f"{args.decoder_dim}x{args.decoder_depth}"
     model = f"MAE dim {args.dim} depth {args.depth}, decoder {decoder}, patch {args.patch_size}"
     parts = [f"device {device}{processes}",
-             f"{args.dataset}: {len(x_pre):,} {args.images} images {shape}",
+             f"{args.dataset}: {len(x_pre):,} {args.images} images {shape}{subset}",
              f"target: {band_desc}", f"{model}, {corruption}", f"{n_params / 1e6:.2f}M parameters",
              f"{args.epochs} epochs of {sched.steps_per_epoch} steps"]
     return " | ".join(parts)
@@ -176,6 +176,9 @@ def main(argv=None):
     x_pre = x_train if args.images == "train" else data.images(args.dataset, args.images, *where)
     labelled = (y_train, x_test, y_test) if x_pre is x_train else (x_train, y_train, x_test, y_test)
     cfg["data_sha1"] = data.identity(x_pre, *labelled)  # --resume: the same data
+    subset = data.subset_note(args.subset, len(x_pre))
+    if args.subset:  # a quick try: images spread over the split
+        x_pre = x_pre[data.spread(len(x_pre), args.subset)]
 
     # The PCA: for a band target, PCA masking and the band monitor.
     pcs = input_share = None
@@ -192,7 +195,7 @@ def main(argv=None):
         if band is not None:
             band_desc = pca_project.band_name(fit, args.target, args.pct)
             # what the band holds of the variance of the inputs themselves, augmented as in training
-            sample = x_pre[torch.linspace(0, len(x_pre) - 1, min(5000, len(x_pre))).long()]
+            sample = x_pre[data.spread(len(x_pre), 5000)]
             u = torch.rand(len(sample), 5, generator=torch.Generator().manual_seed(0))
             views = data.augment(sample.float() / 255, args.aug, u).to(device)
             input_share = pca_project.band_share(views, pcs)
@@ -215,15 +218,15 @@ def main(argv=None):
     n_params = sum(p.numel() for p in model.parameters())
     if training.main_process():
         notes = training.notes(args, sched, amp, start_epoch, start_step)
-        print(header(device, sched, args, x_pre, band_desc, n_params) + notes)
+        print(header(device, sched, args, x_pre, subset, band_desc, n_params) + notes)
         print("each epoch: the loss against the trivial guess's (the mean target patch; below 1x "
               "the model knows more)" + (BAND_MONITOR_LEGEND if args.band_edges else ""))
 
     x_pre = x_pre.to(device)
     # Fixed subsets for the monitors: kNN on class tokens, the band monitor, the grids.
-    knn_train = torch.linspace(0, len(x_train) - 1, min(args.knn_train, len(x_train))).long()
+    knn_train = data.spread(len(x_train), args.knn_train)
     x_knn = x_train[knn_train].to(device)
-    knn_test = torch.linspace(0, len(x_test) - 1, min(args.knn_test, len(x_test))).long()
+    knn_test = data.spread(len(x_test), args.knn_test)
     grid_images = x_test[:8].to(device)
     x_monitor = x_test[knn_test].to(device)
     mean_guess = trivial_guess(model, x_pre, pcs, args)

@@ -49,6 +49,9 @@ def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
     p.add_argument("--out", default=out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     if not head_only:
+        p.add_argument("--subset", type=cli.positive, metavar="N",
+                       help="train on N images spread evenly over the train split: a quick try of "
+                            "the real data (the header says so)")
         p.add_argument("--weight-decay", type=cli.nonnegative, default=0.05)
         p.add_argument("--compile", action="store_true",
                        help="torch.compile the model (minutes to compile on a CPU)")

@@ -6,13 +6,14 @@ import sys
 
 import pytest
 
+import data
 import files
 import finetune
 import linprobe
 import pca_project
 import pretrain
 import training
-from conftest import SHORT
+from conftest import SHORT, TINY
 from test_pca import ROOT
 
 
@@ -107,3 +108,30 @@ def test_a_failed_download_does_not_suggest_a_download(tmp_path, run, monkeypatc
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     code, _, err = run(pretrain, "--dataset", "cifar10", "--data-dir", tmp_path, "--download", "--out", tmp_path / "r")
     assert code == 2 and "download failed (OSError: no network)" in err and "--download" not in err, err
+
+
+def test_subset_trains_on_images_spread_over_the_split_and_says_so(fmnist_folder, tmp_path, run):
+    """--subset 60 of the folder's 200 train images: 60 spread over all 10 classes, two steps of
+    32 (not six), and the header and the config say it."""
+    code, out, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--subset", 60, "--out", tmp_path / "pre")
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("device "))
+    assert "folder: 60 train images 3x16x16 (--subset: 60 of 200)" in header and "of 1 steps" in header
+    assert json.loads((tmp_path / "pre" / "summary.json").read_text())["config"]["subset"] == 60
+    _, y = data.load("folder", "train", fmnist_folder, 16)
+    assert set(y[data.spread(len(y), 60)].tolist()) == set(range(10))
+    code, out, err = run(finetune, "--init", "none", *TINY[:12], "--data-dir", fmnist_folder, "--epochs", 1,
+                         "--warmup-epochs", 0, "--batch-size", 16, "--subset", 48, "--out", tmp_path / "ft")
+    assert code == 0, err
+    assert "48 train (--subset: 48 of 200) / 0 val" in out and "of 3 steps" in out
+
+
+def test_a_second_configuration_is_refused_with_a_folder_to_pass(fmnist_folder, tmp_path, run):
+    out = tmp_path / "run"
+    assert run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--out", out)[0] == 0
+    code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--masking", "block",
+                       "--out", out)
+    assert code == 2 and f"such as --out {out}-masking-block" in err, err
+    code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--masking", "block",
+                       "--out", f"{out}-masking-block")
+    assert code == 0, err

@@ -12,7 +12,6 @@ import sys
 
 import torch
 from PIL import Image
-from torchvision.utils import save_image
 
 
 class UserError(ValueError):
@@ -176,11 +175,6 @@ def save_text(text, path):
 
 def save_json(obj, path):
     save_text(json.dumps(obj, indent=1), path)
-
-
-def save_png(images, path, **grid):
-    """torchvision's save_image (make_grid options in grid), written whole."""
-    write_atomic(path, lambda tmp: save_image(images, tmp, **grid))
 
 
 def load_checkpoint(path):

@@ -3,12 +3,21 @@ much of each PCA band of the hidden variance its guess recovers), in pretrain.py
 pca_project.py --ckpt.
 
     shares = band_monitor(model, x_uint8, pcs)     # {"top 75%": 0.88, "10-25%": 0.35, ...}
-    rows = shown(model, x_uint8[:8], pcs)           # input, prediction, target, original
+    rows = shown(model, x_uint8[:8], pcs)           # [(name, images)]: original, input, ...
+    save_grid(rows, "recon.png")                    # the rows, named, tiles of 64 px or more
 """
+import math
+
 import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
 
 import data
+import files
 import pca_project
+
+TILE_MIN, PAD, LABEL_WIDTH = 64, 2, 110  # px: a tile's least side, the padding, the names' column
 
 
 def band_variance(diff, pcs):
@@ -125,14 +134,33 @@ def band_monitor(model, x_uint8, pcs, mask_share=0.2, sigma=None):
 
 
 def shown(model, x_uint8, pcs, mask_share=0.2, sigma=None):
-    """The rows of a reconstruction grid, in [0, 1]: input (masked patches grey; noisy), prediction
-    (visible patches from the target; with PCA masking, input plus predicted hidden components),
-    target, original."""
+    """The named rows of a reconstruction grid [(name, images in [0, 1])]: original, input (masked
+    patches grey; noisy), prediction (visible patches from the target; with PCA masking, input plus
+    predicted hidden components), target."""
     x, inp, target, pred, m = predict(model, x_uint8, pcs, mask_share, sigma)
     if model.masking == "pca":
-        rows = [inp, inp + pred - pcs["mean"].view_as(x[0]), target, x]
+        rows = [inp, inp + pred - pcs["mean"].view_as(x[0]), target]
     elif sigma:
-        rows = [inp, pred, target, x]
+        rows = [inp, pred, target]
     else:
-        rows = [inp * (1 - m) + 0.5 * m, pred * m + target * (1 - m), target, x]
-    return [r.clamp(0, 1) for r in rows]
+        rows = [inp * (1 - m) + 0.5 * m, pred * m + target * (1 - m), target]
+    names = ["original", "input", "prediction", "target"]
+    return list(zip(names, [r.clamp(0, 1) for r in [x, *rows]]))
+
+
+def save_grid(rows, path):
+    """Named rows of images [(name, (N, C, H, W) in [0, 1])] as one picture: a row each, its name
+    on the left, every image scaled up (nearest) to at least TILE_MIN px so that it can be seen."""
+    n, _, h, _ = rows[0][1].shape
+    scale = max(1, math.ceil(TILE_MIN / h))
+    images = torch.cat([images.clamp(0, 1) for _, images in rows]).float().cpu()
+    images = F.interpolate(images, scale_factor=scale, mode="nearest")
+    grid = make_grid(images, nrow=n, padding=PAD, pad_value=1.0)  # (3, height, width)
+    tiles = Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
+    picture = Image.new("RGB", (LABEL_WIDTH + tiles.width, tiles.height), "white")
+    picture.paste(tiles, (LABEL_WIDTH, 0))
+    draw = ImageDraw.Draw(picture)
+    for k, (name, _) in enumerate(rows):
+        middle = PAD + k * (h * scale + PAD) + h * scale // 2
+        draw.text((6, middle), name, fill="black", anchor="lm")
+    files.write_atomic(path, picture.save)

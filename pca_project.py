@@ -216,7 +216,7 @@ def main():
     import files
     from checkpoints import load_pretrained, pretrained
     from dataset_pca import load_or_fit
-    from monitor import band_monitor, shown
+    from monitor import band_monitor, save_grid, shown
     from report import explained_by, target_name
 
     p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
@@ -267,21 +267,24 @@ def main():
 
     if x_uint8 is None or args.ckpt:
         x_test, _ = data.load(args.dataset, "test", args.data_dir, args.image_size, args.download)
-    x_uint8 = x_test[:args.n_images] if x_uint8 is None else x_uint8
+    if x_uint8 is None:  # test images spread over the split: on a class-sorted one, every class
+        x_uint8 = x_test[data.spread(len(x_test), args.n_images)]
     x = x_uint8.float() / 255
-    rows = [x] + [to_band(x, on_device(pca, "cpu", band_slice(pca, t, q))).clamp(0, 1) for t, q in bands]
+    rows = [("original", x)]
+    for t, q in bands:
+        rows.append((f"{t} {q:g}%", to_band(x, on_device(pca, "cpu", band_slice(pca, t, q)))))
     if args.ckpt:  # the model's input and prediction, for its own target band and masking (or noise)
         band = band_slice(pca, cfg["target"], cfg["pct"]) if cfg["target"] != "original" else None
         monitored = spectrum_bands(pca, [10, 25])
         pcs = on_device(pca, "cpu", band, monitored, full=cfg["masking"] == "pca")
-        rows += shown(mae, x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[:2]
+        rows += shown(mae, x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[1:3]
         # the band monitor on pretrain.py's monitor images, as its log lines have it
         x_monitor = x_test[data.spread(len(x_test), cfg["knn_test"])]
         shares = band_monitor(mae, x_monitor, pcs, cfg["pca_mask_share"], cfg.get("sigma")) or {}
         figures = (f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in shares.items())
         print(f"band monitor on {len(x_monitor):,} test images ({explained_by(cfg)})"
               + (": " + ", ".join(figures) if shares else ""))
-    files.save_png(torch.cat(rows), out, nrow=len(x), padding=1)
+    save_grid(rows, out)
     print(f"wrote {out} (rows: original, bottom {args.pct:g}%, top {100 - args.pct:g}%"
           + (f", input and prediction of {target_name(cfg)})" if args.ckpt else ")"))
 

@@ -21,7 +21,7 @@ import training
 from checkpoints import build_model
 from features import extract_features, knn_accuracy
 from model import MASKINGS, default_patch_size, get_lr, grid_cell, normalize_patches, param_groups
-from monitor import band_monitor, shown
+from monitor import band_monitor, save_grid, shown
 
 BAND_MONITOR_LEGEND = ("; explained: the share of each PCA band's hidden variance that the model's "
                        "guess recovers (1 all of it, 0 no more than the mean image, n/a a band "
@@ -227,7 +227,7 @@ def main(argv=None):
     knn_train = data.spread(len(x_train), args.knn_train)
     x_knn = x_train[knn_train].to(device)
     knn_test = data.spread(len(x_test), args.knn_test)
-    grid_images = x_test[:8].to(device)
+    grid_images = x_test[data.spread(len(x_test), 8)].to(device)  # over the classes
     x_monitor = x_test[knn_test].to(device)
     mean_guess = trivial_guess(model, x_pre, pcs, args)
     bad_step = torch.full((), -1, device=device)  # the first step whose loss was not finite
@@ -300,8 +300,7 @@ def main(argv=None):
             line["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                        y_test[knn_test].to(device))
             rows = shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
-            grid_path = os.path.join(args.out, f"recon-{epoch + 1:04d}.png")
-            files.save_png(torch.cat(rows), grid_path, nrow=8, padding=1)
+            save_grid(rows, os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
         log.append(line)
         if epoch + 1 in args.keep_epochs:
             training.keep_copy(args.out, model, cfg, epoch=epoch + 1)

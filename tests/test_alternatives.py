@@ -68,10 +68,15 @@ def test_bad_noise_flags_are_one_line(fmnist_folder, tmp_path, run):
 
 
 def panels(path, n_rows, size):
-    """The panels of a one-column grid PNG (padding 1), as floats in [0, 1]."""
+    """The panels of a one-column grid picture (monitor.save_grid), at their own size, as floats in
+    [0, 1]."""
     img = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
-    assert img.shape[1:] == (n_rows * (size + 1) + 1, size + 2)
-    return [img[:, 1 + k * (size + 1):1 + k * (size + 1) + size, 1:1 + size] for k in range(n_rows)]
+    scale = max(1, -(-monitor.TILE_MIN // size))
+    side = size * scale + monitor.PAD
+    assert img.shape[1:] == (n_rows * side + monitor.PAD, monitor.LABEL_WIDTH + side + monitor.PAD)
+    x = monitor.LABEL_WIDTH + monitor.PAD
+    return [img[:, monitor.PAD + k * side:][:, :size * scale:scale, x:x + size * scale:scale]
+            for k in range(n_rows)]
 
 
 def test_the_band_monitor_of_a_checkpoint_is_its_logs_for_every_target(fmnist_folder, tmp_path, run):
@@ -106,7 +111,7 @@ def test_your_own_image_with_its_bands_and_a_checkpoints_prediction(fmnist_folde
     mae = checkpoints.pretrained(torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True), (3, 16, 16), "ckpt")
     bottom = pca_project.on_device(pca, "cpu", pca_project.band_slice(pca, "bottom", 10))
     want = [pca_project.to_band(x_uint8 / 255, bottom).clamp(0, 1)[0],
-            *[r[0] for r in monitor.shown(mae, x_uint8, bottom)[:2]]]
+            *[images[0] for _, images in monitor.shown(mae, x_uint8, bottom)[1:3]]]
     for got, expected in zip([shown[1], shown[3], shown[4]], want):
         assert (got - expected).abs().max() < 1 / 255 + 1e-6
     code, out, err = run(pca_project, *args, "--dataset", "folder", "--image-size", 24)  # no checkpoint: 3 rows

@@ -4,12 +4,16 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import data
 import files
 import finetune
 import linprobe
+import monitor
 import pca_project
 import pretrain
 import training
@@ -135,3 +139,20 @@ def test_a_second_configuration_is_refused_with_a_folder_to_pass(fmnist_folder, 
     code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--masking", "block",
                        "--out", f"{out}-masking-block")
     assert code == 0, err
+
+
+def test_the_reconstruction_grid_is_large_named_and_spread_over_the_classes(fmnist_folder, tmp_path, run):
+    assert run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--out", tmp_path)[0] == 0
+    img = torch.from_numpy(np.array(Image.open(tmp_path / "recon-0002.png").convert("RGB"))).float() / 255
+    side = 64 + monitor.PAD  # 16-px tiles scaled 4x
+    assert img.shape == (4 * side + monitor.PAD, monitor.LABEL_WIDTH + 8 * side + monitor.PAD, 3)
+    x_test, y_test = data.load("folder", "test", fmnist_folder, 16)
+    shown = data.spread(len(x_test), 8)
+    assert len(set(y_test[shown].tolist())) == 8  # eight classes, not eight of the first
+    for k in range(8):  # the first row: the originals, each tile its image scaled up
+        x0 = monitor.LABEL_WIDTH + monitor.PAD + k * side
+        tile = img[monitor.PAD:monitor.PAD + 64:4, x0:x0 + 64:4].permute(2, 0, 1)
+        assert (tile - x_test[shown[k]] / 255).abs().max() < 1e-6
+    for k in range(4):  # each row's name is written beside it (dark text on white)
+        names = img[monitor.PAD + k * side:(k + 1) * side, :monitor.LABEL_WIDTH]
+        assert (names < 0.5).any() and (names > 0.5).float().mean() > 0.8

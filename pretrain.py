@@ -318,6 +318,7 @@ def main(argv=None):
                    "train_seconds": sum(line["seconds"] for line in log),
                    "wall_seconds_this_session": time.time() - t_start}
         files.save_json(summary, os.path.join(args.out, "summary.json"))
+        report.curves_chart(log, os.path.join(args.out, "curves.svg"), band_desc)
         if args.band_edges:
             report.explained_chart(log, os.path.join(args.out, "explained.svg"), band_desc)
         print(f"done: loss {summary['final_loss']:.4f}, kNN {final_knn:.3f}; wrote {args.out}/")

@@ -185,8 +185,10 @@ SHAPES = ("circle", "square", "diamond")  # no triangle: it marks a value beyond
 
 
 def kind_styles(names):
-    """Each series its own colour (KINDS, in turn) and dots: the styles of line_chart."""
-    return {name: (KINDS[k % len(KINDS)], "circle") for k, name in enumerate(names)}
+    """Each series its own colour (KINDS, in turn) and shape (dots, then squares, then diamonds
+    once the colours are used up): the styles of line_chart, no two alike for up to 24 series."""
+    return {name: (KINDS[k % len(KINDS)], SHAPES[k // len(KINDS) % len(SHAPES)])
+            for k, name in enumerate(names)}
 
 
 def marker(shape, cx, cy, color):
@@ -290,19 +292,33 @@ def explained_chart(logs, path, target):
     """explained.svg: the share of the hidden variance of each spectrum band that the model
     explains, over epochs, from pretrain.py's log rows (bands outside a band target have no
     line). Only the rows measured as the last one was are drawn: two definitions never share a
-    chart."""
+    chart. False (nothing written) where the log has no figures."""
     measured = [log for log in logs if log.get("explained")]
-    if not measured:  # a run whose bands were none (--band-edges without values)
-        return
+    if not measured:  # no band monitor, or a norm-pix run's (no figures)
+        return False
     definition = older.measured_as(measured[-1])
     rows = [log["explained"] if older.measured_as(log) == definition else {} for log in measured]
-    series = {}
-    for name in rows[-1]:
-        label = name if rows[-1][name] is not None else name + " (outside the target)"
-        series[label] = [row.get(name) for row in rows]
+    outside = [name for name, v in rows[-1].items() if v is None]  # no figure: no line, no name
+    series = {name: [row.get(name) for row in rows] for name in rows[-1] if name not in outside}
+    unmeasured = f"; not measured, outside the target: {', '.join(outside)}" if outside else ""
     chart = line_chart(series, "Hidden variance explained, per PCA band",
-                       f"target: {target}; {definition}", "epoch",
+                       f"target: {target}; {definition}{unmeasured}", "epoch",
                        "share explained (1 = all, 0 = none)")
+    files.save_text(chart, path)
+    return True
+
+
+def curves_chart(logs, path, target):
+    """curves.svg: over a pretraining's epochs, its loss as a share of the trivial guess's (below
+    1: the model knows more than the mean target patch) and its kNN accuracy, where measured."""
+    ratio = [log["loss"] / log["trivial_loss"] if log.get("trivial_loss") else None
+             for log in logs]
+    series = {"loss / trivial guess's": ratio, "kNN accuracy": [log.get("knn") for log in logs]}
+    high = min(2.0, max(1.0, math.ceil(max(v for v in ratio if v is not None) * 4) / 4)
+               if any(v is not None for v in ratio) else 1.0)
+    chart = line_chart(series, "Loss against the trivial guess's, and kNN accuracy",
+                       f"target: {target}", "epoch", "share", low=0, high=high, step=0.25,
+                       styles=kind_styles(series))
     files.save_text(chart, path)
 
 
@@ -377,15 +393,23 @@ def under(folder, name):
 
 
 def redraw_charts(folder):
-    """explained.svg beside each pretraining log, and FOLDER/test_curves.svg of the fine-tunings."""
-    curves = {}
+    """explained.svg and curves.svg beside each pretraining log, and FOLDER/test_curves.svg of the
+    fine-tunings. Returns what it did: a line per chart written, or not drawn and why."""
+    curves, said = {}, []
     for path in under(folder, "log.jsonl"):
         logs = files.read_jsonl(path)
         run = os.path.dirname(path)
         summary = os.path.join(run, "summary.json")
-        if any("explained" in log for log in logs):  # target, config: summary.json, once it ended
+        if any("trivial_loss" in log or "explained" in log for log in logs):  # a pretraining's
+            # target, config: summary.json, once it ended
             ended = files.read_json(summary, "summary.json") if os.path.exists(summary) else {}
-            explained_chart(logs, os.path.join(run, "explained.svg"), ended.get("target", run))
+            target = ended.get("target", run)
+            if any("trivial_loss" in log for log in logs):  # older logs had no trivial guess
+                curves_chart(logs, os.path.join(run, "curves.svg"), target)
+                said.append(f"wrote {os.path.join(run, 'curves.svg')}")
+            explained = os.path.join(run, "explained.svg")
+            said.append(f"wrote {explained}" if explained_chart(logs, explained, target) else
+                        f"no {explained}: its log has no band monitor figures")
         if any("test_accuracy" in log for log in logs):
             curves[os.path.relpath(run, folder)] = [log.get("test_accuracy") for log in logs]
     if curves:
@@ -393,6 +417,11 @@ def redraw_charts(folder):
                            "epoch", "test accuracy", low=0, high=1, step=0.1,
                            styles=kind_styles(curves))
         files.save_text(chart, os.path.join(folder, "test_curves.svg"))
+        said.append(f"wrote {os.path.join(folder, 'test_curves.svg')}")
+    else:
+        said.append(f"no {os.path.join(folder, 'test_curves.svg')}: no fine-tuning log under "
+                    f"{folder}")
+    return said
 
 
 def read_result(path, folder_as=None):
@@ -418,7 +447,8 @@ def main():
     p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("folder", nargs="?", default="runs")
     p.add_argument("--charts", action="store_true",
-                   help="also redraw explained.svg of each pretraining run, FOLDER/test_curves.svg "
+                   help="also redraw explained.svg and curves.svg of each pretraining run, "
+                        "FOLDER/test_curves.svg "
                         "(each fine-tuning run's test accuracy over its epochs) and "
                         "FOLDER/probe_epochs.svg (linear probe against pretraining epoch)")
     p.add_argument("--as", dest="folder_as", choices=sorted({dataset for dataset, _ in PAPER}),
@@ -427,21 +457,24 @@ def main():
     args = p.parse_args()
     if not os.path.isdir(args.folder):
         raise files.UserError(f"{args.folder} is not a folder")
-    if args.charts:
-        redraw_charts(args.folder)
+    said = redraw_charts(args.folder) if args.charts else []
     paths = under(args.folder, "results.json")
     if not paths:
         raise files.UserError(f"no results.json under {args.folder}: "
                               "run finetune.py or linprobe.py first")
     results = [read_result(path, args.folder_as) for path in paths]
     if args.charts:
-        probe_chart(results, os.path.join(args.folder, "probe_epochs.svg"))
+        probe_path = os.path.join(args.folder, "probe_epochs.svg")
+        said.append(f"wrote {probe_path}" if probe_chart(results, probe_path) else
+                    f"no {probe_path}: no pretraining has probes of more than one epoch")
     print(table(results))
     pretraining = [files.read_json(path, "summary.json").get("train_seconds") or 0
                    for path in under(args.folder, "summary.json")]
     hours = (sum(r.get("seconds") or 0 for r in results) + sum(pretraining)) / 3600
     print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and "
           "the time of each results.json")
+    if said:
+        print("\ncharts:\n" + "\n".join(said))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The first hour of a researcher: what the scripts say before and around a run."""
 import argparse
 import json
+import xml.etree.ElementTree as ET
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import linprobe
 import monitor
 import pca_project
 import pretrain
+import report
 import training
 from conftest import SHORT, TINY
 from test_pca import ROOT
@@ -156,3 +158,46 @@ def test_the_reconstruction_grid_is_large_named_and_spread_over_the_classes(fmni
     for k in range(4):  # each row's name is written beside it (dark text on white)
         names = img[monitor.PAD + k * side:(k + 1) * side, :monitor.LABEL_WIDTH]
         assert (names < 0.5).any() and (names > 0.5).float().mean() > 0.8
+
+
+def test_charts_tell_their_series_apart_and_draw_what_they_name(tmp_path):
+    ns = "{http://www.w3.org/2000/svg}"
+    styles = report.kind_styles([f"run {k}" for k in range(9)])
+    assert len(set(styles.values())) == 9  # no two of nine series alike
+    # explained.svg of a bottom-band target: the band outside it is not in the legend
+    logs = [{"explained": {"top 75%": None, "10-25%": 0.1 * k, "bottom 10%": 0.05 * k},
+             "explained_by": report.EXPLAINED_BY} for k in range(3)]
+    assert report.explained_chart(logs, tmp_path / "e.svg", "bottom 25% band")
+    svg = ET.fromstring((tmp_path / "e.svg").read_text())
+    legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
+    assert legend == ["10-25%", "bottom 10%"] and len(svg.findall(f".//{ns}polyline")) == 2
+    assert "outside the target: top 75%" in " ".join(t.text or "" for t in svg.iter(ns + "text"))
+    # curves.svg: the loss as a share of the trivial guess's at every epoch, kNN where measured
+    logs = [{"loss": 0.06, "trivial_loss": 0.05}, {"loss": 0.04, "trivial_loss": 0.05},
+            {"loss": 0.02, "trivial_loss": 0.05, "knn": 0.3}]
+    report.curves_chart(logs, tmp_path / "c.svg", "the image")
+    svg = ET.fromstring((tmp_path / "c.svg").read_text())
+    dots = [c for c in svg.iter(ns + "circle")]
+    squares = [r for r in svg.iter(ns + "rect") if r.get("width") == "6"]
+    assert len(dots) == 3 + 1 + 2 and len(squares) == 0  # three epochs, one kNN, the legend's
+    kinds = report.kind_styles(["loss / trivial guess's", "kNN accuracy"])
+    knn = [c for c in dots if c.get("fill") == kinds["kNN accuracy"][0]]
+    assert len(knn) == 1 + 1  # epoch 3 only, and the legend's
+    top, bottom = 36 + 16, 36 + 16 + 240  # the plot's 0 and high=1.25 (ratio 1.2 at epoch 1)
+    ratio = [float(c.get("cy")) for c in dots if c.get("fill") == kinds["loss / trivial guess's"][0]][:3]
+    expected = [bottom - 240 * v / 1.25 for v in (1.2, 0.8, 0.4)]
+    assert all(abs(a - b) < 0.1 for a, b in zip(ratio, expected)), (ratio, expected)
+
+
+def test_report_says_which_charts_it_wrote_and_why_not(pre, tmp_path, run):
+    import shutil
+    shutil.copytree(pre, tmp_path / "run")
+    assert run(linprobe, "--ckpt", tmp_path / "run" / "ckpt.pt", "--epochs", 1, "--warmup-epochs", 0,
+               "--out", tmp_path / "run" / "lp")[0] == 0
+    code, out, err = run(report, tmp_path, "--charts")
+    assert code == 0, err
+    said = out.split("\ncharts:\n")[1]
+    assert f"wrote {tmp_path / 'run' / 'curves.svg'}" in said
+    assert f"wrote {tmp_path / 'run' / 'explained.svg'}" in said
+    assert f"no {tmp_path / 'test_curves.svg'}: no fine-tuning log" in said
+    assert f"no {tmp_path / 'probe_epochs.svg'}: no pretraining has probes of more than one epoch" in said

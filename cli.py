@@ -4,6 +4,7 @@ code honours, and the main guard that turns bad input into one line on stderr an
 import argparse
 import math
 import os
+import shutil
 import sys
 
 import torch
@@ -98,13 +99,30 @@ def parser(description, data_from_ckpt=False):
                    help="side length for --dataset folder" + own["image_size"])
     p.add_argument("--download", action="store_true",
                    help="fetch missing files with torchvision (needs internet)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu, cuda or cuda:N")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda where torch can use it, "
+                                    "else cpu)")
     return p
 
 
+def gpu_present():
+    """Whether the machine has an NVIDIA GPU, whatever torch can do with it: its driver lists one,
+    or nvidia-smi is installed."""
+    gpus = "/proc/driver/nvidia/gpus"
+    return bool(os.path.isdir(gpus) and os.listdir(gpus)) or shutil.which("nvidia-smi") is not None
+
+
 def device(name):
-    """torch.device(name), refusing CUDA where there is none."""
+    """torch.device(name), refusing CUDA where there is none; None: CUDA where torch can use it,
+    else the CPU, saying so in one line where a GPU sits unused."""
+    if name is None and torch.cuda.is_available():
+        return torch.device("cuda")
+    if name is None:
+        if gpu_present():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            print(f"warning: this machine has an NVIDIA GPU, but torch {torch.__version__} "
+                  f"({build}) cannot use it; running on the CPU (install a torch build for this "
+                  "driver, or pass --device cpu)", file=sys.stderr)
+        return torch.device("cpu")
     try:
         dev = torch.device(name)
     except RuntimeError:

@@ -29,6 +29,31 @@ def training_views(x, aug):
     return lambda i, j: data.augment(x[i:j].float() / 255, aug, u[i:j])
 
 
+def free_bytes(device):
+    """The memory a fit can take on a device: CUDA's free memory, or the machine's available
+    memory (free pages and the page cache it can drop) for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as f:
+        available = next(line for line in f if line.startswith("MemAvailable:"))
+    return int(available.split()[1]) * 1024
+
+
+def fit_device(device, need):
+    """Where a fit that holds `need` bytes runs: the device asked for (default: CUDA where there is
+    one) where it fits, else the CPU, with a line saying so; refused where neither holds it."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and need > free_bytes(device):
+        data.say(f"the PCA fit needs about {need / 2**30:.1f} GiB, more than {device}'s "
+                 f"{free_bytes(device) / 2**30:.1f} GiB free: fitting it on the CPU")
+        device = torch.device("cpu")
+    if device.type == "cpu" and need > free_bytes(device):
+        raise UserError(f"the PCA fit needs about {need / 2**30:.1f} GiB and this machine has "
+                        f"{free_bytes(device) / 2**30:.1f} GiB free: use fewer or smaller images "
+                        "(--image-size, --images train)")
+    return device
+
+
 def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=False, download=False,
                 device=None, images="train", aug="none"):
     """The PCA of the training views (training_views, for augmentation aug) of the dataset's
@@ -55,6 +80,7 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
             return pca | {"shape": tuple(pca["shape"])}, None
     t0 = time.time()
     n_views = len(x) * (2 if aug == "flip" else 1)
+    device = fit_device(device, pca_project.fit_bytes(n_views, x[0].numel()))
     data.say(f"fitting the PCA of {n_views:,} training views of {dataset} ({shape}, --aug {aug}; "
              f"once: it is cached in {cache})")
     try:

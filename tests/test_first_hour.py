@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import cli
 import data
 import files
 import finetune
@@ -201,3 +202,54 @@ def test_report_says_which_charts_it_wrote_and_why_not(pre, tmp_path, run):
     assert f"wrote {tmp_path / 'run' / 'explained.svg'}" in said
     assert f"no {tmp_path / 'test_curves.svg'}: no fine-tuning log" in said
     assert f"no {tmp_path / 'probe_epochs.svg'}: no pretraining has probes of more than one epoch" in said
+
+
+def test_compile_trains_as_the_eager_model_does(fmnist_folder, tmp_path, run):
+    """--compile (torch.compile, inductor on the CPU here): one epoch's loss and the trained weights
+    are the eager run's, within float error; the checkpoint holds the model's own names."""
+    args = [*SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--band-edges"]
+    assert run(pretrain, *args, "--out", tmp_path / "eager")[0] == 0
+    from torch._dynamo.utils import counters
+    counters.clear()
+    code, _, err = run(pretrain, *args, "--compile", "--out", tmp_path / "compiled")
+    assert code == 0, err
+    assert counters["stats"]["unique_graphs"] >= 1  # compiled, not run eagerly
+    eager, compiled = (files.read_jsonl(tmp_path / d / "log.jsonl")[0] for d in ("eager", "compiled"))
+    assert compiled["loss"] == pytest.approx(eager["loss"], rel=1e-4)
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("eager", "compiled"))
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+
+def test_a_gpu_that_torch_cannot_use_is_named_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cli, "gpu_present", lambda: True)
+    assert cli.device(None).type == "cpu"
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "has an NVIDIA GPU, but torch" in err and "cannot use it" in err
+    assert cli.device("cpu").type == "cpu" and capsys.readouterr().err == ""  # asked for: nothing to say
+    monkeypatch.setattr(cli, "gpu_present", lambda: False)
+    assert cli.device(None).type == "cpu" and capsys.readouterr().err == ""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cli.device(None).type == "cuda"  # the default where torch can use it
+
+
+def test_a_pca_fit_the_device_cannot_hold_runs_on_the_cpu_and_one_nothing_holds_is_refused(
+        fmnist_folder, tmp_path, monkeypatch, capsys):
+    """Under a simulated memory limit: asked for CUDA with too little free, the fit runs on the CPU
+    (the same fit) with a line saying so; with too little anywhere, one clear error."""
+    import dataset_pca
+    want, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16, cache=str(tmp_path / "a.pt"), device="cpu")
+    need = pca_project.fit_bytes(2 * 200, 768)  # 200 images and their mirror images, 16 x 16 x 3
+    free = {"cuda": need - 1, "cpu": need}
+    monkeypatch.setattr(dataset_pca, "free_bytes", lambda device: free[device.type])
+    got, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16, cache=str(tmp_path / "b.pt"),
+                                     device=torch.device("cuda"), aug="flip")
+    assert "GiB free: fitting it on the CPU" in capsys.readouterr().out
+    flipped, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16, cache=str(tmp_path / "c.pt"),
+                                         device="cpu", aug="flip")
+    assert torch.equal(got["eigvals"], flipped["eigvals"]) and not torch.equal(got["eigvals"], want["eigvals"])
+    free["cpu"] = need - 1
+    with pytest.raises(files.UserError, match="the PCA fit needs about .* GiB and this machine has"):
+        dataset_pca.load_or_fit("folder", str(fmnist_folder), 16, cache=str(tmp_path / "d.pt"), device="cpu",
+                                aug="flip")

@@ -316,6 +316,8 @@ def _gunzip(gz, path):
 
 
 def _stamp(root):
+    """What tells a cache that its files changed: their names (under root, however root is spelled),
+    sizes and times."""
     if not os.path.isdir(root):
         return ""
     h = hashlib.sha1()
@@ -324,7 +326,8 @@ def _stamp(root):
         for f in sorted(filenames):
             path = os.path.join(dirpath, f)
             st = os.stat(path) if os.path.exists(path) else os.lstat(path)  # a dangling link: read_image names it
-            h.update(f"{dirpath}/{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+            name = os.path.relpath(path, root)
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 

@@ -253,3 +253,16 @@ def test_a_pca_fit_the_device_cannot_hold_runs_on_the_cpu_and_one_nothing_holds_
     with pytest.raises(files.UserError, match="the PCA fit needs about .* GiB and this machine has"):
         dataset_pca.load_or_fit("folder", str(fmnist_folder), 16, cache=str(tmp_path / "d.pt"), device="cpu",
                                 aug="flip")
+
+
+def test_a_dataset_cache_serves_its_folder_however_the_path_is_spelled(fmnist_folder, tmp_path, monkeypatch, capsys):
+    """A run recording its data folder absolute, and one given it relative: one read, one cache."""
+    import shutil
+    shutil.copytree(fmnist_folder / "test", tmp_path / "d" / "test")
+    shutil.copytree(fmnist_folder / "train", tmp_path / "d" / "train")
+    monkeypatch.chdir(tmp_path)
+    data.load("folder", "test", "d", 16)
+    assert "reading folder's test split" in capsys.readouterr().out
+    data.load("folder", "test", str(tmp_path / "d"), 16)
+    data.load("folder", "test", "./d/", 16)
+    assert "reading" not in capsys.readouterr().out

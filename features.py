@@ -9,12 +9,12 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def extract_features(encoder, x, pool="cls", batch_size=256, amp=None):
-    """Features (N, dim) of uint8 images (N, C, H, W) on the encoder's device; bf16 with amp
+def extract_features(encoder, x, pool="cls", batch_size=256, amp=None, dtype=torch.bfloat16):
+    """Features (N, dim) of uint8 images (N, C, H, W) on the encoder's device; in dtype with amp
     (default: on CUDA)."""
     encoder.eval()
     enabled = x.device.type == "cuda" if amp is None else amp
-    autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=enabled)
+    autocast = torch.autocast(x.device.type, dtype, enabled=enabled)
     feats = []
     for i in range(0, len(x), batch_size):
         with autocast:

@@ -162,11 +162,14 @@ def main(argv=None):
     # AdamW, built the same way on every device (fused: CUDA and CPU); the loop sets its lr.
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), fused=True)
     sched = training.schedule(args, len(x_train))  # global batch, this process's slice, steps, lr
+    precision = training.precision(args, device)  # fp32, or --amp's bf16 or fp16
+    # fp16: the loss scaled so that small gradients survive (a step whose gradients overflowed is
+    # skipped); bf16 and fp32 need none, and the scaler passes their steps through
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     start_epoch, start_step, resumed_sums, log = training.claim_or_resume(
-        args.out, cfg, model, optimizer, args.resume)
+        args.out, cfg, model, optimizer, args.resume, scaler)
     step_model = training.wrap(model, args.compile)  # DDP under torchrun, --compile
-    amp = training.use_amp(args.amp, device)
-    autocast = torch.autocast(device.type, torch.bfloat16, enabled=amp)
+    autocast = torch.autocast(device.type, training.DTYPES[precision], enabled=precision != "fp32")
     mixers = ((v2.MixUp, args.mixup), (v2.CutMix, args.cutmix))
     n_classes = model.head.out_features
     mixes = [mixer(alpha=alpha, num_classes=n_classes) for mixer, alpha in mixers if alpha > 0]
@@ -176,12 +179,12 @@ def main(argv=None):
         processes = f" x {sched.world} processes" if sched.world > 1 else ""
         init = f"pretrained {target_name(pre)} from {args.ckpt}" if pre else "none"
         n_params = sum(p.numel() for p in model.parameters())
-        notes = training.notes(args, sched, amp, start_epoch, start_step)
+        notes = training.notes(args, sched, precision, start_epoch, start_step)
         notes += data_note(data_used, taken)
         print(" | ".join([
             f"device {device}{processes}",
-            f"{args.dataset}: {len(x_train):,} train{subset} / {n_val:,} val / {len(x_test):,} test "
-            "images",
+            f"{args.dataset}: {len(x_train):,} train{subset} / {n_val:,} val / "
+            f"{len(x_test):,} test images",
             f"input: {band_desc}", f"init: {init}",
             f"ViT dim {args.dim} depth {args.depth} patch {args.patch_size}",
             f"{n_params / 1e6:.2f}M parameters",
@@ -217,25 +220,26 @@ def main(argv=None):
                 loss = F.cross_entropy(step_model(x).float(), labels,
                                        label_smoothing=args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             # the epoch's loss sum and the NaN watch, on the device: the host never waits for it
             sums += loss.detach()
             bad_step = training.first_bad_step(bad_step, loss.detach(), step)
             if training.mid_epoch_checkpoint(step, sched, args.ckpt_every):  # never of a NaN
                 training.stop_if_not_finite(bad_step, args.out)
                 training.save_checkpoint(args.out, model, optimizer, cfg, epoch, step=i + 1,
-                                         loss_sum=sums, log=log)
+                                         loss_sum=sums, log=log, scaler=scaler)
 
         training.stop_if_not_finite(bad_step, args.out)
-        line = training.epoch_line(epoch, sums, ("loss",), sched, first, lr, amp,
+        line = training.epoch_line(epoch, sums, ("loss",), sched, first, lr, precision,
                                    seconds=time.time() - t_epoch)
         if training.main_process():  # the test curve, to see it flatten; the result: the last epoch
             line["test_accuracy"] = accuracy(model, x_test, y_test, pcs, autocast)
             if n_val:
                 line["val_accuracy"] = accuracy(model, x_val, y_val, pcs, autocast)
         log.append(line)
-        training.save_epoch(args.out, model, optimizer, cfg, log, args.epochs)  # ckpt, log
+        training.save_epoch(args.out, model, optimizer, cfg, log, args.epochs, scaler)  # ckpt, log
 
     if training.main_process() and len(log) < args.epochs:
         print(training.stopped(log, args.epochs))

@@ -89,7 +89,7 @@ def main(argv=None):
     device = cli.device(args.device)
     # the probe's config: the flags that change its result (with --amp: bf16 features), not the
     # checkpoint's path but, below, its bytes
-    left_out = (training.RUNTIME_FLAGS - {"amp"}) | {"ckpt"}
+    left_out = (training.RUNTIME_FLAGS - {"amp", "amp_dtype"}) | {"ckpt"}
     cfg = {k: v for k, v in vars(args).items() if k not in left_out}
     if not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended probe ended
         known = cfg | {"image_size": None}  # the checkpoint's size, not known without it
@@ -118,8 +118,9 @@ def main(argv=None):
     if state is not None:
         feats, test_feats = state["train"].to(device), state["test"].to(device)
     else:
-        feats = extract_features(encoder, x_train.to(device), args.pool, amp=args.amp)
-        test_feats = extract_features(encoder, x_test.to(device), args.pool, amp=args.amp)
+        amp = {"amp": args.amp, "dtype": training.DTYPES[args.amp_dtype]}
+        feats = extract_features(encoder, x_train.to(device), args.pool, **amp)
+        test_feats = extract_features(encoder, x_test.to(device), args.pool, **amp)
         files.save_atomic({"config": cfg, "train": feats.cpu(), "test": test_feats.cpu()},
                           os.path.join(args.out, "features.pt"))
     y_train, y_test = y_train.to(device), y_test.to(device)

@@ -208,16 +208,19 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), betas=(0.9, 0.95),
                                   fused=True)
     sched = training.schedule(args, len(x_pre))  # global batch, this process's slice, steps, lr
+    precision = training.precision(args, device)  # fp32, or --amp's bf16 or fp16
+    # fp16: the loss scaled so that small gradients survive (a step whose gradients overflowed is
+    # skipped); bf16 and fp32 need none, and the scaler passes their steps through
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     start_epoch, start_step, resumed_sums, log = training.claim_or_resume(
-        args.out, cfg, model, optimizer, args.resume)
+        args.out, cfg, model, optimizer, args.resume, scaler)
     if 0 in args.keep_epochs and not (start_epoch or start_step):
         training.keep_copy(args.out, model, cfg, epoch=0)
     step_model = training.wrap(model, args.compile)  # DDP under torchrun, --compile
-    amp = training.use_amp(args.amp, device)
-    autocast = torch.autocast(device.type, torch.bfloat16, enabled=amp)
+    autocast = torch.autocast(device.type, training.DTYPES[precision], enabled=precision != "fp32")
     n_params = sum(p.numel() for p in model.parameters())
     if training.main_process():
-        notes = training.notes(args, sched, amp, start_epoch, start_step)
+        notes = training.notes(args, sched, precision, start_epoch, start_step)
         print(header(device, sched, args, x_pre, subset, band_desc, n_params) + notes)
         print("each epoch: the loss against the trivial guess's (the mean target patch; below 1x "
               "the model knows more)" + (BAND_MONITOR_LEGEND if args.band_edges else ""))
@@ -272,8 +275,9 @@ def main(argv=None):
             with autocast:
                 loss, _, mask = step_model(x, target, scores=scores)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             # the epoch's sums and the NaN watch, on the device: the host never waits for it
             with torch.no_grad():
                 trivial = model.loss(mean_guess.expand(len(x), -1, -1), target, mask)
@@ -282,10 +286,11 @@ def main(argv=None):
             if training.mid_epoch_checkpoint(step, sched, args.ckpt_every):  # never of a NaN
                 training.stop_if_not_finite(bad_step, args.out)
                 training.save_checkpoint(args.out, model, optimizer, cfg, epoch, step=i + 1,
-                                         loss_sum=sums, log=log)
+                                         loss_sum=sums, log=log, scaler=scaler)
 
         training.stop_if_not_finite(bad_step, args.out)
-        line = training.epoch_line(epoch, sums, ("loss", "trivial_loss"), sched, first, lr, amp,
+        line = training.epoch_line(epoch, sums, ("loss", "trivial_loss"), sched, first, lr,
+                                   precision,
                                    seconds=time.time() - t_epoch)
         if training.main_process() and args.band_edges:
             t_monitor = time.time()
@@ -295,8 +300,9 @@ def main(argv=None):
             line["monitor_seconds"] = time.time() - t_monitor
         evaluate = (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs
         if training.main_process() and evaluate:
-            feats_train = extract_features(model.encoder, x_knn, amp=amp)
-            feats_test = extract_features(model.encoder, x_monitor, amp=amp)
+            amp = {"amp": precision != "fp32", "dtype": training.DTYPES[precision]}
+            feats_train = extract_features(model.encoder, x_knn, **amp)
+            feats_test = extract_features(model.encoder, x_monitor, **amp)
             line["knn"] = knn_accuracy(feats_train, y_train[knn_train].to(device), feats_test,
                                        y_test[knn_test].to(device))
             rows = shown(model, grid_images, pcs, args.pca_mask_share, args.sigma)
@@ -304,7 +310,7 @@ def main(argv=None):
         log.append(line)
         if epoch + 1 in args.keep_epochs:
             training.keep_copy(args.out, model, cfg, epoch=epoch + 1)
-        training.save_epoch(args.out, model, optimizer, cfg, log, args.epochs)  # ckpt, log
+        training.save_epoch(args.out, model, optimizer, cfg, log, args.epochs, scaler)  # ckpt, log
 
     if training.main_process() and len(log) < args.epochs:
         print(training.stopped(log, args.epochs))

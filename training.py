@@ -29,7 +29,8 @@ from files import UserError, save_atomic, save_text
 
 
 # Flags that change where or how fast a run goes, not what it computes: left out of its config.
-RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "data_dir", "download", "ckpt_every",
+RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "amp_dtype", "data_dir", "download",
+                 "ckpt_every",
                  "stop_epoch"}
 
 
@@ -44,8 +45,11 @@ def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
                    help="base lr; lr = blr * batch / 256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction,
-                   help="bf16 autocast; default: on with CUDA, off on a CPU (see the README's "
-                        "benchmarks)")
+                   help="autocast to --amp-dtype; default: on with CUDA, off on a CPU (see the "
+                        "README's benchmarks)")
+    p.add_argument("--amp-dtype", default="bf16", choices=("bf16", "fp16"),
+                   help="fp16 for GPUs without fast bf16 (V100, T4): training scales its loss "
+                        "(GradScaler) and skips a step whose gradients overflowed")
     p.add_argument("--out", default=out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     if not head_only:
@@ -120,10 +124,11 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None, log=()):
+def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None, log=(),
+                    scaler=None):
     """ckpt.pt after `epoch` whole epochs and `step` steps of the next (loss_sum: that epoch's step
-    sums so far), with the log of those epochs, written whole; the previous one becomes
-    ckpt.prev.pt."""
+    sums so far), with the log of those epochs (and fp16's loss scale), written whole; the previous
+    one becomes ckpt.prev.pt."""
     if loss_sum is not None:  # every process takes part; rank 0 writes
         loss_sum = mean_over_processes(loss_sum).cpu()
     if not main_process():
@@ -131,19 +136,23 @@ def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None, lo
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": cfg,
              "epoch": epoch, "step": step, "loss_sum": loss_sum,
              "rng": rng_state(), "log": list(log)}
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
     previous = os.path.join(out, "ckpt.prev.pt")
     save_atomic(state, os.path.join(out, "ckpt.pt"), keep_previous=previous)
 
 
-def claim_or_resume(out, cfg, model, optimizer, resume):
+def claim_or_resume(out, cfg, model, optimizer, resume, scaler=None):
     """Claim OUT for this run (outfolder.claim_out), and continue the run there (weights, optimizer,
-    RNG, log) when `resume`. Returns (whole epochs done, steps done in the next, that epoch's step
-    sums so far or None, the log of the epochs done)."""
+    fp16's loss scale, RNG, log) when `resume`. Returns (whole epochs done, steps done in the next,
+    that epoch's step sums so far or None, the log of the epochs done)."""
     ckpt = outfolder.claim_out(out, cfg, resume)
     if ckpt is None:
         return 0, 0, None, []
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
+    if scaler is not None and scaler.is_enabled() and "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
     log = older.checkpoint_log(ckpt, lambda: read_log(out))  # the checkpoint's is the true one
     if main_process():
@@ -195,9 +204,14 @@ def schedule(args, n_train):
                     total_steps=args.epochs * steps_per_epoch)
 
 
-def use_amp(amp, device):
-    """--amp: bf16 autocast; by default on with CUDA, off on a CPU."""
-    return device.type == "cuda" if amp is None else amp
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision(args, device):
+    """What a run computes in: --amp-dtype under --amp (by default on with CUDA, off on a CPU),
+    else fp32."""
+    amp = device.type == "cuda" if args.amp is None else args.amp
+    return args.amp_dtype if amp else "fp32"
 
 
 def wrap(model, compile):
@@ -207,10 +221,11 @@ def wrap(model, compile):
     return torch.compile(step_model) if compile else step_model
 
 
-def notes(args, sched, amp, start_epoch, start_step):
-    """What the header line adds about the run: bf16, a batch cut to the train split, and where a
-    resumed run starts."""
-    notes = " | bf16 autocast" if amp else ""
+def notes(args, sched, precision, start_epoch, start_step):
+    """What the header line adds about the run: autocast, a batch cut to the train split, and where
+    a resumed run starts."""
+    notes = {"fp32": "", "bf16": " | bf16 autocast",
+             "fp16": " | fp16 autocast, loss scaling"}[precision]
     if sched.batch_size < args.batch_size:
         notes += f" | batch {sched.batch_size} (the whole train split), lr {sched.peak_lr:.3g}"
     if start_epoch or start_step:
@@ -282,14 +297,17 @@ def stop_if_not_finite(bad_step, out):
         sys.exit(3)
 
 
-def epoch_line(epoch, sums, names, sched, first, lr, amp, seconds):
+def epoch_line(epoch, sums, names, sched, first, lr, precision, seconds):
     """The epoch's log line: the means of its step sums (named by names, over all processes), the
-    last step's lr, bf16, speed and time."""
+    last step's lr, bf16 (fp16 too where used), speed and time."""
     means = (mean_over_processes(sums) / sched.steps_per_epoch).tolist()
     line = {"epoch": epoch + 1, "step": (epoch + 1) * sched.steps_per_epoch}
     line |= dict(zip(names, means))
+    line |= {"lr": lr, "bf16": precision == "bf16"}
+    if precision == "fp16":
+        line["fp16"] = True
     images = (sched.steps_per_epoch - first) * sched.batch_size
-    return line | {"lr": lr, "bf16": amp, "images_per_s": images / seconds, "seconds": seconds}
+    return line | {"images_per_s": images / seconds, "seconds": seconds}
 
 
 def epoch_text(line, epochs):
@@ -309,10 +327,10 @@ def epoch_text(line, epochs):
     return " | ".join(parts)
 
 
-def save_epoch(out, model, optimizer, cfg, log, epochs):
+def save_epoch(out, model, optimizer, cfg, log, epochs, scaler=None):
     """After an epoch: its checkpoint, then log.jsonl with its line (rank 0 prints it, as
     epoch_text): the checkpoint holds the log too, so a stop between the two loses nothing."""
-    save_checkpoint(out, model, optimizer, cfg, len(log), log=log)
+    save_checkpoint(out, model, optimizer, cfg, len(log), log=log, scaler=scaler)
     if main_process():
         print(epoch_text(log[-1], epochs), flush=True)
         write_log(out, log)
@@ -328,9 +346,10 @@ def keep_copy(out, model, cfg, epoch):
 
 def used(sched, log):
     """What the run used where its flags say otherwise or nothing: the batch (at most the train
-    split) and its peak lr, and the epochs run in bf16 (a resume may change --amp)."""
+    split) and its peak lr, and the epochs run in bf16 or fp16 (a resume may change --amp)."""
     return {"batch_size": sched.batch_size, "peak_lr": sched.peak_lr,
-            "bf16_epochs": [line["epoch"] for line in log if line.get("bf16")]}
+            "bf16_epochs": [line["epoch"] for line in log if line.get("bf16")],
+            "fp16_epochs": [line["epoch"] for line in log if line.get("fp16")]}
 
 
 def stopped(log, epochs):

@@ -5,7 +5,8 @@
 
 1. The pipeline at tiny scale on real Fashion-MNIST pictures, each script as a user runs it: PCA
    fit on the device, pretraining with a bottom-25% target under bf16 autocast, fused AdamW and
-   --compile (and again under torchrun --nproc_per_node 1), linear probe, fine-tune.
+   --compile (again under fp16 with loss scaling, and under torchrun --nproc_per_node 1), linear
+   probe, fine-tune.
 2. The time of a CIFAR-10-shaped PCA fit (50,000 x 3,072) on the device.
 3. ViT-Tiny pretraining throughput on CIFAR-shaped images at batch 512, bottom-25% target, eager
    and compiled: images/s and peak device memory.
@@ -54,6 +55,8 @@ def pipeline(device, quick, work):
         ("PCA fit on the device", ["pca_project.py", *common, "--out", os.path.join(work, "pca.png")]),
         ("pretrain, bf16, fused AdamW" + (", compiled" if fast else ""),
          ["pretrain.py", *common, *mae, *fast, "--out", os.path.join(work, "pre")]),
+        ("pretrain, fp16 with loss scaling (GPUs without fast bf16)",
+         ["pretrain.py", *common, *mae, "--amp-dtype", "fp16", "--out", os.path.join(work, "fp16")]),
         ("pretrain under torchrun", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
                                      "pretrain.py", *common, *mae, "--out", os.path.join(work, "ddp")]),
         ("linear probe", ["linprobe.py", *common, "--ckpt", pre, "--epochs", "2", "--amp",

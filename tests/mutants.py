@@ -60,8 +60,8 @@ MUTANTS = [
     ("pretraining draws from the global generator", "pretrain.py",
      "g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step)", "g = None",
      "tests/test_pretrain.py::test_a_step_draws_from_seed_and_step_alone"),
-    ("--amp ignored", "training.py", 'return device.type == "cuda" if amp is None else amp',
-     'return device.type == "cuda"', "tests/test_eval.py::test_amp_pipeline_runs_under_bf16_autocast_on_cpu"),
+    ("--amp ignored", "training.py", 'amp = device.type == "cuda" if args.amp is None else args.amp',
+     'amp = device.type == "cuda"', "tests/test_eval.py::test_amp_pipeline_runs_under_bf16_autocast_on_cpu"),
     ("monitor on the masked patches only", "monitor.py", "        truth = target\n",
      "        _, _, _, pred, m = predict(model, x_uint8, pcs, mask_share, sigma)\n"
      "        truth, given, guess = target, target * (1 - m) + mean * m, target * (1 - m) + pred * m\n",

@@ -1,6 +1,7 @@
 """The first hour of a researcher: what the scripts say before and around a run."""
 import argparse
 import json
+import math
 import xml.etree.ElementTree as ET
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import data
 import files
 import finetune
 import linprobe
+import model
 import monitor
 import pca_project
 import pretrain
@@ -266,3 +268,54 @@ def test_a_dataset_cache_serves_its_folder_however_the_path_is_spelled(fmnist_fo
     data.load("folder", "test", str(tmp_path / "d"), 16)
     data.load("folder", "test", "./d/", 16)
     assert "reading" not in capsys.readouterr().out
+
+
+def test_fp16_trains_with_loss_scaling_and_resumes_bit_identically(fmnist_folder, tmp_path, stopped_and_resumed):
+    """--amp --amp-dtype fp16 on the CPU: autocast in fp16, the loss scaled by a GradScaler whose
+    state the checkpoint keeps, so a stopped run resumes to the uninterrupted run's weights."""
+    code, out, err = stopped_and_resumed(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 3,
+                                         "--target", "bottom", "--pct", 25, "--amp", "--amp-dtype", "fp16")
+    assert code == 0 and "resuming at epoch 3" in out, err
+    assert "fp16 autocast, loss scaling" in next(line for line in out.splitlines() if line.startswith("device "))
+    log = files.read_jsonl(tmp_path / "a" / "log.jsonl")
+    assert all(line["fp16"] and not line["bf16"] for line in log) and all(math.isfinite(line["loss"]) for line in log)
+    a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in ("a", "b"))
+    assert a["scaler"]["scale"] > 0 and a["scaler"] == b["scaler"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    resumed = files.read_jsonl(tmp_path / "b" / "log.jsonl")
+    assert [line["loss"] for line in resumed] == [line["loss"] for line in log]
+
+
+def test_fp16_steps_go_through_the_scaler(fmnist_folder, tmp_path, run, monkeypatch):
+    """The loss that backward sees is the scaler's (scaled): under fp16 it is the loss times the
+    scale, under bf16 the loss itself."""
+    seen = {}
+    scale = torch.amp.GradScaler.scale
+
+    def spy(self, outputs):
+        scaled = scale(self, outputs)
+        seen.setdefault(self.is_enabled(), []).append(float(scaled.detach() / outputs.detach()))
+        return scaled
+    monkeypatch.setattr(torch.amp.GradScaler, "scale", spy)
+    for dtype in ("fp16", "bf16"):
+        code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--amp", "--amp-dtype", dtype,
+                           "--out", tmp_path / dtype)
+        assert code == 0, err
+    assert min(seen[True]) > 1 and set(seen[False]) == {1.0}
+
+
+def test_fp16_stops_cleanly_on_a_nan_loss(fmnist_folder, tmp_path, run, monkeypatch):
+    """A NaN loss under fp16 (which the scaler alone would skip as an overflow) still stops the run
+    with exit 3 before anything is saved, the last good checkpoint intact."""
+    forward, calls = model.MAE.forward, []
+
+    def poisoned(self, x, target, generator=None, scores=None):
+        loss, pred, mask = forward(self, x, target, generator, scores)
+        calls.extend([1] if self.training else [])
+        return (loss * float("nan") if len(calls) == 9 else loss), pred, mask
+    monkeypatch.setattr(model.MAE, "forward", poisoned)
+    code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 3, "--amp", "--amp-dtype", "fp16",
+                       "--out", tmp_path)
+    assert code == 3 and "step 8" in err and len(err.strip().splitlines()) == 1, err
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())

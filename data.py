@@ -5,6 +5,7 @@ load(name, split, data_dir) -> (x, y): x uint8 (N, C, H, W), y int64 (N,) (-1 wh
 The first load decodes the files on disk (torchvision's own layouts) and caches the tensors in
 DATA_DIR/cache, so later loads are one torch.load.
 """
+import contextlib
 import gzip
 import hashlib
 import os
@@ -13,6 +14,7 @@ import shutil
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 from torchvision import datasets
 from torchvision.datasets import mnist
@@ -57,9 +59,35 @@ def num_classes(name, data_dir="./data"):
     return classes
 
 
+_FIRST = []  # the first_process_first blocks this process is in
+
+
+@contextlib.contextmanager
+def first_process_first():
+    """Under torchrun, the first process runs the block (reading files, fitting a PCA, writing
+    their caches) while the others wait; then they run it, finding the caches. Blocks within
+    blocks wait once."""
+    others = not _FIRST and dist.is_initialized() and dist.get_world_size() > 1
+    if others and dist.get_rank() > 0:
+        dist.barrier()
+    _FIRST.append(True)
+    try:
+        yield
+    finally:
+        _FIRST.pop()
+    if others and dist.get_rank() == 0:
+        dist.barrier()
+
+
 def load(name, split, data_dir="./data", image_size=32, download=False):
     """The whole split as (uint8 (N, C, H, W), int64 (N,)), cached in DATA_DIR/cache after the first
-    load; its labels checked (check_labels) whether read or cached."""
+    load; its labels checked (check_labels) whether read or cached. Under torchrun the first
+    process reads the files, the others its cache."""
+    with first_process_first():
+        return _load(name, split, data_dir, image_size, download)
+
+
+def _load(name, split, data_dir, image_size, download):
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if split not in SPLITS.get(name, ("train", "test")):
@@ -89,9 +117,9 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
 
 
 def say(text):
-    """A line on what is happening (reading, fitting), from the first process only."""
-    if os.environ.get("RANK", "0") == "0":
-        print(text, flush=True)
+    """A line on what is happening (reading, fitting), named by its process under torchrun."""
+    rank = os.environ.get("RANK", "0")
+    print(text if rank == "0" else f"process {rank}: {text}", flush=True)
 
 
 def _read(name, split, data_dir, image_size, download):

@@ -60,8 +60,16 @@ def load_or_fit(dataset, data_dir="./data", image_size=32, cache=None, refit=Fal
     pretraining images (data.images: its train split by default, never test): read from the cache
     file, or fitted and cached. The cache's name says which images and views.
 
+    Under torchrun the first process fits (or reads) it, the others its cache.
+
     Returns (pca, seconds spent fitting, or None when the cache was used).
     """
+    with data.first_process_first():
+        return _load_or_fit(dataset, data_dir, image_size, cache, refit, download, device, images,
+                            aug)
+
+
+def _load_or_fit(dataset, data_dir, image_size, cache, refit, download, device, images, aug):
     x = data.images(dataset, images, data_dir, image_size, download)
     which = ("" if images == "train" else f"-{images}") + ("" if aug == "none" else f"-{aug}")
     shape = "x".join(map(str, x.shape[1:]))

@@ -1,4 +1,5 @@
 """torchrun with 2 CPU processes (gloo) computes what 1 process computes with the same global batch."""
+import shutil
 import subprocess
 import sys
 
@@ -45,3 +46,18 @@ def test_a_batch_that_does_not_split_is_said_once_with_what_to_pass(fmnist_folde
                          capture_output=True, text=True)
     line = "error: --batch-size 33 does not split over 2 processes: pass --batch-size 32"
     assert two.returncode != 0 and two.stderr.count(line) == 1, two.stderr[-2000:]
+
+
+def test_the_first_process_reads_and_fits_while_the_others_wait_for_its_caches(fmnist_folder, tmp_path):
+    """Two processes on a folder never read before: the first decodes it and fits the PCA; the
+    second waits and reads the caches (it would say "process 1: reading ..." otherwise)."""
+    shutil.copytree(fmnist_folder, tmp_path / "data", ignore=shutil.ignore_patterns("cache", "src"))
+    args = [*map(str, [*TINY, "--data-dir", tmp_path / "data", "--epochs", 1, "--target", "bottom", "--pct", 25])]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "pretrain.py", *args, "--out", str(tmp_path / "two")], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
+    lines = two.stdout.splitlines()
+    assert sum(line.startswith("reading folder's train split") for line in lines) == 1, two.stdout
+    assert sum(line.startswith("fitting the PCA") for line in lines) == 1, two.stdout
+    assert not any(line.startswith("process 1:") for line in lines), two.stdout

@@ -8,6 +8,7 @@ import os
 import time
 
 import torch
+from tqdm import tqdm
 
 import data
 import pca_project
@@ -91,10 +92,14 @@ def _load_or_fit(dataset, data_dir, image_size, cache, refit, download, device, 
     device = fit_device(device, pca_project.fit_bytes(n_views, x[0].numel()))
     data.say(f"fitting the PCA of {n_views:,} training views of {dataset} ({shape}, --aug {aug}; "
              f"once: it is cached in {cache})")
+    bar = tqdm(total=len(x), desc="summing the covariance", unit=" images", mininterval=1,
+               leave=False, disable=None if os.environ.get("RANK", "0") == "0" else True)
     try:
-        pca = pca_project.fit(x, device, views)
+        pca = pca_project.fit(x, device, views, progress=lambda done, _: bar.update(done - bar.n))
     except ValueError as e:  # all alike
         raise UserError(f"{dataset}'s {images} images: {e}") from None
+    finally:
+        bar.close()
     pca |= {"dataset": dataset, "images": images, "aug": aug}
     write_cache(pca, cache, stamp)
     data.say(f"fitted in {time.time() - t0:.1f} s")

@@ -25,10 +25,11 @@ def fit_bytes(n, d):
     return 8 * 4 * d * d
 
 
-def fit(x, device=None, views=None):
+def fit(x, device=None, views=None, progress=None):
     """PCA of x's pixels: mean (D,), eigvals (D,) ascending, eigvecs (D, D) as columns (each
     column contiguous in memory), all float64. views(i, j), when given, turns images i..j-1 of x
-    into the images the PCA is of (their training views: training_views), so many per image."""
+    into the images the PCA is of (their training views: training_views), so many per image.
+    progress(images done, images), when given, is called as the covariance's sums go."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     views = views or (lambda i, j: x[i:j])
     first = views(0, 1)
@@ -79,6 +80,8 @@ def fit(x, device=None, views=None):
         c = views(i, i + step).to(device).flatten(1).to(dtype) - offset
         total += c.sum(0, dtype=torch.float64)
         second += (c.T @ c).double()
+        if progress:
+            progress(min(i + step, len(x)), len(x))
     # Covariance from exact sums, in float64: (sum y y^T - N m m^T) / (N - 1) for y = x - offset,
     # in place (at 96 px each D x D matrix is 6.1 GB).
     cov = second.addr_(total, total, alpha=-1 / n).mul_(scale**2 / (n - 1))

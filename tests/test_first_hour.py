@@ -319,3 +319,12 @@ def test_fp16_stops_cleanly_on_a_nan_loss(fmnist_folder, tmp_path, run, monkeypa
     assert code == 3 and "step 8" in err and len(err.strip().splitlines()) == 1, err
     ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_a_pca_fit_reports_its_progress_as_its_sums_go(fmnist_folder):
+    x, _ = data.load("folder", "train", fmnist_folder, 16)
+    x = torch.cat([x] * 8)  # 1,600 images of 768 pixels: the covariance route, in chunks
+    calls = []
+    pca_project.fit(x, "cpu", progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) > 1 and calls[-1] == (1600, 1600)
+    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:]))

@@ -37,8 +37,7 @@ def what_was_saved(folders):
         for state in ("ckpt.pt", "features.pt"):  # a training run's checkpoint, a probe's features
             if os.path.exists(path := os.path.join(folder, state)):
                 return f"{path} is kept: the same command with --resume continues from it"
-    where = f" in {folders[0]}" if folders else ""
-    return f"nothing was saved yet{where} (no checkpoint): run the same command again"
+    return "nothing was saved yet (no checkpoint): run the same command again"
 
 
 class Parser(argparse.ArgumentParser):
@@ -50,7 +49,8 @@ class Parser(argparse.ArgumentParser):
         """--help names every flag's default (as it stands after set_defaults); a flag whose
         default is "not given" (None, off, empty) says what that means in its own help."""
         for action in self._actions:
-            given = action.default not in (None, False, [], argparse.SUPPRESS)
+            given = not (action.default is None or action.default is False
+                         or action.default == [] or action.default == argparse.SUPPRESS)
             if action.option_strings and given and "%(default)" not in (action.help or ""):
                 action.help = (action.help + " " if action.help else "") + "(default: %(default)s)"
         return super().format_help()

@@ -49,7 +49,7 @@ def skip_if_ended(out, known, resume):
         hold(out)
     ended = ended_config(out)
     if ended is not None and all(v is None or ended.get(k) == v for k, v in known.items()):
-        check_same_run(out, {}, {}, resume)
+        check_same_run(out, {}, {}, resume, ended=True)
         raise Finished(f"{out} holds this run, already ended: its files left as they are")
 
 
@@ -69,7 +69,7 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
     if not any(os.path.exists(p) for p in paths):
         ended = ended_config(out)
         if ended is not None:
-            check_same_run(out, cfg, ended, resume)
+            check_same_run(out, cfg, ended, resume, ended=True)
             raise Finished(f"{out} holds this run, already ended: its files left as they are")
         if os.path.exists(os.path.join(out, RUN_FILES[0])):
             raise UserError(f"{out} holds a run's {RUN_FILES[0]} but no {state}: "
@@ -88,14 +88,16 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
     # is left as it is, whatever it lacks).
     old = ckpt["config"]
     older = {k: CHANGED_TRAINING[k] for k in cfg.keys() - old.keys() if k in CHANGED_TRAINING}
-    check_same_run(out, cfg, older | old, resume)
     ended = [f for f in RUN_FILES[1:] if os.path.exists(os.path.join(out, f))]  # written last
+    check_same_run(out, cfg, older | old, resume, ended=bool(ended) and not repair)
     if ended and not repair:
         raise Finished(f"{out} holds this run, already ended: {ended[0]} left as it is")
     return ckpt
 
 
-def check_same_run(out, cfg, old, resume):
+def check_same_run(out, cfg, old, resume, ended=False):
+    """Refuse a run of another config in OUT, naming a folder to pass; and this run without
+    --resume, saying what --resume would do (continue it, or nothing: it has ended)."""
     if diff := differences(cfg, old):
         named = [f"{k} (the images or labels)" if k == "data_sha1" else k for k in diff]
         # a folder named after what differs, for this run
@@ -103,6 +105,9 @@ def check_same_run(out, cfg, old, resume):
         suggested = "-".join([os.path.normpath(out), *values] if values else [out, "2"])
         raise UserError(f"{out} holds a run of another config (differs in {', '.join(named)}); "
                         f"give this one another --out, such as --out {suggested}")
+    if not resume and ended:
+        raise UserError(f"{out} holds this run, already ended: nothing to do (with --resume, "
+                        "exit 0, its files left as they are); to run it again, choose another --out")
     if not resume:
         raise UserError(f"{out} already holds this run: pass --resume to continue it, "
                         "or choose another --out")

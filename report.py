@@ -55,6 +55,9 @@ def scale(r):
     model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}"
     if c.get("attention"):
         model += ", wave attention"
+    for kind, config in (("pretrained", r["pretrain_config"]), ("trained", r["config"])):
+        if (config or {}).get("subset"):  # a quick try, not a result of the whole split
+            model += f", {kind} on --subset {config['subset']}"
     if not r["pretrain_config"]:
         return model, (0, 0)
     done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run: --keep-epochs

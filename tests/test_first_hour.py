@@ -41,8 +41,8 @@ def test_help_names_the_default_of_every_flag_that_has_one(script, monkeypatch, 
         script.main()
     assert e.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    valued = [a for a in parsers[0]._actions if a.option_strings
-              and a.default not in (None, False, [], argparse.SUPPRESS)]
+    valued = [a for a in parsers[0]._actions if a.option_strings and not (
+              a.default is None or a.default is False or a.default == [] or a.default == argparse.SUPPRESS)]
     assert valued, "the check sees real flags"
     for action in valued:
         assert f"(default: {action.default})" in text, (action.option_strings, text)
@@ -133,6 +133,8 @@ def test_subset_trains_on_images_spread_over_the_split_and_says_so(fmnist_folder
                          "--warmup-epochs", 0, "--batch-size", 16, "--subset", 48, "--out", tmp_path / "ft")
     assert code == 0, err
     assert "48 train (--subset: 48 of 200) / 0 val" in out and "of 3 steps" in out
+    row = next(line for line in run(report, tmp_path)[1].splitlines() if "no pretraining" in line)
+    assert "trained on --subset 48" in row  # the table says it is a quick try
 
 
 def test_a_second_configuration_is_refused_with_a_folder_to_pass(fmnist_folder, tmp_path, run):
@@ -144,6 +146,9 @@ def test_a_second_configuration_is_refused_with_a_folder_to_pass(fmnist_folder, 
     code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--masking", "block",
                        "--out", f"{out}-masking-block")
     assert code == 0, err
+    # the same run again, ended: nothing to continue, and the line says so
+    code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--out", out)
+    assert code == 2 and "already ended: nothing to do" in err and "to continue it" not in err, err
 
 
 def test_the_reconstruction_grid_is_large_named_and_spread_over_the_classes(fmnist_folder, tmp_path, run):

@@ -39,7 +39,7 @@ def test_the_pca_is_fitted_on_the_pretraining_images_and_its_cache_says_which(tm
     root = write_stl10(tmp_path)
     seen = []
 
-    def small_fit(x, device=None, views=None):  # the real fit of 27,648 dims would hold a 6 GB basis
+    def small_fit(x, device=None, views=None, progress=None):  # the real fit of 27,648 dims would hold a 6 GB basis
         seen.append(len(x))
         return {"mean": x.double().mean(0).flatten(), "eigvals": torch.ones(1), "eigvecs": torch.ones(1, 1),
                 "shape": tuple(x.shape[1:])}

@@ -101,8 +101,8 @@ def band_monitor(model, x_uint8, pcs, mask_share=0.2, sigma=None):
     """pretrain.py's band monitor: per band B of the spectrum, the share of B's variance in what the
     model had to guess that its guess recovers,
     1 - |(guess - truth) V_B|^2 / |(given - truth) V_B|^2 over the images: 1 for the truth, 0 for
-    a guess that adds nothing to what the model was given, negative for one worse than that; None outside the target band (or where the band has no such
-    variance).
+    a guess that adds nothing to what the model was given, negative for one worse than that; None
+    outside the target band (or where the band has no such variance).
 
     Patch maskings: the whole target against the mean image, each patch guessed while it was
     hidden (completed). Comparing only the masked patches would cut them out at their borders, and

@@ -107,7 +107,8 @@ def check_same_run(out, cfg, old, resume, ended=False):
                         f"give this one another --out, such as --out {suggested}")
     if not resume and ended:
         raise UserError(f"{out} holds this run, already ended: nothing to do (with --resume, "
-                        "exit 0, its files left as they are); to run it again, choose another --out")
+                        "exit 0, its files left as they are); to run it again, choose another "
+                        "--out")
     if not resume:
         raise UserError(f"{out} already holds this run: pass --resume to continue it, "
                         "or choose another --out")

@@ -23,10 +23,27 @@ def check_sizes(image_shape, patch_size, *widths_and_heads, attention=None):
     if attention == "wave" and h // patch_size % 2:
         raise UserError(f"wave attention needs an even patch grid for its DWT; "
                         f"{h} px / patch {patch_size} = {h // patch_size}")
+    if h // patch_size > MAX_GRID:
+        raise UserError(f"{h} px in patches of {patch_size} is a {h // patch_size} x "
+                        f"{h // patch_size} grid; at most {MAX_GRID} x {MAX_GRID} patches (pass a "
+                        "larger --patch-size)")
     for d, heads in widths_and_heads:
         if d % heads or d % 4:
             raise UserError(f"width {d} must be divisible by 4 and by its number of heads "
                             f"({heads})")
+
+
+MAX_GRID = 128  # patches a side: attention over more would not fit a GPU's memory
+MAX_WEIGHTS = 10**9  # 16 GB with AdamW's two moments and the gradients, in float32
+
+
+def check_weights(*widths_and_depths):
+    """A UserError where transformers of these (width, depth) would hold more than MAX_WEIGHTS
+    weights (about 12 width^2 a block), before a byte of them is allocated."""
+    weights = sum(12 * d * d * depth for d, depth in widths_and_depths)
+    if weights > MAX_WEIGHTS:
+        raise UserError(f"a model of about {weights:,} weights is more than this code builds "
+                        f"({MAX_WEIGHTS:,}); pass a smaller --dim or --depth")
 
 
 def build_model(cfg, image_shape):
@@ -35,6 +52,7 @@ def build_model(cfg, image_shape):
     c, h, _ = image_shape
     encoder, decoder = (cfg["dim"], cfg["heads"]), (cfg["decoder_dim"], cfg["decoder_heads"])
     check_sizes(image_shape, cfg["patch_size"], encoder, decoder, attention=cfg.get("attention"))
+    check_weights((cfg["dim"], cfg["depth"]), (cfg["decoder_dim"], cfg["decoder_depth"]))
     grid, cell = h // cfg["patch_size"], grid_cell(cfg["mask_ratio"])
     if cfg["masking"] == "grid" and grid % cell:
         raise UserError(f"--masking grid needs the patch grid ({grid}) divisible by {cell}")
@@ -87,6 +105,18 @@ def data_note(where, taken):
         return ""
     flags = " ".join(f"--{k.replace('_', '-')} {where[k]}" for k in taken)
     return f" | the checkpoint's data: {flags}"
+
+
+def take_flags(args, own):
+    """Each of the checkpoint's values (own: flag name -> value) into args: a flag not given (None)
+    takes it, and a flag given that contradicts it is a UserError, never silently overridden."""
+    for name, value in own.items():
+        given = getattr(args, name)
+        if given is not None and given != value:
+            shown = [f"{v:g}" if isinstance(v, float) else v for v in (given, value)]
+            raise UserError(f"--{name.replace('_', '-')} {shown[0]} contradicts the checkpoint's "
+                            f"{shown[1]}; leave it out to use the checkpoint's")
+        setattr(args, name, value)
 
 
 def pretrained(ckpt, image_shape, path):

@@ -14,6 +14,8 @@ from files import Finished, UserError, held_folders, release_folders, remove_mad
 
 def main_guard(main, resumable=True):
     """Run main(); a UserError becomes one line on stderr and exit status 2, never a traceback."""
+    # a file name that is not text (found in a folder walked) is printed escaped, never a traceback
+    sys.stdout.reconfigure(errors="backslashreplace")
     try:
         main()
     except Finished as e:
@@ -63,18 +65,39 @@ def within(low, high, low_in=False, high_in=False, kind=float):
         above_low = (low <= v) if low_in else (low < v)
         below_high = (v <= high) if high_in else (v < high)
         if not (above_low and below_high):
-            interval = f"{'(['[low_in]}{low:g}, {high:g}{')]'[high_in]}"
+            ends = [f"{end:,}" if kind is int else f"{end:g}" for end in (low, high)]
+            interval = f"{'(['[low_in]}{ends[0]}, {ends[1]}{')]'[high_in]}"
             raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
         return v
     return number
 
 
-positive = within(0, math.inf, kind=int)
-count = within(0, math.inf, low_in=True, kind=int)
-nonnegative = within(0, math.inf, low_in=True)
-positive_float = within(0, math.inf)
+# Every number a flag takes has a range the code honours, checked before any data is read: the
+# upper ends are far past any recipe, and keep a typo from allocating the machine's memory away or
+# overflowing a seed.
+MANY = 10**9  # epochs, images, steps
+positive = within(0, MANY, high_in=True, kind=int)
+count = within(0, MANY, low_in=True, high_in=True, kind=int)
+side = within(0, 1024, high_in=True, kind=int)  # pixels: an image's side, a patch's
+width = within(0, 8192, high_in=True, kind=int)  # a transformer's width
+layers = within(0, 256, high_in=True, kind=int)  # its depth, its heads
 # A batch of one has no batch statistics (the probe's BatchNorm).
-batch = within(1, math.inf, kind=int)
+batch = within(1, 2**20, high_in=True, kind=int)
+seed = within(0, 2**31, low_in=True, kind=int)  # times 1,000,003 plus a step: a 64-bit seed
+rate = within(0, 10, high_in=True)  # learning rates, noise
+nonnegative = within(0, 100, low_in=True, high_in=True)  # weight decay, MixUp and CutMix's alpha
+
+
+def path(text):
+    """argparse type: a file or folder name, never empty (it would name the current folder) and
+    valid text (every line that names it can be printed)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty name; give a file or folder")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{ascii(text)} is not valid text (UTF-8)") from None
+    return text
 
 
 # The data flags' defaults, where no checkpoint says otherwise.
@@ -93,9 +116,9 @@ def parser(description, data_from_ckpt=False):
     p.add_argument("--dataset", default=defaults["dataset"],
                    help="cifar10, cifar100, stl10, fashion-mnist, tinyimagenet or folder"
                         + own["dataset"])
-    p.add_argument("--data-dir", default=defaults["data_dir"],
+    p.add_argument("--data-dir", type=path, default=defaults["data_dir"],
                    help="where the dataset's files are (and its cache goes)" + own["data_dir"])
-    p.add_argument("--image-size", type=positive, default=defaults["image_size"],
+    p.add_argument("--image-size", type=side, default=defaults["image_size"],
                    help="side length for --dataset folder" + own["image_size"])
     p.add_argument("--download", action="store_true",
                    help="fetch missing files with torchvision (needs internet)")

@@ -18,12 +18,12 @@ import torch.distributed as dist
 from PIL import Image
 from torchvision import datasets
 from torchvision.datasets import mnist
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 import pca_project
-from files import UserError, read_cache, write_atomic, write_cache
+from files import UserError, open_file, read_cache, walk, write_atomic, write_cache
 
 DATASETS = ("cifar10", "cifar100", "stl10", "fashion-mnist", "tinyimagenet", "folder")
 SPLITS = {"stl10": ("train", "test", "unlabeled")}  # every other dataset: train, test
@@ -281,7 +281,7 @@ def _read_torchvision(name, split, data_dir, download):
             return _read_stl10(root, split)
         xs, ys = [], []
         for fname, _md5 in cls.train_list if split == "train" else cls.test_list:
-            with open(os.path.join(root, fname), "rb") as f:
+            with open_file(os.path.join(root, fname), "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
             if not isinstance(entry, dict):
                 raise ValueError(f"{fname} holds a {type(entry).__name__}, not a dict")
@@ -349,13 +349,9 @@ def _stamp(root):
     if not os.path.isdir(root):
         return ""
     h = hashlib.sha1()
-    for dirpath, dirnames, filenames in sorted(os.walk(root)):
-        dirnames.sort()
-        for f in sorted(filenames):
-            path = os.path.join(dirpath, f)
-            st = os.stat(path) if os.path.exists(path) else os.lstat(path)  # a dangling link: read_image names it
-            name = os.path.relpath(path, root)
-            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for path in walk(root):
+        st = os.stat(path)
+        h.update(f"{os.path.relpath(path, root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -376,7 +372,8 @@ def _wnids(root):
     path = os.path.join(root, "wnids.txt")
     if not os.path.isfile(path):
         raise _missing("tinyimagenet", os.path.dirname(root))
-    return [line.strip() for line in open(path, encoding="utf-8") if line.strip()]
+    with open_file(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 def _read_tinyimagenet(root, split):
@@ -399,7 +396,7 @@ def _read_tinyimagenet(root, split):
             raise UserError(f"{notes} not found: the val split's labels are there (unzip "
                             "tiny-imagenet-200.zip again)")
         samples = []
-        for n, line in enumerate(open(notes, encoding="utf-8"), 1):
+        for n, line in enumerate(open_file(notes, encoding="utf-8").readlines(), 1):
             fields = line.split("\t")
             if len(fields) < 2 or fields[1] not in index:
                 raise UserError(f"{notes} line {n}: {fields[1] if len(fields) > 1 else line!r} "
@@ -440,9 +437,9 @@ def _read_folder(data_dir, split, image_size):
                         "its images could never be right")
     # The test split keeps the train split's indices.
     class_to_idx = {c: i for i, c in enumerate(classes)}
-    samples = []
-    if classes:
-        samples = make_dataset(split_dir, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    samples = [(path, i) for c, i in class_to_idx.items()
+               if os.path.isdir(os.path.join(split_dir, c))
+               for path in walk(os.path.join(split_dir, c), is_image_name)]
     if not samples:
         raise UserError(f"no images under {split_dir}: expected {split_dir}/CLASS/*.jpg")
     if split == "train" and (empty := set(classes) - {classes[c] for _, c in samples}):
@@ -453,6 +450,11 @@ def _read_folder(data_dir, split, image_size):
     for i, (path, _) in enumerate(decoding(samples, split)):
         x[i] = read_image(path, image_size)
     return x, torch.tensor([c for _, c in samples], dtype=torch.int64)
+
+
+def is_image_name(name):
+    """Whether a file name is one of an image (torchvision's extensions, any case)."""
+    return name.lower().endswith(IMG_EXTENSIONS)
 
 
 # Modes whose values have no fixed range (32-bit integers, floats): scaled any way, some

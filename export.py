@@ -18,6 +18,7 @@ import torch
 import cli
 import files
 from checkpoints import load_pretrained, pretrained
+from outfolder import claim_file
 from report import target_name
 
 LAYERNORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which model.py's layers use
@@ -70,10 +71,11 @@ def timm_state_dict(encoder):
 
 def main():
     p = cli.Parser(description=__doc__.splitlines()[0])
-    p.add_argument("ckpt", help="a pretrain.py checkpoint, or a copy kept by --keep-epochs")
-    p.add_argument("out", help="the file to write (a .pt)")
+    p.add_argument("ckpt", type=cli.path,
+                   help="a pretrain.py checkpoint, or a copy kept by --keep-epochs")
+    p.add_argument("out", type=cli.path, help="the file to write (a .pt)")
     args = p.parse_args()
-    out = files.writable(args.out)
+    out = claim_file(args.out, inputs=[args.ckpt])
     ckpt = load_pretrained(args.ckpt)
     cfg = ckpt["config"]
     if cfg.get("attention"):
@@ -82,9 +84,10 @@ def main():
     encoder = pretrained(ckpt, cfg["image_shape"], args.ckpt).encoder
     export = {"state_dict": timm_state_dict(encoder), "args": timm_args(cfg),
               "pretrained_cfg": pretrained_cfg(cfg), "layernorm_eps": LAYERNORM_EPS,
-              "pretrain_config": cfg, "epoch": ckpt["epoch"]}
+              "pretrain_config": cfg, "epoch": ckpt["epoch"], "step": ckpt.get("step", 0)}
     files.save_atomic(export, out)
-    print(f"wrote {out}: the encoder of {args.ckpt} ({target_name(cfg)}, epoch {ckpt['epoch']}) "
+    trained = f"epoch {ckpt['epoch']}" + (f" + {ckpt['step']} steps" if ckpt.get("step") else "")
+    print(f"wrote {out}: the encoder of {args.ckpt} ({target_name(cfg)}, {trained}) "
           f"as a timm VisionTransformer; load it with\n{LOAD.format(path=os.path.abspath(out))}")
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import re
+import stat
 import subprocess
 import sys
 
@@ -29,6 +30,70 @@ class WriteError(UserError):
 class Finished(Exception):
     """--resume of a run that has already ended: nothing to do, and the files it wrote stay as they
     are."""
+
+
+def regular(path, what="file"):
+    """path, checked to be a regular file (or a link to one): a folder, a pipe, a device, a link
+    to nothing or in a loop is a UserError naming it, never a read that hangs or a traceback."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:  # missing, a dead or looping link, a name too long, no permission
+        raise UserError(f"cannot read {what} {path} ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{what} {path} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what} {path} is not a regular file (a pipe or a device?)")
+    return path
+
+
+def open_file(path, mode="r", what="file", **kwargs):
+    """open(path, mode), the one opener of the project: a path that is there must be a regular
+    file (files.regular), and what the OS refuses (permissions, a full disk) is one line. A file
+    that is not there is FileNotFoundError, for the caller to say what is missing."""
+    if os.path.lexists(path):
+        regular(path, what)
+    try:
+        return open(path, mode, **kwargs)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise UserError(f"cannot open {what} {path} ({e.strerror})") from None
+
+
+def walk(folder, wanted=None):
+    """The regular files under folder whose names wanted(name) accepts (None: all), links
+    followed, in os.walk's sorted order: each real file once (a second path to it is skipped),
+    each folder once (a link back up the tree, a loop, is not walked again). A wanted name that is
+    no regular file (a pipe, a device, a link to nothing) is a UserError naming it."""
+    folders, seen, found = set(), set(), []
+
+    def visit(path):
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) in folders:
+            return
+        folders.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError as e:
+            raise UserError(f"cannot read folder {path} ({e.strerror})") from None
+        below = []
+        for e in entries:
+            try:
+                st = e.stat()  # of what a link leads to
+            except OSError:
+                st = None
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                below.append(e.path)
+            elif wanted is None or wanted(e.name):
+                regular(e.path)  # a pipe, a device, a link to nothing: named
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    found.append((path, e.name))
+        for sub in below:
+            visit(sub)
+
+    visit(os.fspath(folder))
+    return [os.path.join(path, name) for path, name in sorted(found)]  # as sorted(os.walk(folder))
 
 
 def temp_path(path, pid=None):
@@ -59,11 +124,12 @@ def alive(pid):
 def write_atomic(path, write, keep_previous=None):
     """write(tmp) to a flushed temp file beside path, then os.replace: a crash never leaves a
     half-written file, and what a killed one left is removed the next time its folder is
-    written. With keep_previous, the file being replaced is moved there first."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    remove_leftovers(os.path.dirname(os.path.abspath(path)))
+    written. With keep_previous, the file being replaced is moved there first. A fault of the disk
+    or of permissions, in making the folder too, is a WriteError."""
     tmp = temp_path(path)
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        remove_leftovers(os.path.dirname(os.path.abspath(path)))
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -124,17 +190,21 @@ def writable_image(path):
     return writable(path)
 
 
-_HELD = {}  # folder -> its open lock file; the OS lets go of it when the process ends, however
+_HELD = {}  # folder -> (its open lock file, whether this process made it); the OS lets go of it
+# when the process ends, however
 
 
 def hold(folder):
     """Hold an output folder for this process: another process that asks for it while this one
     lives is refused, and a killed process leaves nothing stuck (flock dies with it). Under
-    torchrun, rank 0 holds it for the run."""
+    torchrun, rank 0 holds it for the run. A lock that cannot be taken (a folder named .lock, a
+    full disk, no permission) is one line."""
     key = os.path.realpath(folder)
     if key in _HELD or os.environ.get("RANK", "0") != "0":
         return
-    f = open(os.path.join(folder, ".lock"), "a+")
+    lock = os.path.join(folder, ".lock")
+    made = not os.path.lexists(lock)
+    f = open_file(lock, "a+", what="the lock file")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -143,11 +213,14 @@ def hold(folder):
         f.close()
         raise UserError(f"{folder} is in use by another run (process {holder}): wait for it "
                         "to end, or choose another --out") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"{os.getpid()}\n")
-    f.flush()
-    _HELD[key] = f
+    _HELD[key] = (f, made)
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+    except OSError as e:
+        raise WriteError(lock, e.strerror) from None
 
 
 def held_folders():
@@ -156,8 +229,16 @@ def held_folders():
 
 
 def release_folders():
+    """Let go of the folders held; a lock file this process made is removed first (while still
+    held), so that a run leaves no .lock behind, a refused one included."""
     while _HELD:
-        _HELD.popitem()[1].close()
+        folder, (f, made) = _HELD.popitem()
+        if made:
+            try:
+                os.remove(os.path.join(folder, ".lock"))
+            except OSError:  # gone already, or a folder that takes no change: the lock stays
+                pass
+        f.close()
 
 
 def save_atomic(obj, path, keep_previous=None):
@@ -179,8 +260,9 @@ def save_json(obj, path):
 
 def load_checkpoint(path):
     """torch.load(path, weights_only=True); a missing or unreadable file is a UserError."""
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise UserError(f"no checkpoint at {path}")
+    regular(path, "checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -192,8 +274,9 @@ def read_cache(path, what, keys):
     """The cache at path (None: no file), its "stamp" saying what it was made from, its tensors
     mapped from the file. One rule for every cache: a file there that is not `what` (a dict with
     `keys`) is refused, never written over."""
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return None
+    regular(path, what)
     try:
         # mapped, not read: a run reads only the pages of what it uses (a band's eigenvectors of a
         # 6.1 GB basis), and processes on one machine share them in the page cache
@@ -218,10 +301,11 @@ def write_cache(cache, path, stamp):
 def read_json(path, what):
     """A JSON object this project wrote; anything else (cut short, edited, not UTF-8, not an
     object) is a UserError naming the file."""
-    try:
-        obj = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
-        obj = None
+    with open_file(path, what=what, encoding="utf-8") as f:
+        try:
+            obj = json.loads(f.read())
+        except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+            obj = None
     if not isinstance(obj, dict):
         raise UserError(f"{path} is not a {what} of this project (truncated, edited or not UTF-8?)")
     return obj
@@ -230,7 +314,8 @@ def read_json(path, what):
 def read_jsonl(path):
     """A log's lines; a last line cut short (a run killed while writing it) is dropped."""
     try:
-        lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+        with open_file(path, what="log", encoding="utf-8") as f:
+            lines = f.read().splitlines()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a log of this project (not UTF-8)") from None
     rows = []

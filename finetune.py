@@ -22,7 +22,8 @@ import files
 import outfolder
 import pca_project
 import training
-from checkpoints import check_sizes, data_note, data_of, load_pretrained, pretrained
+from checkpoints import (check_sizes, check_weights, data_note, data_of, load_pretrained,
+                         pretrained, take_flags)
 from model import Classifier, Encoder, default_patch_size, get_lr, param_groups
 from report import target_name
 
@@ -34,15 +35,16 @@ def get_args(argv=None):
     # the data flags every script takes (by default the checkpoint's data), and --device
     p = cli.parser(__doc__.splitlines()[0], data_from_ckpt=True)
     # where the encoder comes from, and what it sees
-    p.add_argument("--ckpt", help="a pretrain.py checkpoint to start from")
+    p.add_argument("--ckpt", type=cli.path, help="a pretrain.py checkpoint to start from")
     p.add_argument("--init", choices=("none",),
                    help="none: random initialisation (no pretraining)")
     p.add_argument("--input", default="original", choices=("original", "bottom", "top"))
     p.add_argument("--pct", type=cli.within(0, 100),
                    help="variance share of the input band in percent")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"))
-    for name in SIZE_FLAGS[:-1]:  # from the checkpoint with --ckpt; ViT-Tiny with --init none
-        p.add_argument("--" + name.replace("_", "-"), type=cli.positive)
+    kinds = {"patch_size": cli.side, "dim": cli.width, "depth": cli.layers, "heads": cli.layers}
+    for name, kind in kinds.items():  # from the checkpoint with --ckpt; ViT-Tiny with --init none
+        p.add_argument("--" + name.replace("_", "-"), type=kind)
     p.add_argument("--attention", choices=("wave",),
                    help="wave: Wave-ViT's attention (default: plain)")
     # the recipe (docs/method.md, 4)
@@ -82,14 +84,7 @@ def accuracy(model, x_uint8, y, pcs, autocast, batch_size=1024):
 def pretrained_encoder(args, ckpt, shape):
     """The checkpoint's encoder, its sizes taken into args (a size flag that contradicts them is
     refused), with drop path at args' rate."""
-    pre = ckpt["config"]
-    for name in SIZE_FLAGS:
-        given = getattr(args, name)
-        if given is not None and given != pre.get(name):
-            flag = "--" + name.replace("_", "-")
-            raise files.UserError(f"{flag} {given} contradicts the checkpoint's {pre.get(name)}; "
-                                  "leave it out to use the checkpoint's")
-        setattr(args, name, pre.get(name))
+    take_flags(args, {name: ckpt["config"].get(name) for name in SIZE_FLAGS})
     encoder = pretrained(ckpt, shape, args.ckpt).encoder
     rates = torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()
     for block, rate in zip(encoder.blocks, rates):  # deeper blocks are dropped more often
@@ -103,6 +98,7 @@ def fresh_encoder(args, shape):
     for name, value in VIT_TINY.items():
         setattr(args, name, getattr(args, name) or value)
     check_sizes(shape, args.patch_size, (args.dim, args.heads), attention=args.attention)
+    check_weights((args.dim, args.depth))
     return Encoder(shape[1], args.patch_size, shape[0], args.dim, args.depth, args.heads,
                    args.drop_path, args.attention)
 
@@ -125,9 +121,12 @@ def main(argv=None):
     args.image_size = shape[-1]  # the size used (a fixed-size dataset ignores the flag)
     torch.manual_seed(args.seed)
     encoder = pretrained_encoder(args, ckpt, shape) if ckpt else fresh_encoder(args, shape)
+    cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
+    if args.input != "original" and args.aug != "none":
+        cfg["band_first"] = True  # the band of the whole image, then augmentation
+    outfolder.check_out(args.out, "finetune.py", cfg, args.resume)  # before any data is read
     model = Classifier(encoder, data.num_classes(args.dataset, args.data_dir), args.pool)
     model = model.to(device)
-    files.writable(os.path.join(args.out, "log.jsonl"))
 
     where = (args.data_dir, args.image_size, args.download)
     x_train, y_train = data.load(args.dataset, "train", *where)
@@ -150,9 +149,6 @@ def main(argv=None):
         pcs = pca_project.on_device(fit, device, pca_project.band_slice(fit, args.input, args.pct))
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
-    cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
-    if pcs is not None and args.aug != "none":
-        cfg["band_first"] = True  # the band of the whole image, then augmentation
     cfg["data_sha1"] = data.identity(x_train, y_train, x_val, y_val, x_test, y_test)
     subset = data.subset_note(args.subset, len(x_train))
     if args.subset:  # a quick try: images spread over the split
@@ -253,6 +249,7 @@ def main(argv=None):
                    "wall_seconds_this_session": time.time() - t_start,
                    "config": cfg, "pretrain_config": pre,
                    "pretrain_epoch": ckpt["epoch"] if pre else None,
+                   "pretrain_step": ckpt.get("step", 0) if pre else None,
                    "commit": files.git_commit(), "used": training.used(sched, log)}
         files.save_json(results, os.path.join(args.out, "results.json"))
         print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "

@@ -29,7 +29,7 @@ from report import target_name
 def get_args(argv=None):
     # the data flags every script takes (by default the checkpoint's data), and --device
     p = cli.parser(__doc__.splitlines()[0], data_from_ckpt=True)
-    p.add_argument("--ckpt", required=True, help="a pretrain.py checkpoint")
+    p.add_argument("--ckpt", type=cli.path, required=True, help="a pretrain.py checkpoint")
     p.add_argument("--pool", default="cls", choices=("cls", "mean"),
                    help="class token or mean patch token")
     training.add_flags(p, epochs=90, warmup=10 / 90, batch_size=256, blr=0.1, out="runs/linprobe",
@@ -101,6 +101,8 @@ def main(argv=None):
     # the encoder first: images it cannot take are refused before any data is read
     shape = data.image_shape(dataset, data_used["image_size"])
     encoder = pretrained(ckpt, shape, args.ckpt).encoder.to(device)
+    cfg |= {"dataset": dataset, "image_size": shape[-1], "tensors_sha1": tensors_sha1(ckpt)}
+    outfolder.check_out(args.out, "linprobe.py", cfg, args.resume, "features.pt")  # before the data
     classes = data.num_classes(dataset, data_used["data_dir"])
     where = (data_used["data_dir"], data_used["image_size"], args.download)
     x_train, y_train = data.load(dataset, "train", *where)
@@ -112,8 +114,7 @@ def main(argv=None):
     # Features once, saved in OUT/features.pt with what made them (the checkpoint's and the images'
     # bytes, the pool, the image size): --resume reuses them only for the very same inputs, and the
     # head's training is seeded, so it ends with the same weights and accuracy.
-    cfg |= {"dataset": dataset, "image_size": x_train.shape[-1], "tensors_sha1": tensors_sha1(ckpt),
-            "data_sha1": data.identity(x_train, y_train, x_test, y_test)}
+    cfg["data_sha1"] = data.identity(x_train, y_train, x_test, y_test)
     state = outfolder.claim_out(args.out, cfg, args.resume, "features.pt")
     if state is not None:
         feats, test_feats = state["train"].to(device), state["test"].to(device)
@@ -125,16 +126,18 @@ def main(argv=None):
                           os.path.join(args.out, "features.pt"))
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
+    batch_size = min(args.batch_size, len(feats))  # at most the train split; recorded as used
     accuracy, log = train_probe(feats, y_train, test_feats, y_test, classes, epochs=args.epochs,
-                                warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+                                warmup_epochs=args.warmup_epochs, batch_size=batch_size,
                                 blr=args.blr, seed=args.seed)
 
     results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe",
                "accuracy": accuracy, "knn": knn, "epochs": args.epochs,
-               "pretrain_epoch": ckpt["epoch"], "seconds": time.time() - t0,
+               "pretrain_epoch": ckpt["epoch"], "pretrain_step": ckpt.get("step", 0),
+               "seconds": time.time() - t0,
                "final_loss": log[-1]["loss"] if log else None,
-               "config": cfg, "pretrain_config": pre,
-               "commit": files.git_commit()}
+               "config": cfg, "pretrain_config": pre, "commit": files.git_commit(),
+               "used": {"batch_size": batch_size, "peak_lr": args.blr * batch_size / 256}}
     files.save_json(results, os.path.join(args.out, "results.json"))
     print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), "
           f"kNN {knn:.4f}; wrote {args.out}/results.json")

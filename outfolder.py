@@ -1,13 +1,17 @@
-"""The output-folder rule of every training script: OUT is new, or it holds this very run and
---resume is given, and a run that has ended is left as it is, even where its checkpoint is gone
-(committed results have none).
+"""The output rule of every script: OUT is new, or it holds this very run and --resume is given,
+and a run that has ended is left as it is, even where its checkpoint is gone (committed results
+have none); an output never replaces an input, nor a file of another script's run.
 
+    check_out(out, "pretrain.py", cfg, resume)   # before any data is read
     ckpt = claim_out(out, cfg, resume)       # None for a new run; files.Finished for an ended one
+    path = claim_file(path, inputs)          # a file a script writes (export.py, pca_project.py)
 """
 import os
+import re
 import sys
 
-from files import Finished, UserError, hold, load_checkpoint, read_json, remove_leftovers, writable
+from files import (Finished, UserError, hold, load_checkpoint, read_json, read_jsonl,
+                   remove_leftovers, writable)
 from older import CHANGED_TRAINING, REPLACED
 
 
@@ -26,6 +30,82 @@ def ended_config(out):
             raise UserError(f"{path} is not a {name} of this project (it holds no config)")
         return config
     return None
+
+
+def run_in(folder):
+    """Which script's run `folder` holds (pretrain.py, finetune.py or linprobe.py), or None: told
+    by the files each writes (a pretraining's summary.json and kept copies, a probe's features.pt,
+    a results.json's eval, a checkpoint's config, a log's lines)."""
+    if not os.path.isdir(folder):
+        return None
+    names = set(os.listdir(folder))
+    if "summary.json" in names or any(n.startswith("keep-") for n in names):
+        return "pretrain.py"
+    if "features.pt" in names:
+        return "linprobe.py"
+    if "results.json" in names:
+        results = read_json(os.path.join(folder, "results.json"), "results.json")
+        return "linprobe.py" if results.get("eval") == "linprobe" else "finetune.py"
+    for state in ("ckpt.pt", "ckpt.prev.pt"):
+        if state in names:
+            ckpt = load_checkpoint(os.path.join(folder, state))
+            config = ckpt.get("config") if isinstance(ckpt, dict) else None
+            if isinstance(config, dict):  # else no state of ours: claim_out names it
+                return "pretrain.py" if "mask_ratio" in config else "finetune.py"
+    if "log.jsonl" in names:
+        log = read_jsonl(os.path.join(folder, "log.jsonl"))
+        return "finetune.py" if any("test_accuracy" in line for line in log) else "pretrain.py"
+    return None
+
+
+def check_out(out, script, cfg, resume, state="ckpt.pt"):
+    """Before any data is read: OUT can be written and holds no run of another script; a run of
+    this one is refused where its config differs (but for data_sha1, not known yet: claim_out
+    checks it, and says whether the run has ended) or --resume is not given. --resume of a folder
+    that holds no run says so, and starts one."""
+    writable(os.path.join(out, "log.jsonl"))
+    hold(out)
+    holder = run_in(out)
+    if holder not in (None, script):
+        raise UserError(f"{out} holds a {holder} run: give this {script} run another --out")
+    if holder is None:
+        empty = not set(os.listdir(out)) - {".lock"}
+        if resume and empty and os.environ.get("RANK", "0") == "0":
+            print(f"--resume: {out} holds no run yet; starting it", flush=True)
+        return
+    paths = [os.path.join(out, state), os.path.join(out, state.replace(".pt", ".prev.pt"))]
+    ended = ended_config(out)
+    old = ended
+    if old is None and (path := next((p for p in paths if os.path.exists(p)), None)):
+        state = load_checkpoint(path)
+        old = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(old, dict):
+        return  # claim_out says what is wrong with it
+    older = {k: CHANGED_TRAINING[k] for k in cfg.keys() - old.keys() if k in CHANGED_TRAINING}
+    check_same_run(out, cfg | {"data_sha1": old.get("data_sha1")}, older | old, resume,
+                   ended=ended is not None)
+
+
+# The files a run writes, which its resume and its evaluations read.
+RUN_FILE = re.compile(r"(ckpt|ckpt\.prev|features|keep-\d+)\.pt|log\.jsonl|summary\.json"
+                      r"|results\.json|recon-\d+\.png|(curves|explained)\.svg")
+
+
+def claim_file(path, inputs=()):
+    """An output file's path, tried before any work (files.writable), refused where it is one of
+    the command's inputs or a file of a run (it would replace what the run or its evaluations
+    read)."""
+    writable(path)
+    if not os.path.exists(path):
+        return path
+    if any(os.path.exists(i) and os.path.samefile(path, i) for i in inputs):
+        raise UserError(f"{path} is this command's input: writing it would replace it; "
+                        "give another file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if RUN_FILE.fullmatch(os.path.basename(path)) and (holder := run_in(folder)):
+        raise UserError(f"{path} is a file of the {holder} run in {folder}: writing it would "
+                        "replace it; give another file name")
+    return path
 
 
 # Where a run's data was, not what it was (data_sha1 says that): a resume may find it elsewhere.

@@ -227,37 +227,52 @@ def main():
     import cli
     import data
     import files
-    from checkpoints import load_pretrained, pretrained
+    from checkpoints import data_of, load_pretrained, pretrained, take_flags
     from dataset_pca import load_or_fit
     from monitor import band_monitor, save_grid, shown
+    from outfolder import claim_file
     from report import explained_by, target_name
 
-    p = cli.parser(__doc__.splitlines()[0])  # the data flags every script takes, and --device
-    p.add_argument("--pct", type=cli.within(0, 100), default=25,
-                   help="bottom band share in percent; the top band is 100 - pct")
+    # the data flags every script takes (with --ckpt, the checkpoint's by default), and --device
+    p = cli.parser(__doc__.splitlines()[0], data_from_ckpt=True)
+    p.add_argument("--pct", type=cli.within(0, 100),
+                   help="bottom band share in percent; the top band is 100 - pct (default: the "
+                        "checkpoint's band, else 25)")
     p.add_argument("--refit", action="store_true", help="fit again even when a cached fit exists")
-    p.add_argument("--cache", help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
+    p.add_argument("--cache", type=cli.path,
+                   help="fit file (default DATA_DIR/cache/pca-DATASET-CxHxW.pt)")
     p.add_argument("--images", choices=("train", "unlabeled", "train+unlabeled"),
                    help="the images the PCA is fitted on (default: as pretrain.py's)")
-    p.add_argument("--aug", default="flip", choices=data.AUGMENTATIONS,
+    p.add_argument("--aug", choices=data.AUGMENTATIONS,
                    help="the PCA of the views this augmentation makes, as pretrain.py --aug fits "
-                        "it (none: of the images themselves, as finetune.py --input does)")
-    p.add_argument("--out", help="PNG grid to write (default out/pca-DATASET-PCT.png)")
-    p.add_argument("--n-images", type=cli.positive, default=8, help="test images in the grid")
-    p.add_argument("--image",
+                        "it (none: of the images themselves, as finetune.py --input does; "
+                        "default: the checkpoint's, else flip)")
+    p.add_argument("--out", type=cli.path,
+                   help="PNG grid to write (default out/pca-DATASET-PCT.png)")
+    p.add_argument("--n-images", type=cli.within(0, 256, high_in=True, kind=int), default=8,
+                   help="test images in the grid")
+    p.add_argument("--image", type=cli.path,
                    help="an image file of yours to show instead (resized to the dataset's image size)")
-    p.add_argument("--ckpt", help="a pretrain.py checkpoint: shows its masked input and prediction too, "
+    p.add_argument("--ckpt", type=cli.path,
+                   help="a pretrain.py checkpoint: shows its masked input and prediction too, "
                    "with its dataset, image size and band")
     args = p.parse_args()
-    if args.ckpt:
+    cfg = None
+    if args.ckpt:  # its data and band; a flag that contradicts them is refused
         ckpt = load_pretrained(args.ckpt)
         cfg = ckpt["config"]
-        args.dataset, args.image_size = cfg["dataset"], cfg["image_size"]
-        args.images = cfg.get("images", "train")  # older code pretrained on train only
-        args.aug = cfg["aug"] if cfg["pca_fit"] == "views" else "none"
+        own = {"dataset": cfg["dataset"], "image_size": cfg["image_size"],
+               "images": cfg.get("images", "train"),  # older code pretrained on train only
+               "aug": cfg["aug"] if cfg["pca_fit"] == "views" else "none"}
         if cfg["target"] != "original":
-            args.pct = cfg["pct"] if cfg["target"] == "bottom" else 100 - cfg["pct"]
+            own["pct"] = cfg["pct"] if cfg["target"] == "bottom" else 100 - cfg["pct"]
+        take_flags(args, own)
+    where, _ = data_of(cfg, args.dataset, args.data_dir, args.image_size)
+    args.dataset, args.data_dir, args.image_size = where.values()
+    args.pct = 25 if args.pct is None else args.pct
+    args.aug = args.aug or "flip"
     out = files.writable_image(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
+    claim_file(out, inputs=[p for p in (args.ckpt, args.image) if p])
     shape = data.image_shape(args.dataset, args.image_size)
     # the user's picture read first: a file that is no image is refused before any fit
     x_uint8 = data.read_image(args.image, shape[-1], shape[0])[None] if args.image else None

@@ -15,6 +15,7 @@ import cli
 import files
 import data
 import dataset_pca
+import outfolder
 import pca_project
 import report
 import training
@@ -48,7 +49,7 @@ def get_args(argv=None):
                    help="gaussian: no masking; the encoder sees every patch of the image plus "
                         "--sigma times N(0, 1) noise, and the loss covers every patch "
                         "(default: masking)")
-    p.add_argument("--sigma", type=cli.positive_float,
+    p.add_argument("--sigma", type=cli.rate,
                    help="noise level of --corruption gaussian (pixels in [0, 1])")
     p.add_argument("--mask-ratio", type=cli.within(0, 1), default=0.75,
                    help="share of the patches masked (patch maskings)")
@@ -60,12 +61,13 @@ def get_args(argv=None):
     # the model: ViT-Tiny and its decoder (docs/method.md, 3)
     p.add_argument("--attention", choices=("wave",),
                    help="wave: Wave-ViT's attention in the encoder (default: plain)")
-    p.add_argument("--patch-size", type=cli.positive,
+    p.add_argument("--patch-size", type=cli.side,
                    help="default: about 16 x 16 patches (2 at 32 px, 6 at 96 px)")
-    sizes = {"dim": 192, "depth": 12, "heads": 3,
-             "decoder-dim": 192, "decoder-depth": 4, "decoder-heads": 3}
-    for name, size in sizes.items():
-        p.add_argument("--" + name, type=cli.positive, default=size)
+    sizes = {"dim": (192, cli.width), "depth": (12, cli.layers), "heads": (3, cli.layers),
+             "decoder-dim": (192, cli.width), "decoder-depth": (4, cli.layers),
+             "decoder-heads": (3, cli.layers)}
+    for name, (size, kind) in sizes.items():
+        p.add_argument("--" + name, type=kind, default=size)
     # the schedule (docs/method.md, 4), the monitors and the copies
     training.add_flags(p, epochs=400, warmup=0.1, batch_size=512, blr=1.5e-4, out="runs/pretrain")
     p.add_argument("--eval-every", type=cli.positive, default=10,
@@ -168,7 +170,7 @@ def main(argv=None):
         cfg["pca_fit"] = "views"  # its target, masking or monitor: the PCA of its training views
     torch.manual_seed(args.seed)
     model = build_model(cfg, image_shape).to(device)
-    files.writable(os.path.join(args.out, "log.jsonl"))
+    outfolder.check_out(args.out, "pretrain.py", cfg, args.resume)  # before any data is read
     data.num_classes(args.dataset, args.data_dir)  # the kNN monitor tells classes apart
     where = (args.data_dir, args.image_size, args.download)
     x_train, y_train = data.load(args.dataset, "train", *where)  # labelled: the kNN monitor's
@@ -318,15 +320,19 @@ def main(argv=None):
         final_knn = next((line["knn"] for line in reversed(log) if "knn" in line), None)
         summary = {"config": cfg, "target": band_desc, "input_share": input_share,
                    "parameters": n_params,
-                   "epochs": args.epochs, "used": training.used(sched, log),
+                   "epochs": args.epochs,
+                   # the monitors' images too: --knn-train and --knn-test cut to the splits
+                   "used": training.used(sched, log) | {"knn_train": len(knn_train),
+                                                        "knn_test": len(knn_test)},
                    "final_loss": log[-1]["loss"], "final_knn": final_knn,
                    "final_explained": log[-1].get("explained"),
                    "train_seconds": sum(line["seconds"] for line in log),
                    "wall_seconds_this_session": time.time() - t_start}
-        files.save_json(summary, os.path.join(args.out, "summary.json"))
         report.curves_chart(log, os.path.join(args.out, "curves.svg"), band_desc)
         if args.band_edges:
             report.explained_chart(log, os.path.join(args.out, "explained.svg"), band_desc)
+        # written last: a run is ended (outfolder.ended_config) only once all it writes is written
+        files.save_json(summary, os.path.join(args.out, "summary.json"))
         print(f"done: loss {summary['final_loss']:.4f}, kNN {final_knn:.3f}; wrote {args.out}/")
     training.end_distributed()
 

@@ -8,7 +8,7 @@ pretraining epochs, one V100) stand beside ours. Band-input rows (finetune.py --
 in a second table: Balestriero & LeCun's supervised-on-a-band experiment.
 explained_chart draws pretrain.py's per-band explained variance over epochs.
 """
-import glob
+import hashlib
 import itertools
 import json
 import math
@@ -59,11 +59,13 @@ def scale(r):
         if (config or {}).get("subset"):  # a quick try, not a result of the whole split
             model += f", {kind} on --subset {config['subset']}"
     if not r["pretrain_config"]:
-        return model, (0, 0)
+        return model, (0, 0, 0)
     done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run: --keep-epochs
+    steps = r.get("pretrain_step") or 0  # a checkpoint written mid-epoch
     if done == c["epochs"]:
-        return model + f", {c['epochs']} pretrain ep", (c["epochs"], done)
-    return model + f", pretrain ep {done} of {c['epochs']}", (c["epochs"], done)
+        return model + f", {c['epochs']} pretrain ep", (c["epochs"], done, 0)
+    after = f" + {steps} steps" if steps else ""
+    return model + f", pretrain ep {done}{after} of {c['epochs']}", (c["epochs"], done, steps)
 
 
 FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
@@ -344,8 +346,8 @@ def probe_chart(results, path):
     runs, kinds = {}, {}
     for r in probes:
         c = r["pretrain_config"]
-        if r.get("pretrain_epoch") == 0:
-            continue  # drawn as the level
+        if r["target"] == UNTRAINED or r.get("pretrain_step"):
+            continue  # drawn as the level; weights of a stop mid-epoch have no epoch to stand at
         schedule = f"patch {c['patch_size']}, {c['epochs']} ep, --aug {c.get('aug', 'crop')}"
         name = f"{r['target']}, {schedule}"
         kinds[name] = (r["target"], schedule)
@@ -355,7 +357,7 @@ def probe_chart(results, path):
     # schedule that followed.
     inits = {}
     for r in probes:
-        if r.get("pretrain_epoch") == 0:
+        if r["target"] == UNTRAINED:
             inits.setdefault(r["pretrain_config"]["seed"], []).append(r["accuracy"])
     untrained = [sum(a) / len(a) for a in inits.values()]
     if not any(len(epochs) > 1 for epochs in runs.values()):
@@ -391,15 +393,25 @@ def probe_chart(results, path):
 
 
 def under(folder, name):
-    """Every file called name anywhere under folder, sorted."""
-    return sorted(glob.glob(os.path.join(folder, "**", name), recursive=True))
+    """Every file called name anywhere under folder (files.walk: each real file once, loops
+    broken), a copy of one before it (the same bytes: `cp -r` of a run) left out. Returns (the
+    files, a line for each copy left out)."""
+    firsts, paths, copies = {}, [], []
+    for path in files.walk(folder, lambda n: n == name):
+        with files.open_file(path, "rb") as f:
+            first = firsts.setdefault(hashlib.sha1(f.read()).digest(), path)
+        if first == path:
+            paths.append(path)
+        else:
+            copies.append(f"{path} is a copy of {first}: counted once")
+    return paths, copies
 
 
 def redraw_charts(folder):
     """explained.svg and curves.svg beside each pretraining log, and FOLDER/test_curves.svg of the
     fine-tunings. Returns what it did: a line per chart written, or not drawn and why."""
     curves, said = {}, []
-    for path in under(folder, "log.jsonl"):
+    for path in under(folder, "log.jsonl")[0]:
         logs = files.read_jsonl(path)
         run = os.path.dirname(path)
         summary = os.path.join(run, "summary.json")
@@ -427,6 +439,17 @@ def redraw_charts(folder):
     return said
 
 
+# The figures of a results.json and their ranges: a figure outside its range is no result this
+# project wrote (where one is None, the run has none).
+RANGES = {"accuracy": (0, 1), "knn": (0, 1), "val_accuracy": (0, 1), "epochs": (1, math.inf),
+          "pretrain_epoch": (0, math.inf), "pretrain_step": (0, math.inf),
+          "seconds": (0, math.inf)}
+
+
+def number_within(v, low, high):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+
+
 def read_result(path, folder_as=None):
     """A results.json, checked, its target named as now (whatever code wrote it), an image folder
     named as the dataset it holds when asked."""
@@ -434,21 +457,24 @@ def read_result(path, folder_as=None):
     fields = {"eval": str, "dataset": str, "target": str, "accuracy": (int, float), "epochs": int,
               "config": (dict, type(None)), "pretrain_config": (dict, type(None))}
     r = {"config": None, "pretrain_config": None} | r
-    if not all(isinstance(r.get(k), kind) for k, kind in fields.items()):
+    within = all(r.get(k) is None or number_within(r[k], low, high)
+                 for k, (low, high) in RANGES.items())
+    if not all(isinstance(r.get(k), kind) for k, kind in fields.items()) or not within:
         raise files.UserError(f"{path} is not a results.json of this project "
                               "(truncated or edited?)")
     if folder_as and r["dataset"] == "folder":
         r["dataset"] = folder_as + FOLDER
     if "target" in (r.get("pretrain_config") or {}):
         r["target"] = target_name(r["pretrain_config"])
-    if r.get("pretrain_epoch") == 0:  # a copy of the initialisation: no target has touched it
+    if r.get("pretrain_epoch") == 0 and not r.get("pretrain_step"):  # the initialisation: no
+        # target has touched it (weights after a step of epoch 1 are another matter)
         r["target"] = UNTRAINED
     return r
 
 
 def main():
     p = cli.Parser(description=__doc__.splitlines()[0])
-    p.add_argument("folder", nargs="?", default="runs")
+    p.add_argument("folder", type=cli.path, nargs="?", default="runs")
     p.add_argument("--charts", action="store_true",
                    help="also redraw explained.svg and curves.svg of each pretraining run, "
                         "FOLDER/test_curves.svg "
@@ -461,7 +487,7 @@ def main():
     if not os.path.isdir(args.folder):
         raise files.UserError(f"{args.folder} is not a folder")
     said = redraw_charts(args.folder) if args.charts else []
-    paths = under(args.folder, "results.json")
+    paths, copies = under(args.folder, "results.json")
     if not paths:
         raise files.UserError(f"no results.json under {args.folder}: "
                               "run finetune.py or linprobe.py first")
@@ -471,13 +497,16 @@ def main():
         said.append(f"wrote {probe_path}" if probe_chart(results, probe_path) else
                     f"no {probe_path}: no pretraining has probes of more than one epoch")
     print(table(results))
+    summaries, summary_copies = under(args.folder, "summary.json")
     pretraining = [files.read_json(path, "summary.json").get("train_seconds") or 0
-                   for path in under(args.folder, "summary.json")]
+                   for path in summaries]
     hours = (sum(r.get("seconds") or 0 for r in results) + sum(pretraining)) / 3600
     print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and "
           "the time of each results.json")
     if said:
         print("\ncharts:\n" + "\n".join(said))
+    if copies or summary_copies:
+        print("\ncopies:\n" + "\n".join(copies + summary_copies))
 
 
 if __name__ == "__main__":

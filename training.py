@@ -41,16 +41,16 @@ def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
     p.add_argument("--warmup-epochs", type=cli.count,
                    help=f"default: {100 * warmup:.3g}%% of --epochs")
     p.add_argument("--batch-size", type=cli.batch, default=batch_size)
-    p.add_argument("--blr", type=cli.positive_float, default=blr,
+    p.add_argument("--blr", type=cli.rate, default=blr,
                    help="base lr; lr = blr * batch / 256")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction,
                    help="autocast to --amp-dtype; default: on with CUDA, off on a CPU (see the "
                         "README's benchmarks)")
     p.add_argument("--amp-dtype", default="bf16", choices=("bf16", "fp16"),
                    help="fp16 for GPUs without fast bf16 (V100, T4): training scales its loss "
                         "(GradScaler) and skips a step whose gradients overflowed")
-    p.add_argument("--out", default=out)
+    p.add_argument("--out", type=cli.path, default=out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     if not head_only:
         p.add_argument("--subset", type=cli.positive, metavar="N",
@@ -61,7 +61,7 @@ def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
                        help="torch.compile the model (minutes to compile on a CPU)")
         p.add_argument("--ckpt-every", type=cli.count, default=500,
                        help="steps between checkpoints in an epoch (0: none)")
-        p.add_argument("--stop-epoch", type=cli.count, metavar="E",
+        p.add_argument("--stop-epoch", type=cli.positive, metavar="E",
                        help="stop after epoch E, the schedule still that of --epochs (as nanoGPT's "
                             "max_iters and lr_decay_iters); --resume without it continues")
 

@@ -179,7 +179,9 @@ def test_the_batch_lr_and_precision_used_are_recorded(fmnist_folder, tmp_path, r
     assert code == 0 and "batch 200 (the whole train split)" in out
     assert run(pretrain, *args, "--resume", "--amp")[0] == 0
     used = json.loads((tmp_path / "summary.json").read_text())["used"]
-    assert used == {"batch_size": 200, "peak_lr": 2e-3 * 200 / 256, "bf16_epochs": [2], "fp16_epochs": []}
+    # and the kNN monitor's images: the default 5,000 and 1,000 cut to the 200 and 50 of the splits
+    assert used == {"batch_size": 200, "peak_lr": 2e-3 * 200 / 256, "bf16_epochs": [2], "fp16_epochs": [],
+                    "knn_train": 200, "knn_test": 50}
     assert [line["bf16"] for line in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())] == [False, True]
 
 

@@ -81,8 +81,7 @@ def check_out(out, script, cfg, resume, state="ckpt.pt"):
         old = state.get("config") if isinstance(state, dict) else None
     if not isinstance(old, dict):
         return  # claim_out says what is wrong with it
-    older = {k: CHANGED_TRAINING[k] for k in cfg.keys() - old.keys() if k in CHANGED_TRAINING}
-    check_same_run(out, cfg | {"data_sha1": old.get("data_sha1")}, older | old, resume,
+    check_same_run(out, cfg | {"data_sha1": old.get("data_sha1")}, as_ran(cfg, old), resume,
                    ended=ended is not None)
 
 
@@ -133,6 +132,14 @@ def skip_if_ended(out, known, resume):
         raise Finished(f"{out} holds this run, already ended: its files left as they are")
 
 
+def as_ran(cfg, old):
+    """The config `old` of a run in OUT as its code trained it: keys that older code lacked, and
+    whose training has changed since (older.CHANGED_TRAINING), take what that code did. A run
+    under way goes on only as it was trained (an ended run is left as it is, whatever it lacks)."""
+    older = {k: CHANGED_TRAINING[k] for k in cfg.keys() - old.keys() if k in CHANGED_TRAINING}
+    return older | old
+
+
 def claim_out(out, cfg, resume, state="ckpt.pt"):
     """The output-folder rule of every script. OUT is new, or it holds this very run (its state
     file, ckpt.pt or linprobe's features.pt, has the same config; without one, the config in the
@@ -164,12 +171,8 @@ def claim_out(out, cfg, resume, state="ckpt.pt"):
         ckpt, repair = load_checkpoint(paths[1]), True
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
         raise UserError(f"{paths[0]} is not a {state} of this project")
-    # A run under way that older code started goes on only as that code trained it (an ended run
-    # is left as it is, whatever it lacks).
-    old = ckpt["config"]
-    older = {k: CHANGED_TRAINING[k] for k in cfg.keys() - old.keys() if k in CHANGED_TRAINING}
     ended = [f for f in RUN_FILES[1:] if os.path.exists(os.path.join(out, f))]  # written last
-    check_same_run(out, cfg, older | old, resume, ended=bool(ended) and not repair)
+    check_same_run(out, cfg, as_ran(cfg, ckpt["config"]), resume, ended=bool(ended) and not repair)
     if ended and not repair:
         raise Finished(f"{out} holds this run, already ended: {ended[0]} left as it is")
     return ckpt

@@ -113,7 +113,7 @@ MUTANTS = [
      "    return {k: OLDER_CODE[name] for k, name in older.items() if name in OLDER_CODE} | cfg",
      "    return cfg", "tests/test_eval.py -k older_code"),
     ("a run older code started resumed as today's", "outfolder.py",
-     "check_same_run(out, cfg, older | old, resume,", "check_same_run(out, cfg, old, resume,",
+     "    return older | old\n", "    return old\n",
      "tests/test_nothing_lost.py -k older_code"),
     ("an ended fine-tune known by its checkpoint's path", "finetune.py", 'known["ckpt"] = None', "pass",
      "tests/test_nothing_lost.py -k without_its_checkpoints"),

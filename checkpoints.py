@@ -114,6 +114,7 @@ def take_flags(args, own):
         given = getattr(args, name)
         if given is not None and given != value:
             shown = [f"{v:g}" if isinstance(v, float) else v for v in (given, value)]
+            shown = shown if shown[0] != shown[1] else [repr(given), repr(value)]
             raise UserError(f"--{name.replace('_', '-')} {shown[0]} contradicts the checkpoint's "
                             f"{shown[1]}; leave it out to use the checkpoint's")
         setattr(args, name, value)

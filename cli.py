@@ -85,7 +85,16 @@ layers = within(0, 256, high_in=True, kind=int)  # its depth, its heads
 batch = within(1, 2**20, high_in=True, kind=int)
 seed = within(0, 2**31, low_in=True, kind=int)  # times 1,000,003 plus a step: a 64-bit seed
 rate = within(0, 10, high_in=True)  # learning rates, noise
-nonnegative = within(0, 100, low_in=True, high_in=True)  # weight decay, MixUp and CutMix's alpha
+nonnegative = within(0, 100, low_in=True, high_in=True)  # weight decay
+
+
+def alpha(text):
+    """argparse type: MixUp's or CutMix's alpha, 0 (off) or in [0.001, 100] (a smaller one
+    underflows the Beta distribution it draws from)."""
+    v = nonnegative(text)
+    if 0 < v < 1e-3:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or in [0.001, 100], got {text}")
+    return v
 
 
 def path(text):

@@ -87,6 +87,17 @@ def load(name, split, data_dir="./data", image_size=32, download=False):
         return _load(name, split, data_dir, image_size, download)
 
 
+def source(name, data_dir, split):
+    """The folder a split's files are read from: a folder dataset's split folder, or the folder
+    its archive unpacks to."""
+    return os.path.join(data_dir, split if name == "folder" else SOURCE.get(name, (name,))[0])
+
+
+def sources(name, data_dir):
+    """The folders a dataset's files are read from (no output may go there)."""
+    return [source(name, data_dir, split) for split in SPLITS.get(name, ("train", "test"))]
+
+
 def _load(name, split, data_dir, image_size, download):
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -98,7 +109,7 @@ def _load(name, split, data_dir, image_size, download):
         _unpack_debian_fashion_mnist(data_dir)
     # Files can change under us; their listing (names, sizes, times) tells when the cache is stale,
     # and a folder's labels are indices into its train classes, whose names the stamp holds too.
-    stamp = _stamp(os.path.join(data_dir, split if name == "folder" else SOURCE[name][0]))
+    stamp = _stamp(source(name, data_dir, split))
     if name == "folder":
         stamp += "/" + "/".join(_folder_classes(data_dir))
     cached = read_cache(cache, "a dataset cache", ("x", "y"))
@@ -351,7 +362,8 @@ def _stamp(root):
     h = hashlib.sha1()
     for path in walk(root):
         st = os.stat(path)
-        h.update(f"{os.path.relpath(path, root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        line = f"{os.path.relpath(path, root)}:{st.st_size}:{st.st_mtime_ns}\n"
+        h.update(line.encode("utf-8", "surrogateescape"))  # a name that is not text too
     return h.hexdigest()
 
 

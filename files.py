@@ -203,6 +203,8 @@ def hold(folder):
     if key in _HELD or os.environ.get("RANK", "0") != "0":
         return
     lock = os.path.join(folder, ".lock")
+    if os.path.islink(lock):  # opened for writing, it would truncate what it leads to
+        raise UserError(f"{lock} is a symbolic link; remove it (a lock is a plain file)")
     made = not os.path.lexists(lock)
     f = open_file(lock, "a+", what="the lock file")
     try:
@@ -238,7 +240,10 @@ def release_folders():
                 os.remove(os.path.join(folder, ".lock"))
             except OSError:  # gone already, or a folder that takes no change: the lock stays
                 pass
-        f.close()
+        try:
+            f.close()
+        except OSError:  # the pid that a full disk could not take: nothing to keep
+            pass
 
 
 def save_atomic(obj, path, keep_previous=None):

@@ -54,9 +54,9 @@ def get_args(argv=None):
     p.add_argument("--drop-path", type=cli.within(0, 1, low_in=True), default=0.1)
     p.add_argument("--label-smoothing", type=cli.within(0, 1, low_in=True), default=0.1)
     p.add_argument("--aug", default="crop", choices=data.AUGMENTATIONS)
-    p.add_argument("--mixup", type=cli.nonnegative, default=0.0,
+    p.add_argument("--mixup", type=cli.alpha, default=0.0,
                    help="MixUp alpha (0: off; MAE used 0.8)")
-    p.add_argument("--cutmix", type=cli.nonnegative, default=0.0,
+    p.add_argument("--cutmix", type=cli.alpha, default=0.0,
                    help="CutMix alpha (0: off; MAE used 1.0)")
     p.add_argument("--val-split", type=cli.within(0, 1, low_in=True), default=0.0,
                    help="share of train held out for validation")
@@ -106,7 +106,7 @@ def fresh_encoder(args, shape):
 def main(argv=None):
     args = get_args(argv)
     t_start = time.time()
-    if args.ckpt and not os.path.isfile(args.ckpt):  # committed results have no checkpoints
+    if args.ckpt and not os.path.lexists(args.ckpt):  # committed results have no checkpoints
         known = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
         known["ckpt"] = None  # its path differs between clones; without the file, not known
         outfolder.skip_if_ended(args.out, known, args.resume)
@@ -124,7 +124,8 @@ def main(argv=None):
     cfg = {k: v for k, v in vars(args).items() if k not in training.RUNTIME_FLAGS}
     if args.input != "original" and args.aug != "none":
         cfg["band_first"] = True  # the band of the whole image, then augmentation
-    outfolder.check_out(args.out, "finetune.py", cfg, args.resume)  # before any data is read
+    outfolder.check_out(args.out, "finetune.py", cfg, args.resume,  # before any data is read
+                        inputs=data.sources(args.dataset, args.data_dir))
     model = Classifier(encoder, data.num_classes(args.dataset, args.data_dir), args.pool)
     model = model.to(device)
 

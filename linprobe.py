@@ -91,7 +91,7 @@ def main(argv=None):
     # checkpoint's path but, below, its bytes
     left_out = (training.RUNTIME_FLAGS - {"amp", "amp_dtype"}) | {"ckpt"}
     cfg = {k: v for k, v in vars(args).items() if k not in left_out}
-    if not os.path.isfile(args.ckpt):  # committed results have no checkpoints: an ended probe ended
+    if not os.path.lexists(args.ckpt):  # committed results have no checkpoints: an ended probe ended
         known = cfg | {"image_size": None}  # the checkpoint's size, not known without it
         outfolder.skip_if_ended(args.out, known, args.resume)
     ckpt = load_pretrained(args.ckpt)
@@ -102,7 +102,8 @@ def main(argv=None):
     shape = data.image_shape(dataset, data_used["image_size"])
     encoder = pretrained(ckpt, shape, args.ckpt).encoder.to(device)
     cfg |= {"dataset": dataset, "image_size": shape[-1], "tensors_sha1": tensors_sha1(ckpt)}
-    outfolder.check_out(args.out, "linprobe.py", cfg, args.resume, "features.pt")  # before the data
+    outfolder.check_out(args.out, "linprobe.py", cfg, args.resume, "features.pt",  # before the data
+                        inputs=data.sources(dataset, data_used["data_dir"]))
     classes = data.num_classes(dataset, data_used["data_dir"])
     where = (data_used["data_dir"], data_used["image_size"], args.download)
     x_train, y_train = data.load(dataset, "train", *where)

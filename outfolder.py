@@ -58,12 +58,18 @@ def run_in(folder):
     return None
 
 
-def check_out(out, script, cfg, resume, state="ckpt.pt"):
+def check_out(out, script, cfg, resume, state="ckpt.pt", inputs=()):
     """Before any data is read: OUT can be written and holds no run of another script; a run of
     this one is refused where its config differs (but for data_sha1, not known yet: claim_out
     checks it, and says whether the run has ended) or --resume is not given. --resume of a folder
-    that holds no run says so, and starts one."""
-    writable(os.path.join(out, "log.jsonl"))
+    that holds no run says so, and starts one. inputs: the folders the data is read from, which
+    OUT may not be in (its pictures would be read as data)."""
+    real = os.path.realpath(out)
+    if inside := next((i for i in inputs if os.path.commonpath([real, os.path.realpath(i)])
+                       == os.path.realpath(i)), None):
+        raise UserError(f"{out} is inside {inside}, which the data is read from: give --out "
+                        "a folder outside it")
+    writable(os.path.join(out, "recon-0000.png"))  # the longest name a run writes
     hold(out)
     holder = run_in(out)
     if holder not in (None, script):
@@ -92,18 +98,19 @@ RUN_FILE = re.compile(r"(ckpt|ckpt\.prev|features|keep-\d+)\.pt|log\.jsonl|summa
 
 def claim_file(path, inputs=()):
     """An output file's path, tried before any work (files.writable), refused where it is one of
-    the command's inputs or a file of a run (it would replace what the run or its evaluations
-    read)."""
+    the command's inputs or bears the name of a run's file in a run's folder, there yet or not (it
+    would replace or confuse what the run, its resume or its evaluations read)."""
     writable(path)
-    if not os.path.exists(path):
-        return path
-    if any(os.path.exists(i) and os.path.samefile(path, i) for i in inputs):
+    def same(i):  # one file by two names (a link), or one name, there yet or not
+        both = os.path.exists(path) and os.path.exists(i)
+        return both and os.path.samefile(path, i) or os.path.realpath(path) == os.path.realpath(i)
+    if any(same(i) for i in inputs):
         raise UserError(f"{path} is this command's input: writing it would replace it; "
                         "give another file name")
     folder = os.path.dirname(os.path.abspath(path))
     if RUN_FILE.fullmatch(os.path.basename(path)) and (holder := run_in(folder)):
-        raise UserError(f"{path} is a file of the {holder} run in {folder}: writing it would "
-                        "replace it; give another file name")
+        raise UserError(f"{path} is a file name of the {holder} run in {folder}: writing it "
+                        "would replace or confuse what the run reads; give another file name")
     return path
 
 

@@ -224,6 +224,8 @@ def exact_float32(device_type):
 
 def main():
     # The script's plumbing, imported here: the method above needs none of it.
+    import os
+
     import cli
     import data
     import files
@@ -272,7 +274,9 @@ def main():
     args.pct = 25 if args.pct is None else args.pct
     args.aug = args.aug or "flip"
     out = files.writable_image(args.out or f"out/pca-{args.dataset}-{args.pct:g}.png")
-    claim_file(out, inputs=[p for p in (args.ckpt, args.image) if p])
+    claim_file(out, inputs=[p for p in (args.ckpt, args.image, args.cache) if p])
+    if args.cache and (args.refit or not os.path.exists(args.cache)):  # to be written
+        claim_file(args.cache, inputs=[p for p in (args.ckpt, args.image) if p])
     shape = data.image_shape(args.dataset, args.image_size)
     # the user's picture read first: a file that is no image is refused before any fit
     x_uint8 = data.read_image(args.image, shape[-1], shape[0])[None] if args.image else None

@@ -170,7 +170,8 @@ def main(argv=None):
         cfg["pca_fit"] = "views"  # its target, masking or monitor: the PCA of its training views
     torch.manual_seed(args.seed)
     model = build_model(cfg, image_shape).to(device)
-    outfolder.check_out(args.out, "pretrain.py", cfg, args.resume)  # before any data is read
+    outfolder.check_out(args.out, "pretrain.py", cfg, args.resume,  # before any data is read
+                        inputs=data.sources(args.dataset, args.data_dir))
     data.num_classes(args.dataset, args.data_dir)  # the kNN monitor tells classes apart
     where = (args.data_dir, args.image_size, args.download)
     x_train, y_train = data.load(args.dataset, "train", *where)  # labelled: the kNN monitor's

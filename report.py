@@ -305,6 +305,8 @@ def explained_chart(logs, path, target):
     rows = [log["explained"] if older.measured_as(log) == definition else {} for log in measured]
     outside = [name for name, v in rows[-1].items() if v is None]  # no figure: no line, no name
     series = {name: [row.get(name) for row in rows] for name in rows[-1] if name not in outside}
+    if not any(v is not None for values in series.values() for v in values):
+        return False  # every band outside the target, or hiding nothing
     unmeasured = f"; not measured, outside the target: {', '.join(outside)}" if outside else ""
     chart = line_chart(series, "Hidden variance explained, per PCA band",
                        f"target: {target}; {definition}{unmeasured}", "epoch",
@@ -447,7 +449,22 @@ RANGES = {"accuracy": (0, 1), "knn": (0, 1), "val_accuracy": (0, 1), "epochs": (
 
 
 def number_within(v, low, high):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and low <= v <= high)
+
+
+def describable(c):
+    """Whether a config holds what the table reads of it (target_name, scale), each of its kind:
+    a model's sizes and epochs, and a pretraining's target, its band, masking and noise."""
+    if not all(isinstance(c.get(k), int) and c[k] > 0 for k in ("dim", "depth", "patch_size")):
+        return False
+    if "target" not in c:  # a fine-tune's own config
+        return True
+    band = c["target"] == "original" or number_within(c.get("pct"), 1e-9, 100)
+    return (c["target"] in ("original", "bottom", "top") and band
+            and isinstance(c.get("epochs"), int) and c["epochs"] > 0
+            and (c.get("masking") != "pca" or number_within(c.get("pca_mask_share"), 0, 1))
+            and (not c.get("corruption") or number_within(c.get("sigma"), 0, math.inf)))
 
 
 def read_result(path, folder_as=None):
@@ -459,7 +476,11 @@ def read_result(path, folder_as=None):
     r = {"config": None, "pretrain_config": None} | r
     within = all(r.get(k) is None or number_within(r[k], low, high)
                  for k, (low, high) in RANGES.items())
-    if not all(isinstance(r.get(k), kind) for k, kind in fields.items()) or not within:
+    typed = all(isinstance(r.get(k), kind) for k, kind in fields.items()) and within
+    pre = r["pretrain_config"]
+    if (not typed or r["eval"] not in ("finetune", "linprobe")
+            or not describable(pre or r["config"] or {})
+            or pre is not None and (r.get("pretrain_epoch") or 0) > pre["epochs"]):
         raise files.UserError(f"{path} is not a results.json of this project "
                               "(truncated or edited?)")
     if folder_as and r["dataset"] == "folder":
@@ -470,6 +491,15 @@ def read_result(path, folder_as=None):
         # target has touched it (weights after a step of epoch 1 are another matter)
         r["target"] = UNTRAINED
     return r
+
+
+def pretraining_seconds(path):
+    """A summary.json's training time (0 where older code wrote none); one out of its range makes
+    it no summary.json of ours."""
+    seconds = files.read_json(path, "summary.json").get("train_seconds")
+    if seconds is not None and not number_within(seconds, 0, math.inf):
+        raise files.UserError(f"{path} is not a summary.json of this project (edited?)")
+    return seconds or 0
 
 
 def main():
@@ -496,10 +526,9 @@ def main():
         probe_path = os.path.join(args.folder, "probe_epochs.svg")
         said.append(f"wrote {probe_path}" if probe_chart(results, probe_path) else
                     f"no {probe_path}: no pretraining has probes of more than one epoch")
-    print(table(results))
     summaries, summary_copies = under(args.folder, "summary.json")
-    pretraining = [files.read_json(path, "summary.json").get("train_seconds") or 0
-                   for path in summaries]
+    pretraining = [pretraining_seconds(path) for path in summaries]  # all read before any line
+    print(table(results))
     hours = (sum(r.get("seconds") or 0 for r in results) + sum(pretraining)) / 3600
     print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and "
           "the time of each results.json")

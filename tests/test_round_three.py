@@ -89,6 +89,30 @@ def test_a_lock_that_is_a_folder_and_odd_names_are_one_line_and_leave_nothing(fm
         code, _, err = run(linprobe, *args)
         assert one_line_error(code, err), err
     assert sorted(os.listdir(tmp_path)) == ["L"]  # no .lock, no folder
+    victim = tmp_path / "victim.pt"
+    victim.write_bytes(b"a checkpoint")
+    (tmp_path / "V").mkdir()
+    (tmp_path / "V" / ".lock").symlink_to(victim)  # a lock opened through it would truncate it
+    code, _, err = run(pretrain, *tiny, "--out", tmp_path / "V")
+    assert one_line_error(code, err) and "symbolic link" in err and victim.read_bytes() == b"a checkpoint"
+    # a folder whose log.jsonl's temp file fits in PATH_MAX (4,095 characters) but its recon-0001.png's does not
+    out, left = str(tmp_path), 4079 - len(str(os.getpid())) - len(str(tmp_path))
+    while left > 202:
+        out, left = out + "/" + "x" * 200, left - 201
+    out += "/" + "y" * (left - 1)
+    code, _, err = run(pretrain, *tiny, "--out", out)
+    assert one_line_error(code, err) and "recon-0000.png" in err, err
+
+
+def test_image_and_class_names_that_are_not_text_are_read(tmp_path):
+    write_folder(tmp_path / "d", per_class=2)
+    root = os.fsencode(tmp_path / "d")
+    os.rename(os.path.join(root, b"train", b"cat", b"0.png"), os.path.join(root, b"train", b"cat", b"\xff.png"))
+    os.rename(os.path.join(root, b"train", b"dog"), os.path.join(root, b"train", b"d\xfeg"))
+    os.rename(os.path.join(root, b"test", b"dog"), os.path.join(root, b"test", b"d\xfeg"))
+    x, y = data.load("folder", "train", str(tmp_path / "d"), 16)
+    assert len(x) == 4 and sorted(y.tolist()) == [0, 0, 1, 1]
+    assert torch.equal(data.load("folder", "train", str(tmp_path / "d"), 16)[0], x)  # and from its cache
 
 
 def test_report_counts_a_copied_run_once_and_walks_no_loop(pre, fmnist_folder, tmp_path, run):
@@ -133,6 +157,7 @@ def test_every_number_past_what_the_code_honours_is_refused_by_its_flag_before_a
         (pretrain, [*tiny, "--dim", 8192, "--depth", 256, "--heads", 4]),  # 2e11 weights
         (pretrain, [*tiny, "--image-size", 1024, "--patch-size", 1]),  # a 1024 x 1024 patch grid
         (finetune, [*FT, *nowhere, "--mixup", 1e9]), (finetune, [*FT, *nowhere, "--cutmix", 1e9]),
+        (finetune, [*FT, *nowhere, "--mixup", 1e-300]),  # a Beta distribution it underflows
         (finetune, [*FT, *nowhere, "--dim", 8192, "--depth", 256]),
         (linprobe, ["--ckpt", tmp_path / "c.pt", *nowhere, "--batch-size", 99999999999999999999]),
         (pca_project, ["--dataset", "folder", "--data-dir", tmp_path / "no-data", "--n-images", 10**9]),
@@ -156,14 +181,23 @@ def test_export_never_writes_over_its_input_or_a_file_of_a_run(pre, tmp_path, ru
     shutil.copytree(pre, tmp_path / "RUN")
     before = {p: (tmp_path / "RUN" / p).read_bytes() for p in os.listdir(tmp_path / "RUN")}
     (tmp_path / "link.pt").symlink_to(tmp_path / "RUN" / "ckpt.pt")
-    for out in ("RUN/ckpt.pt", "link.pt", "RUN/ckpt.prev.pt", "RUN/log.jsonl", "RUN/summary.json"):
+    for out in ("RUN/ckpt.pt", "link.pt", "RUN/ckpt.prev.pt", "RUN/log.jsonl", "RUN/summary.json",
+                "RUN/keep-0009.pt", "RUN/results.json", "RUN/./features.pt"):  # the last three not there yet
         code, _, err = run(export, tmp_path / "RUN" / "ckpt.pt", tmp_path / out)
-        assert one_line_error(code, err) and ("input" in err or "a file of the pretrain.py run" in err), err
+        assert one_line_error(code, err) and ("input" in err or "a file name of the pretrain.py run" in err), err
     assert {p: (tmp_path / "RUN" / p).read_bytes() for p in os.listdir(tmp_path / "RUN")} == before
     for _ in range(2):  # a new file beside the run, and written again
         assert run(export, tmp_path / "RUN" / "ckpt.pt", tmp_path / "RUN" / "encoder.pt")[0] == 0
     code, _, err = run(pca_project, "--ckpt", tmp_path / "RUN" / "ckpt.pt", "--out", tmp_path / "RUN" / "recon-0002.png")
-    assert one_line_error(code, err) and "a file of the pretrain.py run" in err
+    assert one_line_error(code, err) and "a file name of the pretrain.py run" in err
+    code, _, err = run(pca_project, "--ckpt", tmp_path / "RUN" / "ckpt.pt", "--cache", tmp_path / "RUN" / "ckpt.prev.pt",
+                       "--refit", "--out", tmp_path / "g.png")
+    assert one_line_error(code, err) and "a file name of the pretrain.py run" in err
+    code, _, err = run(pca_project, "--ckpt", tmp_path / "RUN" / "ckpt.pt", "--cache", tmp_path / "fit.png",
+                       "--out", tmp_path / "fit.png")
+    assert one_line_error(code, err) and "input" in err
+    assert {p: (tmp_path / "RUN" / p).read_bytes() for p in os.listdir(tmp_path / "RUN")
+            if p != "encoder.pt"} == before
 
 
 def test_no_script_writes_into_another_scripts_run_and_says_so_before_any_data(pre, fmnist_folder, tmp_path, run):
@@ -180,6 +214,11 @@ def test_no_script_writes_into_another_scripts_run_and_says_so_before_any_data(p
     for script, args, holder in cases:
         code, _, err = run(script, *args)
         assert one_line_error(code, err) and f"holds a {holder} run" in err, err
+    # nor into the folders its data is read from (its pictures would be read as images)
+    for script, args in ((pretrain, SHORT), (finetune, FT)):
+        code, _, err = run(script, *args, "--data-dir", fmnist_folder, "--out", fmnist_folder / "train" / "class0")
+        assert one_line_error(code, err) and "which the data is read from" in err, err
+    assert not [p for p in (fmnist_folder / "train" / "class0").iterdir() if not p.name.endswith(".png")]
     # and a run of this script with another config is refused before the data too
     code, _, err = run(linprobe, *probe_args(pre / "ckpt.pt", tmp_path / "no-data", probe, "--pool", "mean"))
     assert one_line_error(code, err) and "differs in pool" in err
@@ -224,13 +263,28 @@ def test_a_results_json_with_a_figure_out_of_its_range_is_no_results_json(pre, f
     assert run(linprobe, *probe_args(pre / "ckpt.pt", fmnist_folder, tmp_path / "good"))[0] == 0
     good = json.loads((tmp_path / "good" / "results.json").read_text())
     assert report.read_result(tmp_path / "good" / "results.json")["accuracy"] == good["accuracy"]
-    for key, value in (("accuracy", 1.7), ("accuracy", -3), ("epochs", -1), ("epochs", 0), ("knn", 2.0),
-                       ("accuracy", True), ("pretrain_epoch", -1), ("seconds", -5), ("accuracy", 1e400)):
-        path = tmp_path / f"{key}-{value}" / "results.json"
+    pre_cfg = good["pretrain_config"]
+    for i, (key, value) in enumerate((
+            ("accuracy", 1.7), ("accuracy", -3), ("epochs", -1), ("epochs", 0), ("knn", 2.0),
+            ("accuracy", True), ("pretrain_epoch", -1), ("seconds", -5), ("accuracy", 1e400), ("seconds", 1e400),
+            ("eval", "bogus"), ("pretrain_epoch", 99), ("pretrain_config", {}),
+            ("pretrain_config", pre_cfg | {"dim": None}), ("pretrain_config", pre_cfg | {"target": "sideways"}),
+            ("pretrain_config", pre_cfg | {"target": "bottom", "pct": -300}),
+            ("pretrain_config", pre_cfg | {"target": "bottom", "pct": "x"}),
+            ("pretrain_config", {k: v for k, v in pre_cfg.items() if k != "epochs"}),
+            ("pretrain_config", pre_cfg | {"masking": "pca", "pca_mask_share": None}))):
+        path = tmp_path / f"bad{i}" / "results.json"
         path.parent.mkdir()
         path.write_text(json.dumps(good | {key: value}))
         with pytest.raises(files.UserError, match="not a results.json"):
             report.read_result(path)
+    summary = tmp_path / "s" / "summary.json"
+    summary.parent.mkdir()
+    for seconds in (-360000, "abc", 1e400):
+        summary.write_text(json.dumps({"train_seconds": seconds}))
+        code, out, err = run(report, tmp_path / "s")
+        assert one_line_error(code, err) and out == "", err  # nothing printed before the refusal
+    shutil.rmtree(tmp_path / "s")
     for key, value in (("accuracy", 0), ("accuracy", 1), ("knn", None), ("epochs", 1)):  # the ends are in range
         path = tmp_path / "edge" / "results.json"
         path.parent.mkdir(exist_ok=True)
@@ -310,3 +364,21 @@ def test_a_read_only_data_folder_without_a_cache_folder_warns_and_goes_on(tmp_pa
     x, y = data.load("folder", "train", str(tmp_path / "d"), 16)
     assert len(x) == 4 and "warning: cannot write the cache" in capsys.readouterr().err
     assert not (tmp_path / "d" / "cache").exists()
+
+
+def test_a_band_monitor_without_figures_draws_no_chart(tmp_path):
+    """--pca-mask-share 1e-300 hides no component: every band has no figure, and no chart is drawn."""
+    logs = [{"epoch": e, "loss": 0.1, "explained": {"top 75%": None, "10-25%": None, "bottom 10%": None}}
+            for e in (1, 2)]
+    assert report.explained_chart(logs, tmp_path / "e.svg", "the image") is False
+    assert not (tmp_path / "e.svg").exists()
+
+
+def test_a_checkpoint_path_that_is_there_but_no_file_is_named_even_for_an_ended_probe(pre, fmnist_folder,
+                                                                                       tmp_path, run):
+    assert run(linprobe, *probe_args(pre / "ckpt.pt", fmnist_folder, tmp_path / "p"))[0] == 0
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir.pt").mkdir()
+    for ckpt in (tmp_path / "fifo", tmp_path / "dir.pt"):
+        code, _, err = run(linprobe, *probe_args(ckpt, fmnist_folder, tmp_path / "p", "--resume"))
+        assert one_line_error(code, err) and str(ckpt) in err, err

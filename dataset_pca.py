@@ -104,3 +104,16 @@ def _load_or_fit(dataset, data_dir, image_size, cache, refit, download, device, 
     write_cache(pca, cache, stamp)
     data.say(f"fitted in {time.time() - t0:.1f} s")
     return pca, time.time() - t0
+
+
+def band_of(fit, target, pct):
+    """pca_project.band_slice of a dataset's fit, refused where the band holds no component or no
+    variance (a bottom band of components these images never vary along): its target would be
+    the mean image, whatever --pct names."""
+    band = pca_project.band_slice(fit, target, pct)
+    share = float(pca_project.variance_share(fit)[band].sum())
+    if share < 1e-9:
+        raise UserError(f"the {target} {pct:g}% band of these images holds "
+                        f"{band.stop - band.start:,} components and no variance ({share:.1e}); "
+                        "pass a larger --pct")
+    return band

@@ -147,7 +147,7 @@ def main(argv=None):
     if args.input != "original":
         fit, _ = dataset_pca.load_or_fit(args.dataset, args.data_dir, args.image_size,
                                          download=args.download, device=device)
-        pcs = pca_project.on_device(fit, device, pca_project.band_slice(fit, args.input, args.pct))
+        pcs = pca_project.on_device(fit, device, dataset_pca.band_of(fit, args.input, args.pct))
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     cfg["data_sha1"] = data.identity(x_train, y_train, x_val, y_val, x_test, y_test)

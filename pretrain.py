@@ -192,7 +192,7 @@ def main(argv=None):
                                          aug=args.aug)
         band = None
         if args.target != "original":
-            band = pca_project.band_slice(fit, args.target, args.pct)
+            band = dataset_pca.band_of(fit, args.target, args.pct)
         bands = pca_project.spectrum_bands(fit, args.band_edges) if args.band_edges else ()
         pcs = pca_project.on_device(fit, device, band, bands, full=args.masking == "pca")
         if band is not None:

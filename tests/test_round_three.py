@@ -382,3 +382,12 @@ def test_a_checkpoint_path_that_is_there_but_no_file_is_named_even_for_an_ended_
     for ckpt in (tmp_path / "fifo", tmp_path / "dir.pt"):
         code, _, err = run(linprobe, *probe_args(ckpt, fmnist_folder, tmp_path / "p", "--resume"))
         assert one_line_error(code, err) and str(ckpt) in err, err
+
+
+def test_a_band_that_holds_no_variance_is_refused(fmnist_folder, tmp_path, run):
+    """200 images of 768 pixels vary along at most 199 components: a bottom band of the others would
+    make every target the mean image, whatever --pct names."""
+    for script, args in ((pretrain, [*SHORT, "--target", "bottom"]), (finetune, [*FT, "--input", "bottom"])):
+        code, _, err = run(script, *args, "--pct", 1e-9, "--data-dir", fmnist_folder, "--out", tmp_path / "o")
+        assert one_line_error(code, err) and "no variance" in err, err
+        assert not (tmp_path / "o").exists()

@@ -146,10 +146,13 @@ def write_atomic(path, write, keep_previous=None):
 
 def writable(path):
     """An output file's path, tried before any work (its temp file made and removed): refused when
-    it is a folder, a folder on its way is a file, its name is too long or its folder takes no
-    file."""
+    it is a folder or another thing that is no regular file, a folder on its way is a file, its
+    name is too long or its folder takes no file."""
     if os.path.isdir(path):
         raise UserError(f"{path} is a folder; give a file name")
+    if os.path.lexists(path) and not os.path.isfile(path):  # written over, it would be replaced
+        raise UserError(f"{path} is there and is no regular file (a pipe, a device or a link to "
+                        "nothing); give another file name")
     folder = os.path.dirname(os.path.abspath(path))
     if blocking := next((p for p in [folder, *pathlib.Path(folder).parents] if os.path.isfile(p)),
                         None):

@@ -186,6 +186,11 @@ def test_export_never_writes_over_its_input_or_a_file_of_a_run(pre, tmp_path, ru
         code, _, err = run(export, tmp_path / "RUN" / "ckpt.pt", tmp_path / out)
         assert one_line_error(code, err) and ("input" in err or "a file name of the pretrain.py run" in err), err
     assert {p: (tmp_path / "RUN" / p).read_bytes() for p in os.listdir(tmp_path / "RUN")} == before
+    os.mkfifo(tmp_path / "pipe.pt")
+    (tmp_path / "dead.pt").symlink_to(tmp_path / "nowhere")
+    for out in ("pipe.pt", "dead.pt"):  # there, and no file: not silently replaced
+        code, _, err = run(export, tmp_path / "RUN" / "ckpt.pt", tmp_path / out)
+        assert one_line_error(code, err) and "no regular file" in err, err
     for _ in range(2):  # a new file beside the run, and written again
         assert run(export, tmp_path / "RUN" / "ckpt.pt", tmp_path / "RUN" / "encoder.pt")[0] == 0
     code, _, err = run(pca_project, "--ckpt", tmp_path / "RUN" / "ckpt.pt", "--out", tmp_path / "RUN" / "recon-0002.png")

@@ -91,7 +91,8 @@ def main(argv=None):
     # checkpoint's path but, below, its bytes
     left_out = (training.RUNTIME_FLAGS - {"amp", "amp_dtype"}) | {"ckpt"}
     cfg = {k: v for k, v in vars(args).items() if k not in left_out}
-    if not os.path.lexists(args.ckpt):  # committed results have no checkpoints: an ended probe ended
+    # committed results have no checkpoints: a probe that ended has ended without one
+    if not os.path.lexists(args.ckpt):
         known = cfg | {"image_size": None}  # the checkpoint's size, not known without it
         outfolder.skip_if_ended(args.out, known, args.resume)
     ckpt = load_pretrained(args.ckpt)

@@ -60,12 +60,19 @@ def scale(r):
             model += f", {kind} on --subset {config['subset']}"
     if not r["pretrain_config"]:
         return model, (0, 0, 0)
+    # The augmentation sets what share of the training inputs' variance a band target holds.
+    model += f", --aug {augmentation(c)}"
     done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run: --keep-epochs
     steps = r.get("pretrain_step") or 0  # a checkpoint written mid-epoch
     if done == c["epochs"]:
         return model + f", {c['epochs']} pretrain ep", (c["epochs"], done, 0)
     after = f" + {steps} steps" if steps else ""
     return model + f", pretrain ep {done}{after} of {c['epochs']}", (c["epochs"], done, steps)
+
+
+def augmentation(c):
+    """A pretraining's --aug; code older than the flag always cropped."""
+    return c.get("aug", "crop")
 
 
 FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
@@ -350,7 +357,7 @@ def probe_chart(results, path):
         c = r["pretrain_config"]
         if r["target"] == UNTRAINED or r.get("pretrain_step"):
             continue  # drawn as the level; weights of a stop mid-epoch have no epoch to stand at
-        schedule = f"patch {c['patch_size']}, {c['epochs']} ep, --aug {c.get('aug', 'crop')}"
+        schedule = f"patch {c['patch_size']}, {c['epochs']} ep, --aug {augmentation(c)}"
         name = f"{r['target']}, {schedule}"
         kinds[name] = (r["target"], schedule)
         epoch = r.get("pretrain_epoch", c["epochs"])

@@ -250,9 +250,13 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| folder")]
     assert [r.split(" | ")[1:3] for r in rows[:5]] == [
-        ["bottom 25%", "ViT 64x2, patch 4, pretrain ep 5 of 40"], ["bottom 25%", "ViT 64x2, patch 4, pretrain ep 10 of 40"],
-        ["bottom 25%", "ViT 64x2, patch 4, 40 pretrain ep"], ["original", "ViT 64x2, patch 4, 10 pretrain ep"],
-        ["original", "ViT 64x2, patch 4, pretrain ep 5 of 40"]]
+        ["bottom 25%", "ViT 64x2, patch 4, --aug crop, pretrain ep 5 of 40"],
+        ["bottom 25%", "ViT 64x2, patch 4, --aug crop, pretrain ep 10 of 40"],
+        ["bottom 25%", "ViT 64x2, patch 4, --aug crop, 40 pretrain ep"],
+        ["original", "ViT 64x2, patch 4, --aug crop, 10 pretrain ep"],
+        ["original", "ViT 64x2, patch 4, --aug crop, pretrain ep 5 of 40"]]
+    # The flip run's init stands apart from the crop runs', named by its augmentation.
+    assert any("--aug flip, pretrain ep 0 of 100 | - | 0.400, 30 ep" in r for r in rows)
     assert any("untrained (MAE init)" in r and "0.410 ± 0.014 (n=2)" in r for r in rows)
     svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"

@@ -187,9 +187,16 @@ def spread(n, k):
     return torch.linspace(0, n - 1, min(k, n)).long()
 
 
-def subset_note(k, n):
-    """What a header says of a --subset of k of n images (nothing without one)."""
-    return f" (--subset: {min(k, n):,} of {n:,})" if k else ""
+def subset(k, n):
+    """--subset k of a split of n images: k indices spread over it and what the header says of
+    them; (None, "") without one. A k of n or more is refused: the results would call the whole
+    split a quick try."""
+    if not k:
+        return None, ""
+    if k >= n:
+        raise UserError(f"--subset {k:,}: the split holds {n:,} images; leave --subset out to "
+                        "train on all of them")
+    return spread(n, k), f" (--subset: {k:,} of {n:,})"
 
 
 def mean_image(x):

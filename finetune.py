@@ -151,10 +151,9 @@ def main(argv=None):
         band_desc = "its " + pca_project.band_name(fit, args.input, args.pct)
 
     cfg["data_sha1"] = data.identity(x_train, y_train, x_val, y_val, x_test, y_test)
-    subset = data.subset_note(args.subset, len(x_train))
-    if args.subset:  # a quick try: images spread over the split
-        pick = data.spread(len(x_train), args.subset).to(device)
-        x_train, y_train = x_train[pick], y_train[pick]
+    pick, subset = data.subset(args.subset, len(x_train))
+    if pick is not None:  # a quick try: images spread over the split
+        x_train, y_train = x_train[pick.to(device)], y_train[pick.to(device)]
     groups = param_groups(model, args.weight_decay, args.layer_decay)
     # AdamW, built the same way on every device (fused: CUDA and CPU); the loop sets its lr.
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), fused=True)

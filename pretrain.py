@@ -179,9 +179,9 @@ def main(argv=None):
     x_pre = x_train if args.images == "train" else data.images(args.dataset, args.images, *where)
     labelled = (y_train, x_test, y_test) if x_pre is x_train else (x_train, y_train, x_test, y_test)
     cfg["data_sha1"] = data.identity(x_pre, *labelled)  # --resume: the same data
-    subset = data.subset_note(args.subset, len(x_pre))
-    if args.subset:  # a quick try: images spread over the split
-        x_pre = x_pre[data.spread(len(x_pre), args.subset)]
+    pick, subset = data.subset(args.subset, len(x_pre))
+    if pick is not None:  # a quick try: images spread over the split
+        x_pre = x_pre[pick]
 
     # The PCA: for a band target, PCA masking and the band monitor.
     pcs = input_share = None

@@ -137,6 +137,18 @@ def test_subset_trains_on_images_spread_over_the_split_and_says_so(fmnist_folder
     assert "trained on --subset 48" in row  # the table says it is a quick try
 
 
+def test_a_subset_as_large_as_the_split_is_refused_never_called_a_quick_try(fmnist_folder, tmp_path, run):
+    """--subset of the whole split (200 images) or more would train on all of it while the results
+    and the table called it a quick try on a subset: one line, exit 2, no run left."""
+    for script, args, n in ((pretrain, SHORT, 200), (pretrain, SHORT, 10**6),
+                            (finetune, ["--init", "none", *TINY[:12], "--epochs", 1], 200)):
+        out = tmp_path / f"{script.__name__}-{n}"
+        code, _, err = run(script, *args, "--data-dir", fmnist_folder, "--subset", n, "--out", out)
+        assert code == 2 and f"--subset {n:,}: the split holds 200 images" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (out / "results.json").exists()
+        assert not (out / "summary.json").exists() and not (out / "ckpt.pt").exists()
+
+
 def test_a_second_configuration_is_refused_with_a_folder_to_pass(fmnist_folder, tmp_path, run):
     out = tmp_path / "run"
     assert run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--out", out)[0] == 0

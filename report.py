@@ -141,7 +141,11 @@ def cell(results):
         part = mean_spread([r["accuracy"] for r in g])
         if all(r.get("knn") is not None for r in g):
             part += f" (kNN {mean_spread([r['knn'] for r in g])})"
-        parts.append(part + f", {g[0]['epochs']} ep" + (f" [{label}]" if label else ""))
+        part += f", {g[0]['epochs']} ep"
+        decay = (g[0]["config"] or {}).get("layer_decay")  # 1 (none) for an encoder from scratch
+        if g[0]["eval"] == "finetune" and decay is not None:
+            part += f", layer decay {decay:g}"
+        parts.append(part + (f" [{label}]" if label else ""))
     return "; ".join(parts) or "-"
 
 
@@ -485,8 +489,10 @@ def read_result(path, folder_as=None):
                  for k, (low, high) in RANGES.items())
     typed = all(isinstance(r.get(k), kind) for k, kind in fields.items()) and within
     pre = r["pretrain_config"]
+    decay = (r["config"] or {}).get("layer_decay") if typed else None  # the table names it
     if (not typed or r["eval"] not in ("finetune", "linprobe")
             or not describable(pre or r["config"] or {})
+            or decay is not None and not number_within(decay, 0, 1)
             or pre is not None and (r.get("pretrain_epoch") or 0) > pre["epochs"]):
         raise files.UserError(f"{path} is not a results.json of this project "
                               "(truncated or edited?)")

@@ -230,6 +230,19 @@ def test_band_table_stands_beside_balestriero_and_lecun(tmp_path):
     assert "| 0.700, 30 ep | - |" in table.split("\n\n")[0] and "| 0.900, 30 ep | - |" in table
 
 
+def test_the_table_names_each_fine_tunes_layer_decay():
+    """A pretrained encoder's fine-tune (the recipe's 0.75) and one from scratch (1: no layer has
+    learned more than another) differ in more than the init: each cell names its layer decay."""
+    model = {"dim": 64, "depth": 4, "patch_size": 4, "seed": 0}
+    pre = model | {"target": "original", "epochs": 10, "aug": "flip"}
+    def result(target, decay, pretrain_config):
+        return {"dataset": "cifar10", "target": target, "eval": "finetune", "accuracy": 0.5 + decay / 10,
+                "epochs": 5, "config": model | {"layer_decay": decay}, "pretrain_config": pretrain_config}
+    rows = report.table([result("original", 0.75, pre), result("no pretraining", 1.0, None)]).splitlines()[2:]
+    assert "| 0.575, 5 ep, layer decay 0.75 |" in rows[1] and "--aug flip, 10 pretrain ep" in rows[1]
+    assert rows[0].startswith("| cifar10 | no pretraining |") and "| 0.600, 5 ep, layer decay 1 |" in rows[0]
+
+
 def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path, run):
     def probe(name, target, epoch, accuracy, seed=0, epochs=40, **aug):
         c = {"target": target, "pct": 25, "masking": "random", "dim": 64, "depth": 2, "patch_size": 4,

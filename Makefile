@@ -1,4 +1,4 @@
-# make demo: set up (virtualenv, Fashion-MNIST from Debian) and run the offline demo on CPU.
+# make demo: set up (virtualenv, Fashion-MNIST from Debian) and run the offline demo (a GPU if any).
 # make test: the same set-up, then the test suite.
 PY := .venv/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -158,10 +158,11 @@ def check_labels(name, split, x, y, classes, where):
 
 def identity(*tensors):
     """What identifies a run's data: a hash of its tensors' bytes (not its path, nor its files'
-    times: the same images copied elsewhere are the same data)."""
+    times: the same images copied elsewhere are the same data), wherever they are (a GPU's are
+    hashed from a host copy)."""
     h = hashlib.sha1()
     for t in tensors:
-        h.update(t.contiguous().numpy().tobytes())
+        h.update(t.cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -4,7 +4,8 @@
     python finetune.py --init none --dataset cifar10          # the no-pretraining baseline
     python finetune.py --init none --input bottom --pct 25    # supervised on the bottom band
 
---input bottom|top trains and tests on band-projected images (PCA fitted on the train split), the
+--input bottom|top trains and tests on band-projected images (PCA fitted on the whole train split,
+--val-split's images included; never the test split), the
 band taken of the whole image in both, before augmentation: with --init none this is Balestriero &
 LeCun's experiment. Logs the test accuracy of each epoch (the
 curve) and reports the final epoch's."""

@@ -175,6 +175,8 @@ class MAE(nn.Module):
                  decoder_dim=192, decoder_depth=4, decoder_heads=3, mask_ratio=0.75,
                  masking="random", norm_pix_loss=False, attention=None):
         super().__init__()
+        if masking not in (*MASKINGS, "none"):  # mask_scores would take any other for grid
+            raise ValueError(f"masking {masking!r}: one of {', '.join((*MASKINGS, 'none'))}")
         self.encoder = Encoder(image_size, patch_size, channels, dim, depth, heads,
                                attention=attention)
         self.patch_size, self.channels = patch_size, channels

@@ -2,7 +2,8 @@
 
     python pca_project.py --dataset cifar10 --pct 25
 
-fits the PCA on the train split only (cached next to the data), prints how many components the
+fits the PCA on the pretraining images only, never the test split (the views of --aug, as
+pretrain.py does; cached next to the data), prints how many components the
 bottom p% and top (100-p)% bands hold, and writes a grid: originals / bottom-p / top-(100-p).
 
 As a library (this file imports nothing else of the project: copy it with model.py):
@@ -310,7 +311,8 @@ def main():
         monitored = spectrum_bands(pca, [10, 25])
         pcs = on_device(pca, "cpu", band, monitored, full=cfg["masking"] == "pca")
         rows += shown(mae, x_uint8, pcs, cfg["pca_mask_share"], cfg.get("sigma"))[1:3]
-        # the band monitor on pretrain.py's monitor images, as its log lines have it
+        # the band monitor on pretrain.py's monitor images, as its log lines have it at the
+        # default --band-edges 10 25 (a run does not record its edges)
         x_monitor = x_test[data.spread(len(x_test), cfg["knn_test"])]
         shares = band_monitor(mae, x_monitor, pcs, cfg["pca_mask_share"], cfg.get("sigma")) or {}
         figures = (f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in shares.items())

@@ -28,6 +28,17 @@ def test_encoder_sees_only_the_visible_patches():
     assert (mask.sum(1) == 48).all()
 
 
+def test_an_unknown_masking_is_refused_never_taken_for_grid_masking():
+    """model.py is copied alone: a misspelt masking raises, where mask_scores took any name it did
+    not know for grid masking."""
+    sizes = dict(image_size=16, patch_size=4, dim=32, depth=1, heads=2, decoder_dim=32, decoder_depth=1,
+                 decoder_heads=2)
+    with pytest.raises(ValueError, match="masking 'rnadom': one of random, block, grid, pca, none"):
+        model.MAE(**sizes, masking="rnadom")
+    for masking in (*model.MASKINGS, "none"):
+        assert model.MAE(**sizes, masking=masking).masking == masking
+
+
 def test_layer_decay_reaches_the_optimizer(fmnist_folder, tmp_path, run, monkeypatch):
     """Each step's lr is the schedule's times the group's lr_scale, and the scales differ by layer."""
     lrs = []

@@ -62,7 +62,7 @@ def get_args(argv=None):
     p.add_argument("--val-split", type=cli.within(0, 1, low_in=True), default=0.0,
                    help="share of train held out for validation")
     args = p.parse_args(argv)
-    training.check_schedule(p, args, warmup=0.05)
+    training.check_schedule(p, args)
     if (args.ckpt is None) == (args.init is None):
         p.error("give --ckpt RUN/ckpt.pt to fine-tune, or --init none for the no-pretraining "
                 "baseline")
@@ -87,9 +87,7 @@ def pretrained_encoder(args, ckpt, shape):
     refused), with drop path at args' rate."""
     take_flags(args, {name: ckpt["config"].get(name) for name in SIZE_FLAGS})
     encoder = pretrained(ckpt, shape, args.ckpt).encoder
-    rates = torch.linspace(0, args.drop_path, len(encoder.blocks)).tolist()
-    for block, rate in zip(encoder.blocks, rates):  # deeper blocks are dropped more often
-        block.drop_path = rate
+    encoder.set_drop_path(args.drop_path)
     return encoder
 
 

@@ -35,7 +35,7 @@ def get_args(argv=None):
     training.add_flags(p, epochs=90, warmup=10 / 90, batch_size=256, blr=0.1, out="runs/linprobe",
                        head_only=True)
     args = p.parse_args(argv)
-    training.check_schedule(p, args, warmup=10 / 90)  # the recipe: 10 of 90 epochs
+    training.check_schedule(p, args)
     return args
 
 

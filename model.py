@@ -135,13 +135,20 @@ class Encoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         pos_embed = sincos_pos_embed(dim, self.grid)[None]
         self.register_buffer("pos_embed", pos_embed, persistent=False)
-        rates = torch.linspace(0, drop_path, depth).tolist()  # deeper blocks are dropped more often
         grid = self.grid if attention == "wave" else None
-        self.blocks = nn.ModuleList(Block(dim, heads, drop_path=r, grid=grid) for r in rates)
+        self.blocks = nn.ModuleList(Block(dim, heads, grid=grid) for _ in range(depth))
+        self.set_drop_path(drop_path)
         self.norm = nn.LayerNorm(dim)
         # MAE's init here, not in MAE: a ViT trained from scratch (finetune.py --init none) starts
         # from the very weights a pretraining with the same seed starts from.
         init_weights(self)
+
+    def set_drop_path(self, rate):
+        """Stochastic depth rising from 0 in the first block to rate in the last: deeper blocks
+        are dropped more often."""
+        rates = torch.linspace(0, rate, len(self.blocks)).tolist()
+        for block, block_rate in zip(self.blocks, rates):
+            block.drop_path = block_rate
 
     def patchify(self, x):
         """(N, C, H, W) -> (N, T, p*p*C), patches in row-major order."""

@@ -93,7 +93,7 @@ def get_args(argv=None):
 
 def check_args(p, args):
     """One line and exit 2 for flags that do not go together, before any data is read."""
-    training.check_schedule(p, args, warmup=0.1)
+    training.check_schedule(p, args)
     args.images = args.images or data.default_images(args.dataset)
     if args.images != "train" and "unlabeled" not in data.SPLITS.get(args.dataset, ()):
         p.error(f"--images {args.images}: {args.dataset} has no unlabelled images; pass --images train")

@@ -37,6 +37,7 @@ RUNTIME_FLAGS = {"out", "resume", "device", "compile", "amp", "amp_dtype", "data
 def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
     """The flags of a training run (schedule, seed, output, resume), with the script's defaults;
     head_only (the linear probe): without those of a network's training."""
+    p.warmup_share = warmup  # check_schedule's default, the one the help states
     p.add_argument("--epochs", type=cli.positive, default=epochs)
     p.add_argument("--warmup-epochs", type=cli.count,
                    help=f"default: {100 * warmup:.3g}%% of --epochs")
@@ -66,11 +67,12 @@ def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
                             "max_iters and lr_decay_iters); --resume without it continues")
 
 
-def check_schedule(p, args, warmup):
-    """--warmup-epochs: by default the share `warmup` of the run (10% in the pretraining recipe),
-    and never longer than the run, whose learning rate would then never reach its peak."""
+def check_schedule(p, args):
+    """--warmup-epochs: by default the script's share of the run (add_flags' warmup: 10% in the
+    pretraining recipe), and never longer than the run, whose learning rate would then never reach
+    its peak."""
     if args.warmup_epochs is None:
-        args.warmup_epochs = round(warmup * args.epochs)
+        args.warmup_epochs = round(p.warmup_share * args.epochs)
     if args.warmup_epochs > args.epochs:
         p.error(f"--warmup-epochs {args.warmup_epochs} is longer than the run "
                 f"({args.epochs} epochs)")

@@ -125,6 +125,16 @@ def test_norm_pix_loss_normalises_each_target_patch_and_the_grid_undoes_it():
     assert torch.allclose(shown, target, atol=1e-4)
 
 
+def test_drop_path_rises_with_depth_in_a_fresh_and_in_a_pretrained_encoder(pre):
+    fresh = model.Encoder(16, 4, 3, 32, 4, 2, drop_path=0.3)
+    assert [b.drop_path for b in fresh.blocks] == pytest.approx([0, 0.1, 0.2, 0.3])
+    ckpt = torch.load(pre / "ckpt.pt", weights_only=True)
+    args = finetune.get_args(["--ckpt", str(pre / "ckpt.pt"), "--drop-path", "0.2"])
+    encoder = finetune.pretrained_encoder(args, ckpt, tuple(ckpt["config"]["image_shape"]))
+    rates = [b.drop_path for b in encoder.blocks]  # pretrained without: fine-tuning sets it
+    assert rates == pytest.approx(torch.linspace(0, 0.2, len(rates)).tolist()) and rates[-1] > 0
+
+
 def test_drop_path_drops_whole_branches_in_training_only():
     block = model.Block(8, 2, drop_path=0.25)
     branch = torch.ones(20000, 3, 8)

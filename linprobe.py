@@ -39,18 +39,17 @@ def get_args(argv=None):
     return args
 
 
-def train_probe(feats, y, test_feats, test_y, classes, epochs, warmup_epochs, batch_size, blr,
+def train_probe(feats, y, test_feats, test_y, classes, epochs, warmup_epochs, batch_size, lr,
                 seed=0):
     """BatchNorm1d(affine=False) + Linear trained by SGD (momentum 0.9, no weight decay, cosine
-    schedule); returns (final test accuracy, per-epoch log)."""
+    schedule to the peak lr, the recipe's blr * batch_size / 256); returns (final test accuracy,
+    per-epoch log)."""
     torch.manual_seed(seed)
     head = nn.Sequential(nn.BatchNorm1d(feats.shape[1], affine=False, eps=1e-6),
                          nn.Linear(feats.shape[1], classes)).to(feats.device)
     nn.init.trunc_normal_(head[1].weight, std=0.01)
     nn.init.zeros_(head[1].bias)
-    batch_size = min(batch_size, len(feats))
     steps = len(feats) // batch_size
-    lr = blr * batch_size / 256
     optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=0.0)
     log = []
     for epoch in tqdm(range(epochs), desc="linear probe", leave=False, disable=None):
@@ -129,17 +128,18 @@ def main(argv=None):
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
     batch_size = min(args.batch_size, len(feats))  # at most the train split; recorded as used
+    lr = args.blr * batch_size / 256
     accuracy, log = train_probe(feats, y_train, test_feats, y_test, classes, epochs=args.epochs,
-                                warmup_epochs=args.warmup_epochs, batch_size=batch_size,
-                                blr=args.blr, seed=args.seed)
+                                warmup_epochs=args.warmup_epochs, batch_size=batch_size, lr=lr,
+                                seed=args.seed)
 
     results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe",
                "accuracy": accuracy, "knn": knn, "epochs": args.epochs,
                "pretrain_epoch": ckpt["epoch"], "pretrain_step": ckpt.get("step", 0),
                "seconds": time.time() - t0,
-               "final_loss": log[-1]["loss"] if log else None,
+               "final_loss": log[-1]["loss"],
                "config": cfg, "pretrain_config": pre, "commit": files.git_commit(),
-               "used": {"batch_size": batch_size, "peak_lr": args.blr * batch_size / 256}}
+               "used": {"batch_size": batch_size, "peak_lr": lr}}
     files.save_json(results, os.path.join(args.out, "results.json"))
     print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), "
           f"kNN {knn:.4f}; wrote {args.out}/results.json")

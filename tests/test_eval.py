@@ -38,7 +38,7 @@ def test_probe_reaches_95_percent_on_separable_features():
     y = torch.randint(0, 5, (1200,), generator=g)
     feats = centers[y] + torch.randn(1200, 16, generator=g)
     acc, log = linprobe.train_probe(feats[:1000], y[:1000], feats[1000:], y[1000:], classes=5, epochs=20, warmup_epochs=2,
-                                    batch_size=64, blr=0.1)
+                                    batch_size=64, lr=0.1 * 64 / 256)
     assert acc > 0.95 and log[-1]["loss"] < log[0]["loss"]
 
 

@@ -65,7 +65,7 @@ def test_linear_probe_normalises_its_features():
     signal = (2 * y - 1).float()[:, None] * 1e-3 + 2e-4 * torch.randn(1200, 1, generator=g)
     feats = torch.cat([signal, 1.0 * torch.randn(1200, 15, generator=g)], 1)
     acc, _ = linprobe.train_probe(feats[:1000], y[:1000], feats[1000:], y[1000:], classes=2, epochs=10, warmup_epochs=1,
-                                  batch_size=64, blr=0.1)
+                                  batch_size=64, lr=0.1 * 64 / 256)
     assert acc > 0.95
 
 
@@ -74,7 +74,7 @@ def test_linear_probe_uses_sgd_with_momentum_and_no_weight_decay(monkeypatch):
     sgd = torch.optim.SGD
     monkeypatch.setattr(torch.optim, "SGD", lambda params, **k: made.append(k) or sgd(params, **k))
     linprobe.train_probe(torch.randn(64, 4), torch.randint(0, 2, (64,)), torch.randn(8, 4), torch.randint(0, 2, (8,)),
-                         classes=2, epochs=1, warmup_epochs=0, batch_size=32, blr=0.1)
+                         classes=2, epochs=1, warmup_epochs=0, batch_size=32, lr=0.1 * 32 / 256)
     assert made == [{"lr": 0.1 * 32 / 256, "momentum": 0.9, "weight_decay": 0.0}]
 
 

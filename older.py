@@ -41,6 +41,12 @@ def measured_as(log):
     return log.get("explained_by", OLD_EXPLAINED_BY)
 
 
+def cuda_rng_state(saved):
+    """A checkpoint's CUDA generator state. Older code kept one per GPU the process saw: the first
+    is the one it drew on (rank 0's), and a machine with fewer GPUs had no place for the others."""
+    return saved[0] if isinstance(saved, list) else saved
+
+
 def checkpoint_log(ckpt, read_log):
     """The log of the epochs a checkpoint holds; older checkpoints held none: the lines of the log
     file (read_log()) up to it."""

@@ -10,6 +10,7 @@ plain functions, each called once from a script's loop, which keeps the method i
         save_checkpoint(...) / save_epoch(...)            # ckpt.pt (with the log), log.jsonl
 """
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -81,6 +82,9 @@ def check_schedule(p, args):
                 f"({args.epochs} epochs)")
 
 
+FIRST_READ_WAIT = datetime.timedelta(hours=3)
+
+
 def setup_distributed(device):
     """This process's device; under torchrun (RANK, LOCAL_RANK set) the process group: NCCL, or gloo
     on CPU."""
@@ -89,7 +93,9 @@ def setup_distributed(device):
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # The others wait at a barrier while the first process reads the data and fits the PCA
+    # (data.first_process_first): a first read of a large folder outlasts NCCL's 10 minutes.
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=FIRST_READ_WAIT)
     return device
 
 
@@ -112,18 +118,18 @@ def mean_over_processes(t):
 
 
 def rng_state():
-    """The generators a run draws from (nothing here uses NumPy's or Python's): torch's, CPU and
-    CUDA."""
+    """The generators a run draws from (nothing here uses NumPy's or Python's): torch's CPU one and
+    that of the GPU this process draws on (every process's are alike: seeded alike, drawn alike)."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state):
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(older.cuda_rng_state(state["cuda"]))
 
 
 def save_checkpoint(out, model, optimizer, cfg, epoch, step=0, loss_sum=None, log=(),

@@ -6,7 +6,9 @@
 1. The pipeline at tiny scale on real Fashion-MNIST pictures, each script as a user runs it: PCA
    fit on the device, pretraining with a bottom-25% target under bf16 autocast, fused AdamW and
    --compile (again under fp16 with loss scaling, and under torchrun --nproc_per_node 1), linear
-   probe, fine-tune.
+   probe, fine-tune; then what a GPU run writes, read back: a stop (mid-epoch checkpoints) and its
+   resume, the checkpoint's band picture and monitor, its export; and a supervised run on the
+   bottom band with MixUp, CutMix and a val split.
 2. The time of a CIFAR-10-shaped PCA fit (50,000 x 3,072) on the device.
 3. ViT-Tiny pretraining throughput on CIFAR-shaped images at batch 512, bottom-25% target, eager
    and compiled: images/s and peak device memory.
@@ -64,6 +66,19 @@ def pipeline(device, quick, work):
                           "--out", os.path.join(work, "lp")]),
         ("fine-tune", ["finetune.py", *common, "--ckpt", pre, "--epochs", "2", "--batch-size", "64", "--amp", *fast,
                        "--out", os.path.join(work, "ft")]),
+        # what a GPU run writes, read back: a stop with mid-epoch checkpoints and its resume, the
+        # checkpoint's band picture and monitor, its export
+        ("pretrain, stopped after epoch 1 (checkpoints every 2 steps)",
+         ["pretrain.py", *common, *mae, "--stop-epoch", "1", "--ckpt-every", "2",
+          "--out", os.path.join(work, "stopped")]),
+        ("pretrain, resumed", ["pretrain.py", *common, *mae, "--resume", "--out", os.path.join(work, "stopped")]),
+        ("band picture and monitor of the checkpoint",
+         ["pca_project.py", "--ckpt", pre, "--device", device, "--out", os.path.join(work, "ckpt.png")]),
+        ("export for timm", ["export.py", pre, os.path.join(work, "encoder-timm.pt")]),
+        ("supervised on the bottom band, MixUp, CutMix, a val split",
+         ["finetune.py", *common, "--init", "none", *tiny, "--input", "bottom", "--pct", "25", "--mixup", "0.8",
+          "--cutmix", "1.0", "--val-split", "0.1", "--epochs", "1", "--batch-size", "64", "--amp",
+          "--out", os.path.join(work, "band")]),
     ]
     done = []
     for name, cmd in steps:
@@ -141,7 +156,8 @@ def main():
     failed = [name for name, _, error in steps if error]
     print(f"\nSummary ({card}, torch {torch.__version__}, `make gpu-check`):")
     print(f"- pipeline (PCA fit, pretrain bf16 + fused AdamW{'' if args.quick else ' + compile'}, torchrun x 1, "
-          f"linear probe, fine-tune): " + ("all ok" if not failed else "FAILED: " + ", ".join(failed)))
+          f"linear probe, fine-tune, stop and resume, band picture, export, band fine-tune): "
+          + ("all ok" if not failed else "FAILED: " + ", ".join(failed)))
     print("- ViT-Tiny MAE pretraining, CIFAR-shaped, patch 2, batch " + ("8" if args.quick else "512") + ": "
           + "; ".join(f"{mode} {ips:,.0f} images/s" + (f", peak {peak:.1f} GiB" if peak else "")
                       for mode, ips, peak in rows))

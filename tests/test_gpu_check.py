@@ -23,5 +23,6 @@ def test_gpu_check_path_runs_on_a_cpu_and_writes_nothing_where_it_is_run(tmp_pat
                        cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     assert os.listdir(tmp_path) == []
-    assert "pipeline (PCA fit, pretrain bf16 + fused AdamW, torchrun x 1, linear probe, fine-tune): all ok" in p.stdout
+    assert ("pipeline (PCA fit, pretrain bf16 + fused AdamW, torchrun x 1, linear probe, fine-tune, stop and resume, "
+            "band picture, export, band fine-tune): all ok") in p.stdout
     assert "eager" in p.stdout and "PCA fit of 2,000 x 3,072" in p.stdout

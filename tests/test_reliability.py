@@ -54,6 +54,38 @@ def test_kill_9_then_resume_is_bit_identical(fmnist_folder, tmp_path):
     assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
+def test_a_checkpoint_keeps_the_generator_of_its_own_gpu_and_resumes_on_a_machine_with_fewer(monkeypatch):
+    """On a GPU (simulated: no CUDA here), a checkpoint keeps the state of the GPU the process draws
+    on, not one per GPU it sees; an older one holding eight resumes on one GPU from the first (the
+    one drawn on), where restoring all eight failed."""
+    states = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: torch.tensor([7], dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state: states.update(cuda=state))
+    def all_gpus(*_):
+        raise AssertionError("one state per GPU: a machine with fewer GPUs cannot restore them")
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", all_gpus)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", all_gpus)
+    saved = training.rng_state()
+    assert torch.equal(saved["cuda"], torch.tensor([7], dtype=torch.uint8))
+    training.set_rng_state(saved)
+    assert torch.equal(states["cuda"], saved["cuda"])
+    eight = [torch.tensor([i], dtype=torch.uint8) for i in range(8)]
+    training.set_rng_state({"torch": torch.get_rng_state(), "cuda": eight})
+    assert torch.equal(states["cuda"], eight[0])
+
+
+def test_processes_wait_hours_not_minutes_for_the_first_to_read_the_data(monkeypatch):
+    """Under torchrun the others wait at a barrier while the first reads the data and fits the PCA:
+    the process group's timeout (NCCL's default is 10 minutes) must outlast a large first read."""
+    made = {}
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(training.dist, "init_process_group", lambda backend, **kw: made.update(kw, backend=backend))
+    assert training.setup_distributed(torch.device("cpu")) == torch.device("cpu")
+    assert made["backend"] == "gloo" and made["timeout"].total_seconds() >= 3600
+
+
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(fmnist_folder, tmp_path, run):
     args = [*TINY, "--data-dir", fmnist_folder, "--epochs", 3, "--ckpt-every", 4]
     assert run(pretrain, *args, "--out", tmp_path / "a")[0] == 0

@@ -116,15 +116,17 @@ def main(argv=None):
     # bytes, the pool, the image size): --resume reuses them only for the very same inputs, and the
     # head's training is seeded, so it ends with the same weights and accuracy.
     cfg["data_sha1"] = data.identity(x_train, y_train, x_test, y_test)
+    precision = training.precision(args, device)  # the features': --amp's is on with CUDA
     state = outfolder.claim_out(args.out, cfg, args.resume, "features.pt")
     if state is not None:
         feats, test_feats = state["train"].to(device), state["test"].to(device)
+        precision = state.get("precision")  # what they were made in (older files did not say)
     else:
-        amp = {"amp": args.amp, "dtype": training.DTYPES[args.amp_dtype]}
+        amp = {"amp": precision != "fp32", "dtype": training.DTYPES[args.amp_dtype]}
         feats = extract_features(encoder, x_train.to(device), args.pool, **amp)
         test_feats = extract_features(encoder, x_test.to(device), args.pool, **amp)
-        files.save_atomic({"config": cfg, "train": feats.cpu(), "test": test_feats.cpu()},
-                          os.path.join(args.out, "features.pt"))
+        files.save_atomic({"config": cfg, "precision": precision, "train": feats.cpu(),
+                           "test": test_feats.cpu()}, os.path.join(args.out, "features.pt"))
     y_train, y_test = y_train.to(device), y_test.to(device)
     knn = knn_accuracy(feats, y_train, test_feats, y_test)
     batch_size = min(args.batch_size, len(feats))  # at most the train split; recorded as used
@@ -139,7 +141,7 @@ def main(argv=None):
                "seconds": time.time() - t0,
                "final_loss": log[-1]["loss"],
                "config": cfg, "pretrain_config": pre, "commit": files.git_commit(),
-               "used": {"batch_size": batch_size, "peak_lr": lr}}
+               "used": {"batch_size": batch_size, "peak_lr": lr, "precision": precision}}
     files.save_json(results, os.path.join(args.out, "results.json"))
     print(f"linear probe: test accuracy {accuracy:.4f} (final epoch of {args.epochs}), "
           f"kNN {knn:.4f}; wrote {args.out}/results.json")

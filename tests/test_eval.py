@@ -345,6 +345,7 @@ def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, r
     code, _, err = run(linprobe, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 2,
                        "--out", tmp_path / "lp", "--amp")
     assert code == 0 and autocast and all(on for _, _, on in autocast), err
+    assert json.loads((tmp_path / "lp" / "results.json").read_text())["used"]["precision"] == "bf16"
     autocast.clear()
     code, _, err = run(finetune, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--dataset", "folder", "--data-dir",
                        fmnist_folder, "--image-size", 16, "--epochs", 2, "--batch-size", 32, "--out", tmp_path / "ft",

@@ -173,6 +173,7 @@ def test_the_probe_records_the_batch_it_used(pre, fmnist_folder, tmp_path, run):
     assert run(linprobe, *probe_args(pre / "ckpt.pt", fmnist_folder, tmp_path / "p", "--batch-size", 100000))[0] == 0
     results = json.loads((tmp_path / "p" / "results.json").read_text())
     assert results["used"]["batch_size"] == 200  # the train split: 20 images of 10 classes
+    assert results["used"]["precision"] == "fp32"  # the features' (no --amp on a CPU)
 
 
 # 3. An output never replaces an input

@@ -4,8 +4,8 @@ SGD.
     python linprobe.py --ckpt runs/pretrain/ckpt.pt --dataset cifar10
 
 Features are extracted once for train and test (eval mode, no gradients; bf16 with --amp, the
-default on CUDA) and the head trains on them in memory. Reports the final epoch's test accuracy, never the
-best epoch's, and a kNN accuracy (k = 20, cosine) on the same features."""
+default on CUDA) and the head trains on them in memory. Reports the final epoch's test accuracy,
+never the best epoch's, and a kNN accuracy (k = 20, cosine) on the same features."""
 import hashlib
 import os
 import time

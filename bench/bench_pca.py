@@ -112,7 +112,8 @@ def main():
         print(f"{name:14s}{a:8.1f}{b:8.1f}{a + b:9.1f}  {e_top:12.1e}  {e_small:24.1e}")
     print(f"speed-up {naive / ours:.1f}x; fit+save {t_fit:.1f} s (goal < 30 s); "
           f"peak memory grew {mem.growth:.2f} GiB during the fit "
-          f"(the float64 covariance is {3072**2 * 8 / 2**30:.2f} GiB; a float64 copy of the data {x.numel() * 8 / 2**30:.2f} GiB)")
+          f"(the float64 covariance is {3072**2 * 8 / 2**30:.2f} GiB; "
+          f"a float64 copy of the data {x.numel() * 8 / 2**30:.2f} GiB)")
 
 
 if __name__ == "__main__":

@@ -71,14 +71,16 @@ def pipeline(device, quick, work):
         ("pretrain, stopped after epoch 1 (checkpoints every 2 steps)",
          ["pretrain.py", *common, *mae, "--stop-epoch", "1", "--ckpt-every", "2",
           "--out", os.path.join(work, "stopped")]),
-        ("pretrain, resumed", ["pretrain.py", *common, *mae, "--resume", "--out", os.path.join(work, "stopped")]),
+        ("pretrain, resumed",
+         ["pretrain.py", *common, *mae, "--resume", "--out", os.path.join(work, "stopped")]),
         ("band picture and monitor of the checkpoint",
-         ["pca_project.py", "--ckpt", pre, "--device", device, "--out", os.path.join(work, "ckpt.png")]),
+         ["pca_project.py", "--ckpt", pre, "--device", device,
+          "--out", os.path.join(work, "ckpt.png")]),
         ("export for timm", ["export.py", pre, os.path.join(work, "encoder-timm.pt")]),
         ("supervised on the bottom band, MixUp, CutMix, a val split",
-         ["finetune.py", *common, "--init", "none", *tiny, "--input", "bottom", "--pct", "25", "--mixup", "0.8",
-          "--cutmix", "1.0", "--val-split", "0.1", "--epochs", "1", "--batch-size", "64", "--amp",
-          "--out", os.path.join(work, "band")]),
+         ["finetune.py", *common, "--init", "none", *tiny, "--input", "bottom", "--pct", "25",
+          "--mixup", "0.8", "--cutmix", "1.0", "--val-split", "0.1", "--epochs", "1",
+          "--batch-size", "64", "--amp", "--out", os.path.join(work, "band")]),
     ]
     done = []
     for name, cmd in steps:

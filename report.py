@@ -5,7 +5,9 @@
 
 Each row is one dataset, pretraining target and scale; the paper's numbers (ViT-Tiny, 400
 pretraining epochs, one V100) stand beside ours. Band-input rows (finetune.py --input) follow
-in a second table: Balestriero & LeCun's supervised-on-a-band experiment.
+in a second table: Balestriero & LeCun's supervised-on-a-band experiment. Then, for each
+schedule whose copies were probed at several pretraining epochs, a table of the probe against
+the epoch, a column per target and each target's gap to the original target's mean.
 explained_chart draws pretrain.py's per-band explained variance over epochs.
 """
 import hashlib
@@ -51,6 +53,19 @@ def target_name(cfg):
 def scale(r):
     """Model and pretraining schedule of a result, in a few words, and the (schedule, epoch) to sort
     by."""
+    model, c = model_text(r), r["pretrain_config"]
+    if not c:
+        return model, (0, 0, 0)
+    done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run: --keep-epochs
+    steps = r.get("pretrain_step") or 0  # a checkpoint written mid-epoch
+    if done == c["epochs"]:
+        return model + f", {c['epochs']} pretrain ep", (c["epochs"], done, 0)
+    after = f" + {steps} steps" if steps else ""
+    return model + f", pretrain ep {done}{after} of {c['epochs']}", (c["epochs"], done, steps)
+
+
+def model_text(r):
+    """A result's model, and its pretraining's --aug: "ViT 128x6, patch 4, --aug flip"."""
     c = r["pretrain_config"] or r["config"]
     model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}"
     if c.get("attention"):
@@ -58,16 +73,8 @@ def scale(r):
     for kind, config in (("pretrained", r["pretrain_config"]), ("trained", r["config"])):
         if (config or {}).get("subset"):  # a quick try, not a result of the whole split
             model += f", {kind} on --subset {config['subset']}"
-    if not r["pretrain_config"]:
-        return model, (0, 0, 0)
     # The augmentation sets what share of the training inputs' variance a band target holds.
-    model += f", --aug {augmentation(c)}"
-    done = r.get("pretrain_epoch", c["epochs"])  # a copy kept during the run: --keep-epochs
-    steps = r.get("pretrain_step") or 0  # a checkpoint written mid-epoch
-    if done == c["epochs"]:
-        return model + f", {c['epochs']} pretrain ep", (c["epochs"], done, 0)
-    after = f" + {steps} steps" if steps else ""
-    return model + f", pretrain ep {done}{after} of {c['epochs']}", (c["epochs"], done, steps)
+    return model + (f", --aug {augmentation(c)}" if r["pretrain_config"] else "")
 
 
 def augmentation(c):
@@ -132,16 +139,16 @@ def mean_spread(values):
     return f"{mean:.3f} ± {sd:.3f} (n={len(values)})"
 
 
-def cell(results):
+def cell(results, epochs=True):
     """A cell's results, those that differ only by seed aggregated (never one of them kept), others
-    apart, each named by what sets it apart."""
+    apart, each named by what sets it apart; with epochs, each group's training epochs."""
     groups = gather(results, both_configs)
     parts = []
     for g, label in zip(groups, apart(groups, both_configs)):
         part = mean_spread([r["accuracy"] for r in g])
         if all(r.get("knn") is not None for r in g):
             part += f" (kNN {mean_spread([r['knn'] for r in g])})"
-        part += f", {g[0]['epochs']} ep"
+        part += f", {g[0]['epochs']} ep" if epochs else ""
         decay = (g[0]["config"] or {}).get("layer_decay")  # 1 (none) for an encoder from scratch
         if g[0]["eval"] == "finetune" and decay is not None:
             part += f", layer decay {decay:g}"
@@ -186,6 +193,59 @@ def table(results):
             paper = "-" if paper is None else f"{paper:.2f}"
             lines.append(f"| {dataset} | {band} band | {target} | {sc} | {cell(rs)} | {paper} |")
     return "\n".join(lines)
+
+
+def epoch_tables(results):
+    """The linear probes of each schedule's copies (pretrain.py --keep-epochs), a table per dataset
+    and schedule: a row per pretraining epoch (0: the initialisation each run started from), a
+    column per target (its seeds gathered as in the main table), and each other target's gap to the
+    original target's mean, to be read against the spreads beside it. Empty where no schedule has
+    probes of more than one epoch."""
+    tables = {}
+    for r in results:
+        c = r["pretrain_config"]
+        if r["eval"] != "linprobe" or not c or r.get("pretrain_step"):
+            continue  # weights of a stop mid-epoch have no epoch to stand at
+        schedule = (r["dataset"], f"{model_text(r)}, {c['epochs']} pretrain ep")
+        epoch = r.get("pretrain_epoch", c["epochs"])
+        target = target_name(c) if "target" in c else r["target"]  # an epoch-0 copy: its run's
+        tables.setdefault(schedule, {}).setdefault(target, {}).setdefault(epoch, []).append(r)
+    texts = []
+    for (dataset, schedule), columns in sorted(tables.items()):
+        epochs = sorted({epoch for cells in columns.values() for epoch in cells})
+        if len(epochs) < 2:
+            continue
+        targets = sorted(columns, key=lambda target: (target != "original", target))
+        others = targets[1:] if targets[0] == "original" else []
+        probe_epochs = sorted({r["epochs"] for cells in columns.values() for rs in cells.values()
+                               for r in rs})
+        lines = [f"Linear probe ({'/'.join(map(str, probe_epochs))} ep) against pretraining "
+                 f"epoch: {dataset}, {schedule}", "",
+                 "| epoch | " + " | ".join(targets + [f"{t} − original" for t in others]) + " |",
+                 "|---" * (1 + len(targets) + len(others)) + "|"]
+        for epoch in epochs:
+            cells = [cell(columns[t].get(epoch, []), epochs=False) for t in targets]
+            gaps = [gap(columns[t].get(epoch, []), columns["original"].get(epoch, []))
+                    for t in others]
+            lines.append(f"| {epoch} | " + " | ".join(cells + gaps) + " |")
+        texts.append("\n".join(lines))
+    return texts
+
+
+def gap(results, reference):
+    """The difference of two cells' mean probe (and kNN) accuracies, signed; "-" unless each cell
+    holds one group of seeds (results that differ otherwise have no one mean)."""
+    groups, reference_groups = gather(results, both_configs), gather(reference, both_configs)
+    if len(groups) != 1 or len(reference_groups) != 1:
+        return "-"
+    def mean(key, rs):
+        values = [r.get(key) for r in rs]
+        return None if None in values else sum(values) / len(values)
+    text = f"{mean('accuracy', results) - mean('accuracy', reference):+.3f}"
+    knn, knn_reference = mean("knn", results), mean("knn", reference)
+    if knn is not None and knn_reference is not None:
+        text += f" (kNN {knn - knn_reference:+.3f})"
+    return text
 
 
 def svg(name, text=None, **attrs):
@@ -542,6 +602,8 @@ def main():
     summaries, summary_copies = under(args.folder, "summary.json")
     pretraining = [pretraining_seconds(path) for path in summaries]  # all read before any line
     print(table(results))
+    for text in epoch_tables(results):
+        print("\n" + text)
     hours = (sum(r.get("seconds") or 0 for r in results) + sum(pretraining)) / 3600
     print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and "
           "the time of each results.json")

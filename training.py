@@ -49,9 +49,10 @@ def add_flags(p, epochs, warmup, batch_size, blr, out, head_only=False):
     p.add_argument("--amp", action=argparse.BooleanOptionalAction,
                    help="autocast to --amp-dtype; default: on with CUDA, off on a CPU (see the "
                         "README's benchmarks)")
-    p.add_argument("--amp-dtype", default="bf16", choices=("bf16", "fp16"),
-                   help="fp16 for GPUs without fast bf16 (V100, T4): training scales its loss "
-                        "(GradScaler) and skips a step whose gradients overflowed")
+    p.add_argument("--amp-dtype", choices=("bf16", "fp16"),
+                   help="default: bf16, but fp16 on a GPU older than Ampere (V100, T4), which only "
+                        "emulates bf16; under fp16 training scales its loss (GradScaler) and skips "
+                        "a step whose gradients overflowed")
     p.add_argument("--out", type=cli.path, default=out)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     if not head_only:
@@ -215,11 +216,20 @@ def schedule(args, n_train):
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def amp_dtype(args, device):
+    """--amp-dtype as given, else bf16 where the device has it (a CPU's autocast, a GPU from Ampere
+    on), else fp16: a V100 or T4 has no bf16 units, and torch emulates them."""
+    if args.amp_dtype is not None:
+        return args.amp_dtype
+    native = device.type != "cuda" or torch.cuda.is_bf16_supported(including_emulation=False)
+    return "bf16" if native else "fp16"
+
+
 def precision(args, device):
-    """What a run computes in: --amp-dtype under --amp (by default on with CUDA, off on a CPU),
-    else fp32."""
+    """What a run computes in: amp_dtype under --amp (by default on with CUDA, off on a CPU), else
+    fp32."""
     amp = device.type == "cuda" if args.amp is None else args.amp
-    return args.amp_dtype if amp else "fp32"
+    return amp_dtype(args, device) if amp else "fp32"
 
 
 def wrap(model, compile):

@@ -75,6 +75,24 @@ def test_a_checkpoint_keeps_the_generator_of_its_own_gpu_and_resumes_on_a_machin
     assert torch.equal(states["cuda"], eight[0])
 
 
+def test_autocast_takes_fp16_on_a_gpu_without_bf16_units_unless_told(monkeypatch):
+    """A V100 or T4 (simulated) has no bf16 units: by default its autocast is fp16; an Ampere GPU's
+    and a CPU's is bf16; --amp-dtype wins; no --amp on a CPU is fp32. A probe's config names the
+    dtype it took, as a CPU probe's always did (bf16)."""
+    native = {}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native["gpu"])
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    def precision(argv, device, has_bf16=True):
+        native["gpu"] = has_bf16
+        return training.precision(pretrain.get_args(argv), device)
+    assert precision([], cuda) == "bf16" and precision([], cuda, has_bf16=False) == "fp16"
+    assert precision(["--amp-dtype", "bf16"], cuda, has_bf16=False) == "bf16"
+    assert precision(["--amp-dtype", "fp16"], cuda) == "fp16"
+    assert precision([], cpu) == "fp32" and precision(["--amp"], cpu, has_bf16=False) == "bf16"
+    assert precision(["--no-amp"], cuda, has_bf16=False) == "fp32"
+    assert training.amp_dtype(linprobe.get_args(["--ckpt", "x.pt"]), cpu) == "bf16"
+
+
 def test_processes_wait_hours_not_minutes_for_the_first_to_read_the_data(monkeypatch):
     """Under torchrun the others wait at a barrier while the first reads the data and fits the PCA:
     the process group's timeout (NCCL's default is 10 minutes) must outlast a large first read."""

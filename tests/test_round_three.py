@@ -174,6 +174,7 @@ def test_the_probe_records_the_batch_it_used(pre, fmnist_folder, tmp_path, run):
     results = json.loads((tmp_path / "p" / "results.json").read_text())
     assert results["used"]["batch_size"] == 200  # the train split: 20 images of 10 classes
     assert results["used"]["precision"] == "fp32"  # the features' (no --amp on a CPU)
+    assert results["config"]["amp_dtype"] == "bf16"  # what --amp would take here, as ever recorded
 
 
 # 3. An output never replaces an input

@@ -86,7 +86,7 @@ def main(argv=None):
     args = get_args(argv)
     t0 = time.time()
     device = cli.device(args.device)
-    args.amp_dtype = training.amp_dtype(args, device)  # the config names the dtype, as given or not
+    args.amp_dtype = training.amp_dtype(args, device)  # the config: --amp's dtype, given or not
     # the probe's config: the flags that change its result (with --amp: bf16 features), not the
     # checkpoint's path but, below, its bytes
     left_out = (training.RUNTIME_FLAGS - {"amp", "amp_dtype"}) | {"ckpt"}

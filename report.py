@@ -234,9 +234,11 @@ def epoch_tables(results):
 
 def gap(results, reference):
     """The difference of two cells' mean probe (and kNN) accuracies, signed; "-" unless each cell
-    holds one group of seeds (results that differ otherwise have no one mean)."""
+    holds one group of seeds (results that differ otherwise have no one mean) and the two differ
+    in their target alone."""
     groups, reference_groups = gather(results, both_configs), gather(reference, both_configs)
-    if len(groups) != 1 or len(reference_groups) != 1:
+    if (len(groups) != 1 or len(reference_groups) != 1
+            or not comparable(but_target(results[0]), but_target(reference[0]))):
         return "-"
     def mean(key, rs):
         values = [r.get(key) for r in rs]
@@ -246,6 +248,16 @@ def gap(results, reference):
     if knn is not None and knn_reference is not None:
         text += f" (kNN {knn - knn_reference:+.3f})"
     return text
+
+
+# The pretraining config keys that target_name names: what sets two columns of a table apart.
+TARGET_KEYS = {"target", "pct", "norm_pix_loss", "corruption", "sigma", "masking", "pca_mask_share"}
+
+
+def but_target(r):
+    """A result's configs (both_configs) without the keys of its pretraining's target."""
+    return {k: v for k, v in both_configs(r).items()
+            if not (k.startswith("pretrain.") and k.removeprefix("pretrain.") in TARGET_KEYS)}
 
 
 def svg(name, text=None, **attrs):

@@ -221,7 +221,8 @@ def amp_dtype(args, device):
     on), else fp16: a V100 or T4 has no bf16 units, and torch emulates them."""
     if args.amp_dtype is not None:
         return args.amp_dtype
-    native = device.type != "cuda" or torch.cuda.is_bf16_supported(including_emulation=False)
+    # compute capability 8 (Ampere) brought bf16 units: torch's own test, of the device used
+    native = device.type != "cuda" or torch.cuda.get_device_capability(device)[0] >= 8
     return "bf16" if native else "fp16"
 
 

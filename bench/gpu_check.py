@@ -55,9 +55,10 @@ def pipeline(device, quick, work):
     pre = os.path.join(work, "pre", "ckpt.pt")
     steps = [
         ("PCA fit on the device", ["pca_project.py", *common, "--out", os.path.join(work, "pca.png")]),
-        ("pretrain, bf16, fused AdamW" + (", compiled" if fast else ""),
+        ("pretrain, autocast's default (bf16; fp16 before Ampere), fused AdamW"
+         + (", compiled" if fast else ""),
          ["pretrain.py", *common, *mae, *fast, "--out", os.path.join(work, "pre")]),
-        ("pretrain, fp16 with loss scaling (GPUs without fast bf16)",
+        ("pretrain, fp16 with loss scaling (the default before Ampere)",
          ["pretrain.py", *common, *mae, "--amp-dtype", "fp16",
           "--out", os.path.join(work, "fp16")]),
         ("pretrain under torchrun", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",

@@ -305,7 +305,8 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     def probe(target, epoch, accuracy, knn, seed=0, epochs=100, aug="flip", dataset="folder", step=0, **more):
         pre = {"target": target, "pct": 25, "dim": 64, "depth": 2, "patch_size": 4, "epochs": epochs,
                "seed": seed, "aug": aug, "blr": 1.5e-3} | more
-        return {"dataset": dataset, "target": report.target_name(pre), "eval": "linprobe", "accuracy": accuracy,
+        name = report.UNTRAINED if epoch == 0 else report.target_name(pre)  # as read_result names it
+        return {"dataset": dataset, "target": name, "eval": "linprobe", "accuracy": accuracy,
                 "knn": knn, "epochs": 30, "config": {"seed": 0, "pool": "cls"}, "pretrain_config": pre,
                 "pretrain_epoch": epoch, "pretrain_step": step}
     results = [probe("original", 10, 0.50, 0.40), probe("original", 10, 0.52, 0.44, seed=1),
@@ -313,6 +314,7 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
                probe("top", 10, 0.50, 0.40), probe("top", 10, 0.52, 0.44, seed=1),  # the original's twin
                probe("original", 100, 0.60, 0.50), probe("bottom", 100, 0.63, None),
                probe("bottom", 40, 0.58, 0.48),  # no original at epoch 40: no gap
+               probe("original", 0, 0.40, 0.30), probe("bottom", 0, 0.40, 0.30),  # one init: in its run's column
                probe("original", 40, 0.9, 0.9, step=7),  # weights of a stop mid-epoch: no epoch
                probe("original", 10, 0.9, 0.9, aug="crop"),  # another schedule, one epoch: no table
                probe("original", 10, 0.9, 0.9, dataset="stl10")]
@@ -321,6 +323,7 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     assert title == "Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, --aug flip, 100 pretrain ep"
     assert header == "| epoch | original | bottom 25% | top 25% | bottom 25% − original | top 25% − original |"
     assert rows == [
+        "| 0 | 0.400 (kNN 0.300) | 0.400 (kNN 0.300) | - | +0.000 (kNN +0.000) | - |",
         "| 10 | 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) | 0.460 ± 0.014 (n=2) (kNN 0.410 ± 0.000 (n=2)) "
         "| 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) | -0.050 (kNN -0.010) | +0.000 (kNN +0.000) |",
         "| 40 | - | 0.580 (kNN 0.480) | - | - | - |",
@@ -331,6 +334,9 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     rows = text.splitlines()[4:]
     assert rows[0].endswith("| 0.450 (kNN 0.410) [pretrain.blr 0.0015]; 0.300 (kNN 0.300) [pretrain.blr 0.003] | - |")
     assert rows[1] == "| 100 | 0.600 (kNN 0.500) | 0.500 (kNN 0.500) | -0.100 (kNN +0.000) |"
+    # Nor have two targets pretrained otherwise (here at another lr) a gap, though each has a mean.
+    [text] = report.epoch_tables(results[:2] + [probe("bottom", 10, 0.45, 0.41, blr=3e-3)] + results[6:8])
+    assert text.splitlines()[4].endswith("| 0.450 (kNN 0.410) | - |")
     assert report.epoch_tables(results[:2]) == []  # one epoch: nothing against epoch
 
 

@@ -78,9 +78,9 @@ def test_a_checkpoint_keeps_the_generator_of_its_own_gpu_and_resumes_on_a_machin
 def test_autocast_takes_fp16_on_a_gpu_without_bf16_units_unless_told(monkeypatch):
     """A V100 or T4 (simulated) has no bf16 units: by default its autocast is fp16; an Ampere GPU's
     and a CPU's is bf16; --amp-dtype wins; no --amp on a CPU is fp32. A probe's config names the
-    dtype it took, as a CPU probe's always did (bf16)."""
+    dtype --amp takes there, given or not, as a CPU probe's always did (bf16)."""
     native = {}
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native["gpu"])
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8 if native["gpu"] else 7, 0))
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     def precision(argv, device, has_bf16=True):
         native["gpu"] = has_bf16

@@ -271,6 +271,9 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     # The flip run's init stands apart from the crop runs', named by its augmentation.
     assert any("--aug flip, pretrain ep 0 of 100 | - | 0.400, 30 ep" in r for r in rows)
     assert any("untrained (MAE init)" in r and "0.410 ± 0.014 (n=2)" in r for r in rows)
+    # ... and after the tables, the probe against the epoch of the schedule probed at several
+    epochs = out.split("Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, --aug crop, 40 pretrain ep")
+    assert len(epochs) == 2 and "| 10 | 0.520 ± 0.028 (n=2) | 0.450 | -0.070 |" in epochs[1]
     svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"
     legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]

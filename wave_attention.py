@@ -14,16 +14,16 @@ HAAR = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[1.0, -1.0], [1.0, -1.0]], [[1.0
                      [[1.0, -1.0], [-1.0, 1.0]]]) / 2
 
 
-def dwt(x):
+def dwt(x, haar=HAAR):
     """One-level Haar DWT: (N, C, H, W) -> (N, 4C, H/2, W/2), the four sub-bands of each channel in
-    turn."""
-    return F.conv2d(x, HAAR.to(x)[:, None].repeat(x.shape[1], 1, 1, 1), stride=2, groups=x.shape[1])
+    turn. haar: the filters, best already on x's device (a copy to a GPU makes the host wait)."""
+    return F.conv2d(x, haar.to(x)[:, None].repeat(x.shape[1], 1, 1, 1), stride=2, groups=x.shape[1])
 
 
-def idwt(y):
+def idwt(y, haar=HAAR):
     """The inverse of dwt: (N, 4C, H/2, W/2) -> (N, C, H, W)."""
     c = y.shape[1] // 4
-    return F.conv_transpose2d(y, HAAR.to(y)[:, None].repeat(c, 1, 1, 1), stride=2, groups=c)
+    return F.conv_transpose2d(y, haar.to(y)[:, None].repeat(c, 1, 1, 1), stride=2, groups=c)
 
 
 class WaveAttention(nn.Module):
@@ -39,6 +39,8 @@ class WaveAttention(nn.Module):
         self.filter = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.BatchNorm2d(dim), nn.ReLU())
         self.kv = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim))
         self.proj = nn.Linear(dim + dim // 4, dim)
+        # the filters move with the module to its device, once; not saved: they are fixed
+        self.register_buffer("haar", HAAR.clone(), persistent=False)
 
     def forward(self, x):
         """x: the class token and every patch token (N, 1 + grid^2, dim). The grid must be whole:
@@ -46,10 +48,10 @@ class WaveAttention(nn.Module):
         refused."""
         n, t, d = x.shape
         patches = x[:, 1:].transpose(1, 2).reshape(n, d, self.grid, self.grid)
-        waves = self.filter(dwt(self.reduce(patches)))
+        waves = self.filter(dwt(self.reduce(patches), self.haar))
         kv = self.kv(waves.flatten(2).transpose(1, 2)).view(n, -1, 2, self.heads, d // self.heads)
         q = self.q(x).view(n, t, self.heads, d // self.heads).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, *kv.permute(2, 0, 3, 1, 4)).transpose(1, 2).reshape(n, t, d)
-        detail = idwt(waves).flatten(2).transpose(1, 2)  # (N, grid^2, d/4)
+        detail = idwt(waves, self.haar).flatten(2).transpose(1, 2)  # (N, grid^2, d/4)
         detail = torch.cat([detail.new_zeros(n, 1, d // 4), detail], 1)  # the class token has no place on the grid
         return self.proj(torch.cat([out, detail], -1))

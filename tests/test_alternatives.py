@@ -146,6 +146,12 @@ def test_wave_attention_shapes_and_gradients():
         before = attn(x)
         attn.proj.weight[:, 16:] = 0
         assert not torch.allclose(attn(x)[:, 1:], before[:, 1:]) and torch.allclose(attn(x)[:, 0], before[:, 0])
+        # The filters it uses are its own copy, which moves with it to the GPU (no copy from the host
+        # at each call, which makes the host wait), and which no checkpoint holds: they are fixed.
+        before = attn(x)
+        attn.haar.mul_(2)
+        assert not torch.allclose(attn(x), before) and "haar" not in attn.state_dict()
+        assert torch.equal(wave_attention.HAAR, attn.haar / 2)
 
 
 def test_wave_attention_through_pretraining_probe_and_fine_tuning(fmnist_folder, tmp_path, run):

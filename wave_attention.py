@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 # Haar filters of a 2 x 2 block (LL, LH, HL, HH): orthonormal, so the inverse DWT is the transposed
 # convolution.
-HAAR = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[1.0, -1.0], [1.0, -1.0]], [[1.0, 1.0], [-1.0, -1.0]],
-                     [[1.0, -1.0], [-1.0, 1.0]]]) / 2
+HAAR = torch.tensor([[[1.0, 1.0], [1.0, 1.0]],      # LL
+                     [[1.0, -1.0], [1.0, -1.0]],    # LH
+                     [[1.0, 1.0], [-1.0, -1.0]],    # HL
+                     [[1.0, -1.0], [-1.0, 1.0]]]) / 2  # HH
 
 
 def dwt(x, haar=HAAR):
@@ -35,8 +37,10 @@ class WaveAttention(nn.Module):
         super().__init__()
         self.heads, self.grid = heads, grid
         self.q = nn.Linear(dim, dim)
-        self.reduce = nn.Sequential(nn.Conv2d(dim, dim // 4, 1), nn.BatchNorm2d(dim // 4), nn.ReLU())
-        self.filter = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.BatchNorm2d(dim), nn.ReLU())
+        self.reduce = nn.Sequential(nn.Conv2d(dim, dim // 4, 1), nn.BatchNorm2d(dim // 4),
+                                    nn.ReLU())
+        self.filter = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.BatchNorm2d(dim),
+                                    nn.ReLU())
         self.kv = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim))
         self.proj = nn.Linear(dim + dim // 4, dim)
         # the filters move with the module to its device, once; not saved: they are fixed
@@ -51,7 +55,9 @@ class WaveAttention(nn.Module):
         waves = self.filter(dwt(self.reduce(patches), self.haar))
         kv = self.kv(waves.flatten(2).transpose(1, 2)).view(n, -1, 2, self.heads, d // self.heads)
         q = self.q(x).view(n, t, self.heads, d // self.heads).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, *kv.permute(2, 0, 3, 1, 4)).transpose(1, 2).reshape(n, t, d)
+        out = F.scaled_dot_product_attention(q, *kv.permute(2, 0, 3, 1, 4))
+        out = out.transpose(1, 2).reshape(n, t, d)
         detail = idwt(waves, self.haar).flatten(2).transpose(1, 2)  # (N, grid^2, d/4)
-        detail = torch.cat([detail.new_zeros(n, 1, d // 4), detail], 1)  # the class token has no place on the grid
+        # the class token has no place on the grid
+        detail = torch.cat([detail.new_zeros(n, 1, d // 4), detail], 1)
         return self.proj(torch.cat([out, detail], -1))

@@ -4,10 +4,12 @@
     python report.py results/cifar10-jpeg --as cifar10   # an image folder holding CIFAR-10
 
 Each row is one dataset, pretraining target and scale; the paper's numbers (ViT-Tiny, 400
-pretraining epochs, one V100) stand beside ours. Band-input rows (finetune.py --input) follow
-in a second table: Balestriero & LeCun's supervised-on-a-band experiment. Then, for each
-schedule whose copies were probed at several pretraining epochs, a table of the probe against
-the epoch, a column per target and each target's gap to the original target's mean.
+pretraining epochs, one V100) stand beside ours. Runs that differ only by seed share a cell (mean
+± spread, n seeds); the same weights evaluated twice with one seed count once. Band-input rows
+(finetune.py --input) follow in a second table: Balestriero & LeCun's supervised-on-a-band
+experiment. Then, for each schedule whose copies were probed at several pretraining epochs, a
+table of the probe against the epoch, a column per target and each target's gap to the original
+target's mean.
 explained_chart draws pretrain.py's per-band explained variance over epochs.
 """
 import hashlib
@@ -86,14 +88,48 @@ FOLDER = " (image folder)"  # how a row of `report.py --as` names its dataset
 
 
 # What may differ between runs gathered in one cell: the seed, and where the files were.
-SEEDLESS = {"seed", "ckpt", "ckpt_sha1", "weights_sha1", "tensors_sha1", "out", "resume", "data_dir",
-            "device", "download"}
+SEEDLESS = {"seed", "ckpt", "ckpt_sha1", "weights_sha1", "tensors_sha1", "out", "resume",
+            "data_dir", "device", "download"}
 
 
-def both_configs(r):
-    """A result's config and its pretraining's (keys prefixed pretrain.), as one dict."""
-    pre = {f"pretrain.{k}": v for k, v in (r.get("pretrain_config") or {}).items()}
+# The pretraining config keys that target_name names: what sets two columns of a table apart.
+TARGET_KEYS = {"target", "pct", "norm_pix_loss", "corruption", "sigma", "masking", "pca_mask_share"}
+# How results name an epoch-0 copy's probe: the initialisation, which no target has touched.
+UNTRAINED = "untrained (MAE init)"
+
+
+def both_configs(r, target=True):
+    """A result's config and its pretraining's (keys prefixed pretrain.), as one dict; without the
+    pretraining's target (TARGET_KEYS) unless target."""
+    pre = {f"pretrain.{k}": v for k, v in (r.get("pretrain_config") or {}).items()
+           if target or k not in TARGET_KEYS}
     return (r.get("config") or {}) | pre
+
+
+def settings(r):
+    """What sets a result's run apart: both_configs, less the target where the weights are an
+    initialisation (an epoch-0 copy), which no target has touched: one seed's init is one model,
+    whichever target its run went on to."""
+    return both_configs(r, target=r["target"] != UNTRAINED)
+
+
+# Where a result's config names the weights it evaluated: a hash of the tensors or of the file.
+WEIGHTS_KEYS = ("tensors_sha1", "ckpt_sha1", "weights_sha1")
+
+
+def measurements(results, key):
+    """The values of key ("accuracy", "knn") of results, one per measurement: evaluations of the
+    same weights (by hash) with the same seed are one, their mean (an initialisation probed in
+    each run that started from it is one seed, not several); None if any result lacks key."""
+    repeats = {}
+    for r in results:
+        c = r["config"] or {}
+        weights = next((c[k] for k in WEIGHTS_KEYS if c.get(k)), None)
+        same = id(r) if weights is None else (weights, c.get("seed"))  # unnamed: its own
+        repeats.setdefault(same, []).append(r.get(key))
+    if any(v is None for values in repeats.values() for v in values):
+        return None
+    return [sum(values) / len(values) for values in repeats.values()]
 
 
 def comparable(a, b):
@@ -140,14 +176,15 @@ def mean_spread(values):
 
 
 def cell(results, epochs=True):
-    """A cell's results, those that differ only by seed aggregated (never one of them kept), others
-    apart, each named by what sets it apart; with epochs, each group's training epochs."""
-    groups = gather(results, both_configs)
+    """A cell's results, those that differ only by seed aggregated (never one of them kept; repeats
+    of one measurement counted once), others apart, each named by what sets it apart; with epochs,
+    each group's training epochs."""
+    groups = gather(results, settings)
     parts = []
-    for g, label in zip(groups, apart(groups, both_configs)):
-        part = mean_spread([r["accuracy"] for r in g])
-        if all(r.get("knn") is not None for r in g):
-            part += f" (kNN {mean_spread([r['knn'] for r in g])})"
+    for g, label in zip(groups, apart(groups, settings)):
+        part = mean_spread(measurements(g, "accuracy"))
+        if (knn := measurements(g, "knn")) is not None:
+            part += f" (kNN {mean_spread(knn)})"
         part += f", {g[0]['epochs']} ep" if epochs else ""
         decay = (g[0]["config"] or {}).get("layer_decay")  # 1 (none) for an encoder from scratch
         if g[0]["eval"] == "finetune" and decay is not None:
@@ -157,7 +194,11 @@ def cell(results, epochs=True):
 
 
 def pretraining(r):
-    return r["pretrain_config"] or r["config"]
+    """The config that made a result's weights (its pretraining's, or its own for a model from
+    scratch), less the target of an initialisation, as settings."""
+    config = r["pretrain_config"] or r["config"]
+    untouched = r["target"] == UNTRAINED
+    return {k: v for k, v in config.items() if not (untouched and k in TARGET_KEYS)}
 
 
 def table(results):
@@ -236,28 +277,19 @@ def gap(results, reference):
     """The difference of two cells' mean probe (and kNN) accuracies, signed; "-" unless each cell
     holds one group of seeds (results that differ otherwise have no one mean) and the two differ
     in their target alone."""
-    groups, reference_groups = gather(results, both_configs), gather(reference, both_configs)
-    if (len(groups) != 1 or len(reference_groups) != 1
-            or not comparable(but_target(results[0]), but_target(reference[0]))):
+    groups, reference_groups = gather(results, settings), gather(reference, settings)
+    if (len(groups) != 1 or len(reference_groups) != 1 or not comparable(
+            both_configs(results[0], target=False), both_configs(reference[0], target=False))):
         return "-"
     def mean(key, rs):
-        values = [r.get(key) for r in rs]
-        return None if None in values else sum(values) / len(values)
+        values = measurements(rs, key)
+        return None if values is None else sum(values) / len(values)
     text = f"{mean('accuracy', results) - mean('accuracy', reference):+.3f}"
     knn, knn_reference = mean("knn", results), mean("knn", reference)
     if knn is not None and knn_reference is not None:
         text += f" (kNN {knn - knn_reference:+.3f})"
     return text
 
-
-# The pretraining config keys that target_name names: what sets two columns of a table apart.
-TARGET_KEYS = {"target", "pct", "norm_pix_loss", "corruption", "sigma", "masking", "pca_mask_share"}
-
-
-def but_target(r):
-    """A result's configs (both_configs) without the keys of its pretraining's target."""
-    return {k: v for k, v in both_configs(r).items()
-            if not (k.startswith("pretrain.") and k.removeprefix("pretrain.") in TARGET_KEYS)}
 
 
 def svg(name, text=None, **attrs):
@@ -410,9 +442,6 @@ def curves_chart(logs, path, target):
                        f"target: {target}", "epoch", "share", low=0, high=high, step=0.25,
                        styles=kind_styles(series))
     files.save_text(chart, path)
-
-
-UNTRAINED = "untrained (MAE init)"
 
 
 def span(accuracies):

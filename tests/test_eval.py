@@ -343,6 +343,42 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     assert report.epoch_tables(results[:2]) == []  # one epoch: nothing against epoch
 
 
+def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():
+    """An epoch-0 copy is the seed's initialisation, whatever target its run went on to: the same
+    weights probed in an original and a bottom-25% run make one row and count once (no n=2, no
+    spread of 0), while a second seed, a second probe seed, or copies with no hash each count."""
+    def probe(target, accuracy, seed=0, probe_seed=0, sha1="init-of-seed-0", epoch=0):
+        pre = {"target": target, "pct": 25 if target == "bottom" else None, "dim": 64, "depth": 2,
+               "patch_size": 4, "epochs": 100, "seed": seed, "aug": "flip"}
+        return {"dataset": "folder", "target": report.UNTRAINED if epoch == 0 else target,
+                "eval": "linprobe", "accuracy": accuracy, "knn": accuracy - 0.1, "epochs": 30,
+                "config": {"seed": probe_seed, "tensors_sha1": sha1}, "pretrain_config": pre,
+                "pretrain_epoch": epoch}
+    def untrained_rows(results):
+        return [row for row in report.table(results).splitlines() if report.UNTRAINED in row]
+    one_init = [probe("original", 0.40), probe("bottom", 0.40)]
+    [row] = untrained_rows(one_init)
+    assert "| - | 0.400 (kNN 0.300), 30 ep | - | - |" in row and "pct" not in row
+    # A probe of these weights again, run otherwise (nondeterministic): one measurement, its mean.
+    [row] = untrained_rows(one_init + [probe("bottom", 0.44)])
+    assert "| 0.413 (kNN 0.313), 30 ep |" in row
+    [row] = untrained_rows(one_init + [probe("original", 0.44, seed=1, sha1="init-of-seed-1")])
+    assert "| 0.420 ± 0.028 (n=2) (kNN 0.320 ± 0.028 (n=2)), 30 ep |" in row
+    [row] = untrained_rows(one_init + [probe("original", 0.46, probe_seed=1)])
+    assert "| 0.430 ± 0.042 (n=2)" in row  # (0.40 + 0.40) / 2 and 0.46, apart
+    [row] = untrained_rows([probe("original", 0.40, sha1=None), probe("bottom", 0.44, sha1=None)])
+    assert "| 0.420 ± 0.028 (n=2)" in row  # no hash says they are one: two
+    # Past epoch 0 the target has acted: two targets, two rows, even from one hash (never so).
+    trained = [probe("original", 0.50, epoch=10), probe("bottom", 0.50, epoch=10)]
+    assert sum("pretrain ep 10 of 100" in row for row in report.table(trained).splitlines()) == 2
+    # The epoch table's gap takes each cell's measurements: the repeat adds no weight to its cell.
+    later = [probe("original", 0.50, epoch=10, sha1="o10"), probe("bottom", 0.46, epoch=10, sha1="b10"),
+             probe("bottom", 0.46, epoch=10, sha1="b10"), probe("bottom", 0.40, epoch=10, sha1="b10s1", seed=1)]
+    [text] = report.epoch_tables(one_init + later)
+    assert text.splitlines()[5:] == [
+        "| 10 | 0.500 (kNN 0.400) | 0.430 ± 0.042 (n=2) (kNN 0.330 ± 0.042 (n=2)) | -0.070 (kNN -0.070) |"]
+
+
 def test_chart_draws_each_band_where_its_values_are():
     svg = ET.fromstring(report.line_chart({"top 75%": [0, 0.5, 1, -3], "bottom 25%": [1, None, 1, 1],
                                            "10-25%": [None, None, None, None]},

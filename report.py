@@ -4,12 +4,13 @@
     python report.py results/cifar10-jpeg --as cifar10   # an image folder holding CIFAR-10
 
 Each row is one dataset, pretraining target and scale; the paper's numbers (ViT-Tiny, 400
-pretraining epochs, one V100) stand beside ours. Runs that differ only by seed share a cell (mean
-± spread, n seeds); the same weights evaluated twice with one seed count once. Band-input rows
+pretraining epochs, one V100) stand beside ours. Runs that differ only by seed share a cell (mean ±
+spread, n seeds); the same weights evaluated twice with one seed count once. Band-input rows
 (finetune.py --input) follow in a second table: Balestriero & LeCun's supervised-on-a-band
-experiment. Then, for each schedule whose copies were probed at several pretraining epochs, a
-table of the probe against the epoch, a column per target and each target's gap to the original
-target's mean.
+experiment. A third gives each pretraining's own monitor at its end (loss against the trivial
+guess's, each band's explained share, kNN), seeds gathered. Then, for each schedule whose copies
+were probed at several pretraining epochs, a table of the probe against the epoch, a column per
+target and each target's gap to the original target's mean.
 explained_chart draws pretrain.py's per-band explained variance over epochs.
 """
 import hashlib
@@ -233,6 +234,35 @@ def table(results):
             paper = SUPERVISED_PAPER.get(band)
             paper = "-" if paper is None else f"{paper:.2f}"
             lines.append(f"| {dataset} | {band} band | {target} | {sc} | {cell(rs)} | {paper} |")
+    return "\n".join(lines)
+
+
+def monitor_table(runs):
+    """What each pretraining had learnt at its end, by its own monitor (the last line of its log):
+    a row per dataset, target and scale, seeds gathered as in the main table; a column per band
+    of the band monitor, its loss against the trivial guess's, and its kNN monitor. "-" where the
+    run has no such figure: a band outside its target, a norm-pix run, a log from before the
+    monitor was measured as now."""
+    rows, bands = {}, []
+    for run in runs:
+        (sc, order) = scale({"pretrain_config": run["config"], "config": None})
+        rows.setdefault((run["dataset"], target_name(run["config"]), order, sc), []).append(run)
+        bands += [band for band in run["explained"] if band not in bands]
+    def figure(group, value):  # the group's mean ± spread, if each of its runs has one
+        values = [value(run) for run in group]
+        return "-" if None in values else mean_spread(values)
+    columns = ["dataset", "target", "scale", "loss / trivial"] + bands + ["kNN monitor"]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    def config(run):  # a row's seeds gathered by their pretraining config
+        return run["config"]
+    for (dataset, target, _, sc), same_columns in sorted(rows.items()):
+        groups = gather(same_columns, config)
+        for group, label in zip(groups, apart(groups, config)):
+            cells = [figure(group, lambda run: run["loss_share"])]
+            cells += [figure(group, lambda run: run["explained"].get(band)) for band in bands]
+            cells.append(figure(group, lambda run: run["knn"]))
+            scale_text = sc + (f" ({label})" if label else "")
+            lines.append(f"| {dataset} | {target} | {scale_text} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -607,13 +637,32 @@ def read_result(path, folder_as=None):
     return r
 
 
-def pretraining_seconds(path):
-    """A summary.json's training time (0 where older code wrote none); one out of its range makes
-    it no summary.json of ours."""
-    seconds = files.read_json(path, "summary.json").get("train_seconds")
-    if seconds is not None and not number_within(seconds, 0, math.inf):
-        raise files.UserError(f"{path} is not a summary.json of this project (edited?)")
-    return seconds or 0
+def read_run(path, folder_as=None):
+    """A pretraining's summary.json, checked, and what its monitor said at the end (the last line
+    of the log.jsonl beside it): its training time, and, where it names its config, the dataset
+    (an image folder named as in read_result), config, loss against the trivial guess's, band
+    figures measured as now (explained_by) and kNN; None for the rest of an older run's."""
+    summary = files.read_json(path, "summary.json")
+    seconds, config = summary.get("train_seconds"), summary.get("config")
+    log = os.path.join(os.path.dirname(path), "log.jsonl")
+    last = (files.read_jsonl(log)[-1:] or [{}])[0] if os.path.exists(log) else {}
+    explained = last.get("explained") if last.get("explained_by") == EXPLAINED_BY else None
+    loss, trivial = last.get("loss"), last.get("trivial_loss")
+    figures = [last.get("knn")] + list((explained or {}).values())
+    within = (number_within(seconds, 0, math.inf) if seconds is not None else True) and all(
+        v is None or number_within(v, -math.inf, 1) for v in figures)
+    if (not within or not isinstance(explained or {}, dict)
+            or not all(v is None or number_within(v, 0, math.inf) for v in (loss, trivial))
+            or last.get("knn") is not None and not number_within(last["knn"], 0, 1)):
+        raise files.UserError(f"{path} (or the log.jsonl beside it) is not a pretraining run of "
+                              "this project (edited?)")
+    run = {"seconds": seconds or 0, "config": None}
+    if isinstance(config, dict) and describable(config) and "target" in config:
+        dataset = config.get("dataset", "?")
+        run |= {"config": config, "knn": last.get("knn"), "explained": explained or {},
+                "dataset": folder_as + FOLDER if folder_as and dataset == "folder" else dataset,
+                "loss_share": loss / trivial if loss is not None and trivial else None}
+    return run
 
 
 def main():
@@ -641,11 +690,18 @@ def main():
         said.append(f"wrote {probe_path}" if probe_chart(results, probe_path) else
                     f"no {probe_path}: no pretraining has probes of more than one epoch")
     summaries, summary_copies = under(args.folder, "summary.json")
-    pretraining = [pretraining_seconds(path) for path in summaries]  # all read before any line
+    runs = [read_run(path, args.folder_as) for path in summaries]  # all read before any line
     print(table(results))
+    if any(run["config"] for run in runs):
+        print("\nAt the end of each pretraining, its monitor (pretrain.py's last log line): the "
+              "loss against the trivial guess's (the mean target patch), the share of each PCA "
+              "band's hidden variance explained (1 all, 0 no more than the mean image), the kNN "
+              "accuracy on its --knn-train / --knn-test images\n")
+        print(monitor_table([run for run in runs if run["config"]]))
     for text in epoch_tables(results):
         print("\n" + text)
-    hours = (sum(r.get("seconds") or 0 for r in results) + sum(pretraining)) / 3600
+    seconds = sum(r.get("seconds") or 0 for r in results) + sum(run["seconds"] for run in runs)
+    hours = seconds / 3600
     print(f"\n{hours:.1f} hours of computing in all: the pretraining time of each summary.json and "
           "the time of each results.json")
     if said:

@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -377,6 +378,56 @@ def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():
     [text] = report.epoch_tables(one_init + later)
     assert text.splitlines()[5:] == [
         "| 10 | 0.500 (kNN 0.400) | 0.430 ± 0.042 (n=2) (kNN 0.330 ± 0.042 (n=2)) | -0.070 (kNN -0.070) |"]
+
+
+def test_monitor_table_gives_each_runs_last_monitor_line_seeds_gathered(tmp_path, run):
+    """What the band monitor shows each target learning, at the end: the last log line of each
+    ended pretraining, seeds gathered; "-" for a figure a run has not (a band outside its target,
+    a monitor measured otherwise, a norm-pix run), and an edited figure refused."""
+    def pretraining(name, target, seed, last, pct=25, **more):
+        config = {"dataset": "folder", "target": target, "pct": pct, "dim": 64, "depth": 2,
+                  "patch_size": 4, "epochs": 40, "seed": seed, "aug": "flip"} | more
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"config": config, "train_seconds": 1800}))
+        first = {"epoch": 1, "loss": 9.0, "trivial_loss": 9.0, "knn": 0.1}  # not the end: not read
+        (tmp_path / name / "log.jsonl").write_text(json.dumps(first) + "\n" + json.dumps({"epoch": 40} | last) + "\n")
+    def line(loss, trivial, knn, **explained):
+        return {"loss": loss, "trivial_loss": trivial, "knn": knn, "explained_by": report.EXPLAINED_BY,
+                "explained": {"top 75%": None, "10-25%": None, "bottom 10%": None} | explained}
+    pretraining("o0", "original", 0, line(0.2, 1.0, 0.40, **{"top 75%": 0.9, "10-25%": 0.4, "bottom 10%": 0.0}))
+    pretraining("o1", "original", 1, line(0.3, 1.0, 0.44, **{"top 75%": 0.8, "10-25%": 0.4, "bottom 10%": 0.1}))
+    pretraining("b0", "bottom", 0, line(0.6, 0.5, 0.50, **{"10-25%": 0.5, "bottom 10%": 0.125}))
+    pretraining("b1", "bottom", 1, line(0.2, 0.1, 0.46, **{"10-25%": -0.1, "bottom 10%": 0.1}))
+    pretraining("old", "bottom", 0, {"loss": 0.1, "knn": 0.3, "explained": {"10-25%": 0.9}}, pct=10)  # before the fix
+    pretraining("np", "original", 0, line(0.25, 1.0, 0.41) | {"explained_by": report.NORM_PIX_EXPLAINED_BY},
+                norm_pix_loss=True)
+    (tmp_path / "lp").mkdir()
+    (tmp_path / "lp" / "results.json").write_text(json.dumps(
+        {"dataset": "folder", "target": "original", "eval": "linprobe", "accuracy": 0.4, "epochs": 30,
+         "pretrain_config": {"dim": 64, "depth": 2, "patch_size": 4, "epochs": 40}}))
+    (tmp_path / "fine").mkdir()  # a summary naming no pretraining config: its time, no row
+    (tmp_path / "fine" / "summary.json").write_text(json.dumps({"train_seconds": 1800}))
+    code, out, err = run(report, tmp_path, "--as", "cifar10")
+    assert code == 0, err
+    monitor = out.split("kNN accuracy on its --knn-train / --knn-test images\n\n")[1].split("\n\n")[0]
+    scale = "ViT 64x2, patch 4, --aug flip, 40 pretrain ep"
+    assert monitor.splitlines() == [
+        "| dataset | target | scale | loss / trivial | top 75% | 10-25% | bottom 10% | kNN monitor |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| cifar10 (image folder) | bottom 10% | {scale} | - | - | - | - | 0.300 |",
+        f"| cifar10 (image folder) | bottom 25% | {scale} | 1.600 ± 0.566 (n=2) | - | 0.200 ± 0.424 (n=2) "
+        "| 0.113 ± 0.018 (n=2) | 0.480 ± 0.028 (n=2) |",
+        f"| cifar10 (image folder) | original | {scale} | 0.250 ± 0.071 (n=2) | 0.850 ± 0.071 (n=2) "
+        "| 0.400 ± 0.000 (n=2) | 0.050 ± 0.071 (n=2) | 0.420 ± 0.028 (n=2) |",
+        f"| cifar10 (image folder) | original, norm-pix loss | {scale} | 0.250 | - | - | - | 0.410 |"]
+    assert "\n3.5 hours of computing in all" in out  # seven summaries of 1800 s
+    # A figure no monitor gives (a share above 1, a kNN above 1, a negative loss) is an edit: refused.
+    for edit in ({"knn": 1.5}, {"explained": {"10-25%": 1.5}}, {"loss": -0.1}):
+        pretraining("edited", "bottom", 2, line(0.2, 1.0, 0.4) | edit)
+        code, out, err = run(report, tmp_path)
+        assert code == 2 and "edited/summary.json (or the log.jsonl beside it) is not a pretraining run" in err
+        assert one_line_error(code, err) and out == ""
+        shutil.rmtree(tmp_path / "edited")
 
 
 def test_chart_draws_each_band_where_its_values_are():

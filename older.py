@@ -36,6 +36,13 @@ WITHDRAWN = ("withdrawn: norm-pix figures made pixels with the hidden patches' o
              "scales, which credited the model with bands it did not know")
 
 
+# A norm-pix run's trivial guess (trivial_loss) was the mean image normalised, which scored above
+# even a guess of zeros, until the fix whose log lines named their band monitor thus (and since, as
+# report.NORM_PIX_EXPLAINED_BY); the lines from before name none, the plain one, or WITHDRAWN.
+NORM_PIX_TRIVIAL_FIXED_BY = ("the whole target, each patch guessed while hidden, against each "
+                             "patch flat at its own mean (norm-pix loss)")
+
+
 def measured_as(log):
     """What a log line's band monitor measured, named; lines that predate a fix named as such."""
     return log.get("explained_by", OLD_EXPLAINED_BY)

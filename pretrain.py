@@ -333,7 +333,7 @@ def main(argv=None):
                    "final_explained": log[-1].get("explained"),
                    "train_seconds": sum(line["seconds"] for line in log),
                    "wall_seconds_this_session": time.time() - t_start}
-        report.curves_chart(log, os.path.join(args.out, "curves.svg"), band_desc)
+        report.curves_chart(log, os.path.join(args.out, "curves.svg"), band_desc, cfg)
         if args.band_edges:
             report.explained_chart(log, os.path.join(args.out, "explained.svg"), band_desc)
         # written last: a run is ended (outfolder.ended_config) only once all it writes is written

@@ -118,16 +118,28 @@ def settings(r):
 WEIGHTS_KEYS = ("tensors_sha1", "ckpt_sha1", "weights_sha1")
 
 
+def measurement(r):
+    """What makes results one measurement: the same weights (an initialisation: its pretraining's
+    seed, which alone draws it; else the hash the config names), evaluated with the same seed and
+    settings. A result that names neither is a measurement of its own."""
+    c = r["config"] or {}
+    if r["target"] == UNTRAINED:
+        weights = (r["pretrain_config"] or {}).get("seed")
+    else:
+        weights = next((c[k] for k in WEIGHTS_KEYS if c.get(k)), None)
+    if weights is None:
+        return id(r)
+    same = {k: v for k, v in settings(r).items() if not seed_or_place(k)}
+    return json.dumps([weights, c.get("seed"), same], sort_keys=True)
+
+
 def measurements(results, key):
-    """The values of key ("accuracy", "knn") of results, one per measurement: evaluations of the
-    same weights (by hash) with the same seed are one, their mean (an initialisation probed in
-    each run that started from it is one seed, not several); None if any result lacks key."""
+    """The values of key ("accuracy", "knn") of results, one per measurement: the repeats of one
+    are their mean (an initialisation probed in each run that started from it counts once, not as
+    several seeds); None if any result lacks key."""
     repeats = {}
     for r in results:
-        c = r["config"] or {}
-        weights = next((c[k] for k in WEIGHTS_KEYS if c.get(k)), None)
-        same = id(r) if weights is None else (weights, c.get("seed"))  # unnamed: its own
-        repeats.setdefault(same, []).append(r.get(key))
+        repeats.setdefault(measurement(r), []).append(r.get(key))
     if any(v is None for values in repeats.values() for v in values):
         return None
     return [sum(values) / len(values) for values in repeats.values()]
@@ -239,10 +251,10 @@ def table(results):
 
 def monitor_table(runs):
     """What each pretraining had learnt at its end, by its own monitor (the last line of its log):
-    a row per dataset, target and scale, seeds gathered as in the main table; a column per band
-    of the band monitor, its loss against the trivial guess's, and its kNN monitor. "-" where the
-    run has no such figure: a band outside its target, a norm-pix run, a log from before the
-    monitor was measured as now."""
+    a row per dataset, target and scale, seeds gathered as in the main table; columns: its loss
+    against the trivial guess's, each band of the band monitor, its kNN monitor. "-" where a run
+    has no such figure: a band outside its target, a norm-pix run's bands, a log from before the
+    band monitor (or a norm-pix run's trivial guess) was made as now."""
     rows, bands = {}, []
     for run in runs:
         (sc, order) = scale({"pretrain_config": run["config"], "config": None})
@@ -306,11 +318,14 @@ def epoch_tables(results):
 def gap(results, reference):
     """The difference of two cells' mean probe (and kNN) accuracies, signed; "-" unless each cell
     holds one group of seeds (results that differ otherwise have no one mean) and the two differ
-    in their target alone."""
+    in their target alone; "same weights" where both hold the same measurements (the
+    initialisation both runs started from), whose difference is no finding."""
     groups, reference_groups = gather(results, settings), gather(reference, settings)
     if (len(groups) != 1 or len(reference_groups) != 1 or not comparable(
             both_configs(results[0], target=False), both_configs(reference[0], target=False))):
         return "-"
+    if {measurement(r) for r in results} == {measurement(r) for r in reference}:
+        return "same weights"
     def mean(key, rs):
         values = measurements(rs, key)
         return None if values is None else sum(values) / len(values)
@@ -438,6 +453,16 @@ def explained_by(cfg):
     return NORM_PIX_EXPLAINED_BY if cfg.get("norm_pix_loss") else EXPLAINED_BY
 
 
+def trivial_as_now(log, cfg):
+    """Whether a log line's trivial_loss is the trivial guess as now (the mean target patch): not
+    a norm-pix run's from before its fix (older.NORM_PIX_TRIVIAL_FIXED_BY), nor, where the config
+    is not known (a run under way), a line whose norm-pix figures were withdrawn."""
+    definition = log.get("explained_by")
+    if not cfg.get("norm_pix_loss"):
+        return definition != older.WITHDRAWN
+    return definition in (NORM_PIX_EXPLAINED_BY, older.NORM_PIX_TRIVIAL_FIXED_BY)
+
+
 def explained_chart(logs, path, target):
     """explained.svg: the share of the hidden variance of each spectrum band that the model
     explains, over epochs, from pretrain.py's log rows (bands outside a band target have no
@@ -460,11 +485,12 @@ def explained_chart(logs, path, target):
     return True
 
 
-def curves_chart(logs, path, target):
+def curves_chart(logs, path, target, cfg):
     """curves.svg: over a pretraining's epochs, its loss as a share of the trivial guess's (below
-    1: the model knows more than the mean target patch) and its kNN accuracy, where measured."""
-    ratio = [log["loss"] / log["trivial_loss"] if log.get("trivial_loss") else None
-             for log in logs]
+    1: the model knows more than the mean target patch) and its kNN accuracy, where measured (the
+    share where the trivial guess was made as now: trivial_as_now; cfg {} if not known)."""
+    ratio = [log["loss"] / log["trivial_loss"]
+             if log.get("trivial_loss") and trivial_as_now(log, cfg) else None for log in logs]
     series = {"loss / trivial guess's": ratio, "kNN accuracy": [log.get("knn") for log in logs]}
     high = min(2.0, max(1.0, math.ceil(max(v for v in ratio if v is not None) * 4) / 4)
                if any(v is not None for v in ratio) else 1.0)
@@ -564,7 +590,8 @@ def redraw_charts(folder):
             ended = files.read_json(summary, "summary.json") if os.path.exists(summary) else {}
             target = ended.get("target", run)
             if any("trivial_loss" in log for log in logs):  # older logs had no trivial guess
-                curves_chart(logs, os.path.join(run, "curves.svg"), target)
+                curves_chart(logs, os.path.join(run, "curves.svg"), target,
+                             ended.get("config") or {})
                 said.append(f"wrote {os.path.join(run, 'curves.svg')}")
             explained = os.path.join(run, "explained.svg")
             said.append(f"wrote {explained}" if explained_chart(logs, explained, target) else
@@ -638,31 +665,44 @@ def read_result(path, folder_as=None):
 
 
 def read_run(path, folder_as=None):
-    """A pretraining's summary.json, checked, and what its monitor said at the end (the last line
-    of the log.jsonl beside it): its training time, and, where it names its config, the dataset
-    (an image folder named as in read_result), config, loss against the trivial guess's, band
-    figures measured as now (explained_by) and kNN; None for the rest of an older run's."""
+    """A pretraining's summary.json, checked, with what its monitor said at its end (the last line
+    of the log.jsonl beside it, the last epoch's): its training time, and where the summary names
+    its config (older ones did not), its dataset (an image folder named as in read_result), config,
+    loss against the trivial guess's, band figures measured as now and kNN, each None where the
+    run has no such figure."""
     summary = files.read_json(path, "summary.json")
     seconds, config = summary.get("train_seconds"), summary.get("config")
+    edited = files.UserError(f"{path} (or the log.jsonl beside it) is not a pretraining run of "
+                             "this project (edited?)")
+    if seconds is not None and not number_within(seconds, 0, math.inf):
+        raise edited
+    if config is None:
+        return {"seconds": seconds or 0, "config": None}
+    if not (isinstance(config, dict) and "target" in config and describable(config)
+            and isinstance(config.get("dataset"), str)):
+        raise edited
     log = os.path.join(os.path.dirname(path), "log.jsonl")
-    last = (files.read_jsonl(log)[-1:] or [{}])[0] if os.path.exists(log) else {}
+    lines = files.read_jsonl(log) if os.path.exists(log) else []
+    last = lines[-1] if lines else {}
+    if lines and last.get("epoch") != config["epochs"]:
+        raise files.UserError(f"{log} ends before epoch {config['epochs']}, its run's last "
+                              "(cut short?)")
     explained = last.get("explained") if last.get("explained_by") == EXPLAINED_BY else None
-    loss, trivial = last.get("loss"), last.get("trivial_loss")
-    figures = [last.get("knn")] + list((explained or {}).values())
-    within = (number_within(seconds, 0, math.inf) if seconds is not None else True) and all(
-        v is None or number_within(v, -math.inf, 1) for v in figures)
-    if (not within or not isinstance(explained or {}, dict)
-            or not all(v is None or number_within(v, 0, math.inf) for v in (loss, trivial))
-            or last.get("knn") is not None and not number_within(last["knn"], 0, 1)):
-        raise files.UserError(f"{path} (or the log.jsonl beside it) is not a pretraining run of "
-                              "this project (edited?)")
-    run = {"seconds": seconds or 0, "config": None}
-    if isinstance(config, dict) and describable(config) and "target" in config:
-        dataset = config.get("dataset", "?")
-        run |= {"config": config, "knn": last.get("knn"), "explained": explained or {},
-                "dataset": folder_as + FOLDER if folder_as and dataset == "folder" else dataset,
-                "loss_share": loss / trivial if loss is not None and trivial else None}
-    return run
+    loss, knn = last.get("loss"), last.get("knn")
+    trivial = last.get("trivial_loss") if trivial_as_now(last, config) else None
+    if not (explained is None or isinstance(explained, dict)
+            and all(v is None or number_within(v, -math.inf, 1) for v in explained.values())):
+        raise edited
+    if not all(v is None or number_within(v, low, high) for v, low, high in (
+            (knn, 0, 1), (loss, 0, math.inf), (trivial, 0, math.inf))):
+        raise edited
+    share = loss / trivial if loss is not None and trivial else None
+    if share is not None and not number_within(share, 0, math.inf):
+        raise edited
+    dataset = config["dataset"]
+    return {"seconds": seconds or 0, "config": config, "loss_share": share, "knn": knn,
+            "dataset": folder_as + FOLDER if folder_as and dataset == "folder" else dataset,
+            "explained": explained or {}}
 
 
 def main():

@@ -327,7 +327,7 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     assert title == "Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, --aug flip, 100 pretrain ep"
     assert header == "| epoch | original | bottom 25% | top 25% | bottom 25% − original | top 25% − original |"
     assert rows == [
-        "| 0 | 0.400 (kNN 0.300) | 0.400 (kNN 0.300) | - | +0.000 (kNN +0.000) | - |",
+        "| 0 | 0.400 (kNN 0.300) | 0.400 (kNN 0.300) | - | same weights | - |",
         "| 10 | 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) | 0.460 ± 0.014 (n=2) (kNN 0.410 ± 0.000 (n=2)) "
         "| 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) | -0.050 (kNN -0.010) | +0.000 (kNN +0.000) |",
         "| 40 | - | 0.580 (kNN 0.480) | - | - | - |",
@@ -367,8 +367,21 @@ def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():
     assert "| 0.420 ± 0.028 (n=2) (kNN 0.320 ± 0.028 (n=2)), 30 ep |" in row
     [row] = untrained_rows(one_init + [probe("original", 0.46, probe_seed=1)])
     assert "| 0.430 ± 0.042 (n=2)" in row  # (0.40 + 0.40) / 2 and 0.46, apart
-    [row] = untrained_rows([probe("original", 0.40, sha1=None), probe("bottom", 0.44, sha1=None)])
-    assert "| 0.420 ± 0.028 (n=2)" in row  # no hash says they are one: two
+    # The init is drawn by the seed alone: each run's own file hash (older probes) names it no less.
+    by_file = [probe("original", 0.40, sha1=None), probe("bottom", 0.44, sha1=None)]
+    for r, name in zip(by_file, ("file-of-run-a", "file-of-run-b")):
+        r["config"] = {"seed": 0, "ckpt_sha1": name}
+    [row] = untrained_rows(by_file)
+    assert "| 0.420 (kNN 0.320), 30 ep |" in row
+    # Probed otherwise (one reads mean-pooled features; the other, older, names no pooling): two.
+    pooled = probe("bottom", 0.44)
+    pooled["config"] |= {"pool": "mean"}
+    [row] = untrained_rows(one_init + [pooled])
+    assert "| 0.420 ± 0.028 (n=2)" in row
+    # Past epoch 0, only a hash says two results are one: with none, two.
+    unnamed = [probe("original", 0.40, sha1=None, epoch=10), probe("original", 0.44, sha1=None, epoch=10)]
+    [row] = [row for row in report.table(unnamed).splitlines() if "pretrain ep 10 of 100" in row]
+    assert "| 0.420 ± 0.028 (n=2)" in row
     # Past epoch 0 the target has acted: two targets, two rows, even from one hash (never so).
     trained = [probe("original", 0.50, epoch=10), probe("bottom", 0.50, epoch=10)]
     assert sum("pretrain ep 10 of 100" in row for row in report.table(trained).splitlines()) == 2
@@ -376,6 +389,7 @@ def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():
     later = [probe("original", 0.50, epoch=10, sha1="o10"), probe("bottom", 0.46, epoch=10, sha1="b10"),
              probe("bottom", 0.46, epoch=10, sha1="b10"), probe("bottom", 0.40, epoch=10, sha1="b10s1", seed=1)]
     [text] = report.epoch_tables(one_init + later)
+    assert text.splitlines()[4].endswith("| same weights |")  # one init in both: no finding
     assert text.splitlines()[5:] == [
         "| 10 | 0.500 (kNN 0.400) | 0.430 ± 0.042 (n=2) (kNN 0.330 ± 0.042 (n=2)) | -0.070 (kNN -0.070) |"]
 
@@ -400,7 +414,10 @@ def test_monitor_table_gives_each_runs_last_monitor_line_seeds_gathered(tmp_path
     pretraining("b1", "bottom", 1, line(0.2, 0.1, 0.46, **{"10-25%": -0.1, "bottom 10%": 0.1}))
     pretraining("old", "bottom", 0, {"loss": 0.1, "knn": 0.3, "explained": {"10-25%": 0.9}}, pct=10)  # before the fix
     pretraining("np", "original", 0, line(0.25, 1.0, 0.41) | {"explained_by": report.NORM_PIX_EXPLAINED_BY},
-                norm_pix_loss=True)
+                norm_pix_loss=True, blr=1.5e-3)
+    # A norm-pix run from before its trivial guess was fixed (that guess scored above zeros'): no share.
+    pretraining("np-old", "original", 0, line(0.25, 1.6, 0.41) | {"explained_by": older.WITHDRAWN},
+                norm_pix_loss=True, blr=3e-3)
     (tmp_path / "lp").mkdir()
     (tmp_path / "lp" / "results.json").write_text(json.dumps(
         {"dataset": "folder", "target": "original", "eval": "linprobe", "accuracy": 0.4, "epochs": 30,
@@ -419,15 +436,28 @@ def test_monitor_table_gives_each_runs_last_monitor_line_seeds_gathered(tmp_path
         "| 0.113 ± 0.018 (n=2) | 0.480 ± 0.028 (n=2) |",
         f"| cifar10 (image folder) | original | {scale} | 0.250 ± 0.071 (n=2) | 0.850 ± 0.071 (n=2) "
         "| 0.400 ± 0.000 (n=2) | 0.050 ± 0.071 (n=2) | 0.420 ± 0.028 (n=2) |",
-        f"| cifar10 (image folder) | original, norm-pix loss | {scale} | 0.250 | - | - | - | 0.410 |"]
-    assert "\n3.5 hours of computing in all" in out  # seven summaries of 1800 s
-    # A figure no monitor gives (a share above 1, a kNN above 1, a negative loss) is an edit: refused.
-    for edit in ({"knn": 1.5}, {"explained": {"10-25%": 1.5}}, {"loss": -0.1}):
-        pretraining("edited", "bottom", 2, line(0.2, 1.0, 0.4) | edit)
+        f"| cifar10 (image folder) | original, norm-pix loss | {scale} (blr 0.0015) | 0.250 | - | - | - | 0.410 |",
+        f"| cifar10 (image folder) | original, norm-pix loss | {scale} (blr 0.003) | - | - | - | - | 0.410 |"]
+    assert "\n4.0 hours of computing in all" in out  # eight summaries of 1800 s
+    # A figure no monitor gives, of a wrong type, or a config no pretraining wrote: refused.
+    for edit, config in (({"knn": 1.5}, {}), ({"knn": -0.5}, {}), ({"explained": {"10-25%": 1.5}}, {}),
+                         ({"loss": -0.1}, {}), ({"explained": [0.5]}, {}), ({"trivial_loss": "1"}, {}),
+                         ({"loss": 1e308, "trivial_loss": 1e-308}, {}),  # a share past any float
+                         ({}, {"dataset": ["folder"]}), ({}, {"dataset": None}), ({}, {"epochs": "40"})):
+        pretraining("edited", "bottom", 2, line(0.2, 1.0, 0.4) | edit, **config)
         code, out, err = run(report, tmp_path)
         assert code == 2 and "edited/summary.json (or the log.jsonl beside it) is not a pretraining run" in err
         assert one_line_error(code, err) and out == ""
         shutil.rmtree(tmp_path / "edited")
+    # A log whose last line was cut short ends before its run did: its figures would be an epoch's
+    # before the end, so it is named, not read.
+    pretraining("cut", "bottom", 2, line(0.2, 1.0, 0.4))
+    with open(tmp_path / "cut" / "log.jsonl", "a") as f:
+        f.write('{"epoch": 41, "loss"')  # (a line cut short is dropped: the last whole one stays)
+    assert run(report, tmp_path)[0] == 0
+    (tmp_path / "cut" / "log.jsonl").write_text(json.dumps({"epoch": 39}) + "\n" + '{"epoch": 40, "lo')
+    code, out, err = run(report, tmp_path)
+    assert one_line_error(code, err) and "cut/log.jsonl ends before epoch 40, its run's last" in err
 
 
 def test_chart_draws_each_band_where_its_values_are():

@@ -18,6 +18,7 @@ import finetune
 import linprobe
 import model
 import monitor
+import older
 import pca_project
 import pretrain
 import report
@@ -195,7 +196,7 @@ def test_charts_tell_their_series_apart_and_draw_what_they_name(tmp_path):
     # curves.svg: the loss as a share of the trivial guess's at every epoch, kNN where measured
     logs = [{"loss": 0.06, "trivial_loss": 0.05}, {"loss": 0.04, "trivial_loss": 0.05},
             {"loss": 0.02, "trivial_loss": 0.05, "knn": 0.3}]
-    report.curves_chart(logs, tmp_path / "c.svg", "the image")
+    report.curves_chart(logs, tmp_path / "c.svg", "the image", {})
     svg = ET.fromstring((tmp_path / "c.svg").read_text())
     dots = [c for c in svg.iter(ns + "circle")]
     squares = [r for r in svg.iter(ns + "rect") if r.get("width") == "6"]
@@ -207,6 +208,13 @@ def test_charts_tell_their_series_apart_and_draw_what_they_name(tmp_path):
     ratio = [float(c.get("cy")) for c in dots if c.get("fill") == kinds["loss / trivial guess's"][0]][:3]
     expected = [bottom - 240 * v / 1.25 for v in (1.2, 0.8, 0.4)]
     assert all(abs(a - b) < 0.1 for a, b in zip(ratio, expected)), (ratio, expected)
+    # A norm-pix run's lines from before its trivial guess was fixed have no share: only the third's.
+    fixed = {"explained_by": report.NORM_PIX_EXPLAINED_BY}
+    for line, definition in zip(logs, (None, older.WITHDRAWN)):
+        line["explained_by"] = definition
+    report.curves_chart(logs[:2] + [logs[2] | fixed], tmp_path / "n.svg", "the image", {"norm_pix_loss": True})
+    svg = ET.fromstring((tmp_path / "n.svg").read_text())
+    assert len([c for c in svg.iter(ns + "circle") if c.get("fill") == kinds["loss / trivial guess's"][0]]) == 1 + 1
 
 
 def test_report_says_which_charts_it_wrote_and_why_not(pre, tmp_path, run):

@@ -625,13 +625,13 @@ def number_within(v, low, high):
 def describable(c):
     """Whether a config holds what the table reads of it (target_name, scale), each of its kind:
     a model's sizes and epochs, and a pretraining's target, its band, masking and noise."""
-    if not all(isinstance(c.get(k), int) and c[k] > 0 for k in ("dim", "depth", "patch_size")):
-        return False
+    if not all(type(c.get(k)) is int and c[k] > 0 for k in ("dim", "depth", "patch_size")):
+        return False  # (a bool is an int to isinstance)
     if "target" not in c:  # a fine-tune's own config
         return True
     band = c["target"] == "original" or number_within(c.get("pct"), 1e-9, 100)
     return (c["target"] in ("original", "bottom", "top") and band
-            and isinstance(c.get("epochs"), int) and c["epochs"] > 0
+            and type(c.get("epochs")) is int and c["epochs"] > 0
             and (c.get("masking") != "pca" or number_within(c.get("pca_mask_share"), 0, 1))
             and (not c.get("corruption") or number_within(c.get("sigma"), 0, math.inf)))
 

@@ -299,6 +299,7 @@ def main(argv=None):
         line = training.epoch_line(epoch, sums, ("loss", "trivial_loss"), sched, first, lr,
                                    precision,
                                    seconds=time.time() - t_epoch)
+        line["trivial_by"] = report.TRIVIAL_BY
         if training.main_process() and args.band_edges:
             t_monitor = time.time()
             line["explained"] = band_monitor(model, x_monitor, pcs, args.pca_mask_share,

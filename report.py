@@ -119,18 +119,16 @@ WEIGHTS_KEYS = ("tensors_sha1", "ckpt_sha1", "weights_sha1")
 
 
 def measurement(r):
-    """What makes results one measurement: the same weights (an initialisation: its pretraining's
-    seed, which alone draws it; else the hash the config names), evaluated with the same seed and
-    settings. A result that names neither is a measurement of its own."""
+    """What makes results of one cell group (gather) one measurement: the same weights (an
+    initialisation: its pretraining's seed, which alone draws it, whatever file each run's copy
+    was; else the hash the config names) evaluated with the same seed. A result that names neither
+    is a measurement of its own."""
     c = r["config"] or {}
     if r["target"] == UNTRAINED:
         weights = (r["pretrain_config"] or {}).get("seed")
     else:
         weights = next((c[k] for k in WEIGHTS_KEYS if c.get(k)), None)
-    if weights is None:
-        return id(r)
-    same = {k: v for k, v in settings(r).items() if not seed_or_place(k)}
-    return json.dumps([weights, c.get("seed"), same], sort_keys=True)
+    return id(r) if weights is None else json.dumps([weights, c.get("seed")])
 
 
 def measurements(results, key):
@@ -438,6 +436,9 @@ def line_chart(series, title, subtitle, xlabel, ylabel, low=-0.25, high=1.0, ste
     return "\n".join(out + ["</svg>\n"])
 
 
+# What pretrain.py's trivial guess is, named in each log line (a norm-pix run's: its normalised
+# target's mean patch); lines that name none predate the name (trivial_as_now).
+TRIVIAL_BY = "the mean target patch"
 # What pretrain.py's band monitor measures, named in each log line. Logs written before it was named
 # compared the masked patches only, whose cut edges credit a model with bands it cannot know.
 EXPLAINED_BY = "the whole target, each patch guessed while hidden"
@@ -454,10 +455,12 @@ def explained_by(cfg):
 
 
 def trivial_as_now(log, cfg):
-    """Whether a log line's trivial_loss is the trivial guess as now (the mean target patch): not
-    a norm-pix run's from before its fix (older.NORM_PIX_TRIVIAL_FIXED_BY), nor, where the config
-    is not known (a run under way), a line whose norm-pix figures were withdrawn."""
-    definition = log.get("explained_by")
+    """Whether a log line's trivial_loss is the trivial guess as now (TRIVIAL_BY): not a norm-pix
+    run's from before its fix (older.NORM_PIX_TRIVIAL_FIXED_BY), nor, where the config is not
+    known (a run under way), a line whose norm-pix figures were withdrawn."""
+    if log.get("trivial_by") == TRIVIAL_BY:
+        return True
+    definition = log.get("explained_by")  # lines before trivial_by: their band monitor tells
     if not cfg.get("norm_pix_loss"):
         return definition != older.WITHDRAWN
     return definition in (NORM_PIX_EXPLAINED_BY, older.NORM_PIX_TRIVIAL_FIXED_BY)
@@ -492,11 +495,17 @@ def curves_chart(logs, path, target, cfg):
     ratio = [log["loss"] / log["trivial_loss"]
              if log.get("trivial_loss") and trivial_as_now(log, cfg) else None for log in logs]
     series = {"loss / trivial guess's": ratio, "kNN accuracy": [log.get("knn") for log in logs]}
+    styles = kind_styles(series)  # each series its colour, whether drawn or not
+    withheld = ""
+    if all(v is None for v in ratio):
+        del series["loss / trivial guess's"]
+        withheld = "; no loss share: its trivial guess predates the fix" * any(
+            log.get("trivial_loss") for log in logs)
     high = min(2.0, max(1.0, math.ceil(max(v for v in ratio if v is not None) * 4) / 4)
                if any(v is not None for v in ratio) else 1.0)
     chart = line_chart(series, "Loss against the trivial guess's, and kNN accuracy",
-                       f"target: {target}", "epoch", "share", low=0, high=high, step=0.25,
-                       styles=kind_styles(series))
+                       f"target: {target}{withheld}", "epoch", "share", low=0, high=high,
+                       step=0.25, styles=styles)
     files.save_text(chart, path)
 
 
@@ -668,8 +677,8 @@ def read_run(path, folder_as=None):
     """A pretraining's summary.json, checked, with what its monitor said at its end (the last line
     of the log.jsonl beside it, the last epoch's): its training time, and where the summary names
     its config (older ones did not), its dataset (an image folder named as in read_result), config,
-    loss against the trivial guess's, band figures measured as now and kNN, each None where the
-    run has no such figure."""
+    loss against the trivial guess's and kNN (None where the run has no such figure), and the band
+    figures measured as now ({} where none)."""
     summary = files.read_json(path, "summary.json")
     seconds, config = summary.get("train_seconds"), summary.get("config")
     edited = files.UserError(f"{path} (or the log.jsonl beside it) is not a pretraining run of "
@@ -684,10 +693,11 @@ def read_run(path, folder_as=None):
     log = os.path.join(os.path.dirname(path), "log.jsonl")
     lines = files.read_jsonl(log) if os.path.exists(log) else []
     last = lines[-1] if lines else {}
-    if lines and last.get("epoch") != config["epochs"]:
-        raise files.UserError(f"{log} ends before epoch {config['epochs']}, its run's last "
-                              "(cut short?)")
-    explained = last.get("explained") if last.get("explained_by") == EXPLAINED_BY else None
+    if type(last.get("epoch")) is not int or last["epoch"] != config["epochs"]:
+        raise files.UserError(f"{log} does not end with epoch {config['epochs']}, its run's last "
+                              "(missing, cut short or edited?)")
+    measured = last.get("explained_by") == EXPLAINED_BY and not config.get("norm_pix_loss")
+    explained = last.get("explained") if measured else None
     loss, knn = last.get("loss"), last.get("knn")
     trivial = last.get("trivial_loss") if trivial_as_now(last, config) else None
     if not (explained is None or isinstance(explained, dict)

@@ -93,6 +93,7 @@ def test_a_run_to_a_file_says_how_it_goes_in_plain_lines_a_person_reads(fmnist_f
         assert progress[-1].startswith(f"epoch {epoch['epoch']}/2, step 6/6: loss {epoch['loss']:.4f}, ")
         text = next(line for line in lines if line.startswith(f"epoch {epoch['epoch']}/2 | "))
         ratio = epoch["loss"] / epoch["trivial_loss"]
+        assert epoch["trivial_by"] == report.TRIVIAL_BY  # what report.py draws a share of
         assert f"loss {epoch['loss']:.4f} ({ratio:.2f}x the trivial guess's {epoch['trivial_loss']:.4f})" in text
         assert f"kNN {epoch['knn']:.4f}" in text
         assert "explained: top 75% n/a, 10-25% " + format(epoch["explained"]["10-25%"], ".3f") in text
@@ -215,6 +216,10 @@ def test_charts_tell_their_series_apart_and_draw_what_they_name(tmp_path):
     report.curves_chart(logs[:2] + [logs[2] | fixed], tmp_path / "n.svg", "the image", {"norm_pix_loss": True})
     svg = ET.fromstring((tmp_path / "n.svg").read_text())
     assert len([c for c in svg.iter(ns + "circle") if c.get("fill") == kinds["loss / trivial guess's"][0]]) == 1 + 1
+    # With no share to draw, the chart names no such line, and says why.
+    report.curves_chart(logs[:2], tmp_path / "w.svg", "the image", {"norm_pix_loss": True})
+    texts = [t.text or "" for t in ET.fromstring((tmp_path / "w.svg").read_text()).iter(ns + "text")]
+    assert "loss / trivial guess's" not in texts and any("predates the fix" in t for t in texts)
 
 
 def test_report_says_which_charts_it_wrote_and_why_not(pre, tmp_path, run):

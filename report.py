@@ -514,51 +514,73 @@ def span(accuracies):
     return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None
 
 
+# What draws an initialisation besides its seed: pretrain.py seeds torch just before it builds the
+# model, so a seed gives one init for each shape of model and image, whatever the schedule after.
+INIT_KEYS = ("image_shape", "patch_size", "dim", "depth", "heads", "decoder_dim", "decoder_depth",
+             "decoder_heads", "attention")
+
+
+def initialisation(r):
+    """An epoch-0 copy's probe config and the pretraining keys that drew its weights (INIT_KEYS),
+    as settings: one seed's copies that agree on them are one initialisation."""
+    pre = r["pretrain_config"]
+    return (r["config"] or {}) | {f"pretrain.{k}": pre[k] for k in INIT_KEYS if k in pre}
+
+
 def probe_chart(results, path):
     """probe_epochs.svg: linear-probe accuracy against the pretraining epoch of the probed weights
-    (copies kept by pretrain.py --keep-epochs), a line per pretraining (seeds averaged, a bar
-    where several spread), a run with one probed epoch as a lone point, and the untrained encoders
-    (epoch-0 copies) as a grey level, their bar at epoch 0.
-    A target keeps its colour across schedules, and a schedule (patch, epochs) its shape. False if
-    nothing to draw."""
+    (copies kept by pretrain.py --keep-epochs), a line per pretraining (seeds gathered as in the
+    tables, each measurement once; a bar where several spread), a run with one probed epoch as a
+    lone point, and the untrained encoders (epoch-0 copies) as a grey level, their bar at epoch 0:
+    one level per initialisation's settings, a seed's init counted once whatever its schedule.
+    A target keeps its colour across schedules, and a schedule (patch, epochs) its shape; the
+    dataset leads each name where there are several. False if nothing to draw."""
     probes = [r for r in results if r["eval"] == "linprobe" and r.get("pretrain_config")]
-    runs, kinds = {}, {}
+    several = len({r["dataset"] for r in probes}) > 1
+    trained, kinds, runs = {}, {}, {}
     for r in probes:
-        c = r["pretrain_config"]
-        if r["target"] == UNTRAINED or r.get("pretrain_step"):
-            continue  # drawn as the level; weights of a stop mid-epoch have no epoch to stand at
-        schedule = f"patch {c['patch_size']}, {c['epochs']} ep, --aug {augmentation(c)}"
-        name = f"{r['target']}, {schedule}"
-        kinds[name] = (r["target"], schedule)
-        epoch = r.get("pretrain_epoch", c["epochs"])
-        runs.setdefault(name, {}).setdefault(epoch, []).append(r["accuracy"])
-    # One level per seed: the epoch-0 copies of one seed are one initialisation, whatever the
-    # schedule that followed.
-    inits = {}
-    for r in probes:
-        if r["target"] == UNTRAINED:
-            inits.setdefault(r["pretrain_config"]["seed"], []).append(r["accuracy"])
-    untrained = [sum(a) / len(a) for a in inits.values()]
+        # weights of a stop mid-epoch have no epoch to stand at
+        if r["target"] != UNTRAINED and not r.get("pretrain_step"):
+            c = r["pretrain_config"]
+            schedule = f"patch {c['patch_size']}, {c['epochs']} ep, --aug {augmentation(c)}"
+            trained.setdefault((r["dataset"], r["target"], schedule), []).append(r)
+    for (dataset, target, schedule), rs in trained.items():
+        groups = gather(rs, settings)
+        for group, label in zip(groups, apart(groups, settings)):
+            name = (f"{dataset}: " if several else "") + f"{target}, {schedule}"
+            name += f" ({label})" if label else ""
+            kinds[name] = (target, schedule)
+            for r in group:
+                epoch = r.get("pretrain_epoch", r["pretrain_config"]["epochs"])
+                runs.setdefault(name, {}).setdefault(epoch, []).append(r)
     if not any(len(epochs) > 1 for epochs in runs.values()):
         return False
-    xs = sorted({e for epochs in runs.values() for e in epochs} | ({0} if untrained else set()))
-    series = {name: [sum(epochs[e]) / len(epochs[e]) if e in epochs else None for e in xs]
-              for name, epochs in sorted(runs.items())}
-    ranges = {name: [span(epochs[e]) if e in epochs else None for e in xs]
+    points = {name: {e: measurements(rs, "accuracy") for e, rs in epochs.items()}
               for name, epochs in runs.items()}
+    untrained = [r for r in probes if r["target"] == UNTRAINED]
+    levels = {}
+    for dataset in sorted({r["dataset"] for r in untrained}):
+        inits = gather([r for r in untrained if r["dataset"] == dataset], initialisation)
+        for group, label in zip(inits, apart(inits, initialisation)):
+            values = measurements(group, "accuracy")
+            name = (f"{dataset}: " if several else "") + f"{UNTRAINED}, n={len(values)}"
+            levels[name + (f" ({label})" if label else "")] = values
+    xs = sorted({e for epochs in runs.values() for e in epochs} | ({0} if levels else set()))
+    series = {name: [sum(at[e]) / len(at[e]) if e in at else None for e in xs]
+              for name, at in sorted(points.items())}
+    ranges = {name: [span(at[e]) if e in at else None for e in xs] for name, at in points.items()}
     targets = sorted({target for target, _ in kinds.values()})
     # the schedule with the most probed epochs (the lines) in dots
-    points = {schedule: max(len(runs[n]) for n in runs if kinds[n][1] == schedule)
-              for _, schedule in kinds.values()}
-    schedules = sorted(points, key=lambda schedule: (-points[schedule], schedule))
+    most = {schedule: max(len(runs[n]) for n in runs if kinds[n][1] == schedule)
+            for _, schedule in kinds.values()}
+    schedules = sorted(most, key=lambda schedule: (-most[schedule], schedule))
     styles = {name: (KINDS[targets.index(target) % (len(KINDS) - 1)],
                      SHAPES[schedules.index(schedule) % len(SHAPES)])
               for name, (target, schedule) in kinds.items()}
-    if untrained:
-        level = f"{UNTRAINED}, n={len(untrained)}"
-        series[level] = [sum(untrained) / len(untrained)] * len(xs)
-        styles[level] = (KINDS[-1], "circle")  # the grey, which no target takes
-        ranges[level] = [span(untrained)]  # at epoch 0, where the untrained encoders are
+    for k, (name, values) in enumerate(levels.items()):
+        series[name] = [sum(values) / len(values)] * len(xs)
+        styles[name] = (KINDS[-1], SHAPES[k % len(SHAPES)])  # the grey, which no target takes
+        ranges[name] = [span(values)]  # at epoch 0, where the untrained encoders are
     drawn = [v for values in series.values() for v in values if v is not None]
     drawn += [end for bars in ranges.values() for bar in bars if bar is not None for end in bar]
     low, high = math.floor(min(drawn) * 20) / 20, math.ceil(max(drawn) * 20) / 20

@@ -303,6 +303,50 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
         pytest.approx((xs[1], height(0.54), height(0.50)), abs=0.2)]
 
 
+def test_probe_chart_gathers_as_the_tables_do(tmp_path, monkeypatch):
+    """Each line of the chart is one table cell's runs: datasets and models apart, each measurement
+    once (a probe repeated on the same weights is one seed, not two); an untrained level per dataset
+    and model, one seed's init counted once across schedules."""
+    def probe(accuracy, epoch, seed=0, dataset="cifar10", dim=64, epochs=20):
+        pre = {"target": "original", "pct": None, "dim": dim, "depth": 2, "patch_size": 4,
+               "epochs": epochs, "seed": seed, "aug": "flip"}
+        return {"dataset": dataset, "target": report.UNTRAINED if epoch == 0 else "original",
+                "eval": "linprobe", "accuracy": accuracy, "epochs": 30, "pretrain_epoch": epoch,
+                "config": {"dataset": dataset, "seed": 0,
+                           "tensors_sha1": f"{dataset} {dim} {seed} {epoch} {epochs}"},
+                "pretrain_config": pre}
+    results = [probe(0.40, 0), probe(0.50, 10), probe(0.60, 20),
+               probe(0.54, 10),  # seed 0's epoch 10 probed again: their mean, 0.52
+               probe(0.42, 0, seed=1), probe(0.56, 10, seed=1), probe(0.62, 20, seed=1),
+               probe(0.40, 0, epochs=100),  # seed 0's init, in a longer run: no third seed
+               probe(0.45, 0, dim=128), probe(0.55, 10, dim=128), probe(0.65, 20, dim=128),
+               probe(0.30, 0, dataset="stl10"), probe(0.35, 10, dataset="stl10"),
+               probe(0.40, 20, dataset="stl10")]
+    drawn = {}
+    def line_chart(series, *args, ranges, **kwargs):
+        drawn.update(series=series, ranges=ranges, xs=kwargs["xs"])
+        return "<svg/>"
+    monkeypatch.setattr(report, "line_chart", line_chart)
+    assert report.probe_chart(results, tmp_path / "chart.svg")
+    assert drawn["xs"] == [0, 10, 20]
+    schedule = "original, patch 4, 20 ep, --aug flip"
+    level = f"{report.UNTRAINED}, n="
+    rounded = {name: [v if v is None else round(v, 6) for v in values]
+               for name, values in drawn["series"].items()}
+    assert rounded == {
+        f"cifar10: {schedule} (pretrain.dim 128)": [None, 0.55, 0.65],
+        f"cifar10: {schedule} (pretrain.dim 64)": [None, 0.54, 0.61],
+        f"stl10: {schedule}": [None, 0.35, 0.40],
+        f"cifar10: {level}2 (pretrain.dim 64)": [0.41] * 3,
+        f"cifar10: {level}1 (pretrain.dim 128)": [0.45] * 3,
+        f"stl10: {level}1": [0.30] * 3}
+    ranges = drawn["ranges"]
+    assert ranges[f"cifar10: {schedule} (pretrain.dim 64)"] == [
+        None, pytest.approx((0.52, 0.56)), pytest.approx((0.60, 0.62))]
+    assert ranges[f"cifar10: {level}2 (pretrain.dim 64)"] == [pytest.approx((0.40, 0.42))]
+    assert ranges[f"stl10: {schedule}"] == [None] * 3 and ranges[f"stl10: {level}1"] == [None]
+
+
 def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     """The findings' numbers: at each pretraining epoch, each target's probes (seeds gathered) and
     its gap to the original target's mean; a target equal to the original's gains nothing (+0.000)."""

@@ -20,51 +20,67 @@ MUTANTS = [
      "tests/test_method.py::test_encoder_sees_only_the_visible_patches"),
     ("loss on every patch", "model.py", "return (loss * mask).sum() / mask.sum()",
      "return loss.mean()", "tests/test_pretrain.py::test_loss_is_on_masked_patches_only"),
-    ("set_lr ignores lr_scale", "training.py", 'group["lr"] = lr * group["lr_scale"]', 'group["lr"] = lr',
-     "tests/test_method.py::test_layer_decay_reaches_the_optimizer"),
-    ("probe without BatchNorm", "linprobe.py", "nn.BatchNorm1d(feats.shape[1], affine=False, eps=1e-6)",
+    ("set_lr ignores lr_scale", "training.py", 'group["lr"] = lr * group["lr_scale"]',
+     'group["lr"] = lr', "tests/test_method.py::test_layer_decay_reaches_the_optimizer"),
+    ("probe without BatchNorm", "linprobe.py",
+     "nn.BatchNorm1d(feats.shape[1], affine=False, eps=1e-6)",
      "nn.Identity()", "tests/test_method.py::test_linear_probe_normalises_its_features"),
-    ("probe SGD without momentum, with weight decay", "linprobe.py", "momentum=0.9, weight_decay=0.0",
-     "momentum=0.0, weight_decay=0.05", "tests/test_method.py::test_linear_probe_uses_sgd_with_momentum_and_no_weight_decay"),
-    ("flip never happens", "data.py", "flip = torch.where(u_flip < 0.5, -1.0, 1.0)", "flip = torch.ones_like(u_flip)",
-     "tests/test_method.py::test_crop_keeps_20_to_100_percent_of_the_area_and_flips_half_the_images"),
+    ("probe SGD without momentum, with weight decay", "linprobe.py",
+     "momentum=0.9, weight_decay=0.0", "momentum=0.0, weight_decay=0.05",
+     "tests/test_method.py::test_linear_probe_uses_sgd_with_momentum_and_no_weight_decay"),
+    ("flip never happens", "data.py", "flip = torch.where(u_flip < 0.5, -1.0, 1.0)",
+     "flip = torch.ones_like(u_flip)",
+     "tests/test_method.py::"
+     "test_crop_keeps_20_to_100_percent_of_the_area_and_flips_half_the_images"),
     ("crop area 0.02-1", "data.py", "area = 0.2 + 0.8 * u_area", "area = 0.02 + 0.98 * u_area",
-     "tests/test_method.py::test_crop_keeps_20_to_100_percent_of_the_area_and_flips_half_the_images"),
+     "tests/test_method.py::"
+     "test_crop_keeps_20_to_100_percent_of_the_area_and_flips_half_the_images"),
     ("kNN votes for the least similar", "features.py", ".topk(min(k, len(train_feats)), dim=1)",
      ".topk(min(k, len(train_feats)), dim=1, largest=False)",
      "tests/test_method.py::test_knn_votes_for_the_most_similar_neighbours"),
-    ("band rule: bottom takes one component too many", "pca_project.py", 'return slice(0, k) if target == "bottom"',
-     'return slice(0, k + 1) if target == "bottom"', "tests/test_pca.py::test_bands_partition_and_follow_the_share_rule"),
-    ("top band is not the complement of the bottom", "pca_project.py", 'else slice(k, len(pca["eigvals"]))',
+    ("band rule: bottom takes one component too many", "pca_project.py",
+     'return slice(0, k) if target == "bottom"', 'return slice(0, k + 1) if target == "bottom"',
+     "tests/test_pca.py::test_bands_partition_and_follow_the_share_rule"),
+    ("top band is not the complement of the bottom", "pca_project.py",
+     'else slice(k, len(pca["eigvals"]))',
      'else slice(len(pca["eigvals"]) - k, len(pca["eigvals"]))',
      "tests/test_pca.py::test_bands_partition_and_follow_the_share_rule"),
     ("target from the un-augmented batch", "data.py", "return x, pca_project.to_band(x, pcs)",
      "return x, pca_project.to_band(x_uint8.float() / 255, pcs)",
      "tests/test_pretrain.py::test_target_is_the_band_of_the_augmented_batch"),
-    ("PCA fitted on train and test", "dataset_pca.py", 'x = data.images(dataset, images, data_dir, image_size, download)',
-     'x = torch.cat([data.load(dataset, s, data_dir, image_size, download)[0] for s in ("train", "test")])',
+    ("PCA fitted on train and test", "dataset_pca.py",
+     'x = data.images(dataset, images, data_dir, image_size, download)',
+     'x = torch.cat([data.load(dataset, s, data_dir, image_size, download)[0] '
+     'for s in ("train", "test")])',
      "tests/test_pca.py"),
     ("reported accuracy not the final weights'", "finetune.py",
      'test_accuracy = log[-1]["test_accuracy"]', 'test_accuracy = log[0]["test_accuracy"]',
      "tests/test_eval.py::test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch"),
-    ("norm-pix prediction left normalised in the grid", "monitor.py", "    if model.norm_pix_loss:\n        tp = model.patchify(target)",
-     "    if False:\n        tp = model.patchify(target)", "tests/test_method.py::test_norm_pix_loss_normalises_each_target_patch_and_the_grid_undoes_it"),
+    ("norm-pix prediction left normalised in the grid", "monitor.py",
+     "    if model.norm_pix_loss:\n        tp = model.patchify(target)",
+     "    if False:\n        tp = model.patchify(target)",
+     "tests/test_method.py::"
+     "test_norm_pix_loss_normalises_each_target_patch_and_the_grid_undoes_it"),
     ("smaller side: complement formula flipped", "pca_project.py",
      'return (x.flatten(1) - part if pcs["complement"] else part + pcs["mean"])',
      'return (part + pcs["mean"] if pcs["complement"] else x.flatten(1) - part)',
      "tests/test_pca.py::test_targets_through_the_smaller_side_equal_the_full_projection"),
-    ("monitor: largest band left at zero", "monitor.py", 'sq[pcs["largest"]] = diff.pow(2).sum() - sq.sum()',
+    ("monitor: largest band left at zero", "monitor.py",
+     'sq[pcs["largest"]] = diff.pow(2).sum() - sq.sum()',
      "pass", "tests/test_pca.py::test_targets_through_the_smaller_side_equal_the_full_projection"),
     ("resume forgets the random state", "training.py", 'set_rng_state(ckpt["rng"])', "pass",
      "tests/test_method.py::test_finetune_resume_ends_with_the_same_weights"),
     ("pretraining draws from the global generator", "pretrain.py",
      "g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step)", "g = None",
      "tests/test_pretrain.py::test_a_step_draws_from_seed_and_step_alone"),
-    ("--amp ignored", "training.py", 'amp = device.type == "cuda" if args.amp is None else args.amp',
-     'amp = device.type == "cuda"', "tests/test_eval.py::test_amp_pipeline_runs_under_bf16_autocast_on_cpu"),
+    ("--amp ignored", "training.py",
+     'amp = device.type == "cuda" if args.amp is None else args.amp',
+     'amp = device.type == "cuda"',
+     "tests/test_eval.py::test_amp_pipeline_runs_under_bf16_autocast_on_cpu"),
     ("monitor on the masked patches only", "monitor.py", "        truth = target\n",
      "        _, _, _, pred, m = predict(model, x_uint8, pcs, mask_share, sigma)\n"
-     "        truth, given, guess = target, target * (1 - m) + mean * m, target * (1 - m) + pred * m\n",
+     "        truth, given, guess = target, target * (1 - m) + mean * m, "
+     "target * (1 - m) + pred * m\n",
      "tests/test_pretrain.py::test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds"),
     ("norm-pix monitor gives a figure", "monitor.py",
      "    if model.norm_pix_loss:\n        return None", "    if False:\n        return None",
@@ -74,9 +90,11 @@ MUTANTS = [
      "    if True:\n        m = model.patchify(data.mean_image(x_pre)[None])\n"
      "        return normalize_patches(m) if args.norm_pix_loss else m",
      "tests/test_pretrain.py::test_trivial_guess_is_the_mean_target_patch"),
-    ("monitor takes patches the model saw", "monitor.py", "take = todo & mask.bool()", "take = todo",
+    ("monitor takes patches the model saw", "monitor.py",
+     "take = todo & mask.bool()", "take = todo",
      "tests/test_pretrain.py::test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds"),
-    ("block masking biased by position", "model.py", "return blur_on_torus(noise, sigma=g / 5).flatten(1)",
+    ("block masking biased by position", "model.py",
+     "return blur_on_torus(noise, sigma=g / 5).flatten(1)",
      'return F.interpolate(noise[:, None, ::4, ::4], size=(g, g), mode="bilinear").flatten(1)',
      "tests/test_pretrain.py::test_block_masking_keeps_every_position_equally_often"),
     ("no-pretraining ViT skips MAE's init", "model.py", "        init_weights(self)\n", "\n",
@@ -84,26 +102,33 @@ MUTANTS = [
     ("wave attention's BatchNorm on masked grids", "pretrain.py",
      'if args.attention == "wave" and args.masking != "pca" and not args.corruption:', "if False:",
      "tests/test_alternatives.py::test_wave_attention_through_pretraining_probe_and_fine_tuning"),
-    ("band target under autocast", "pca_project.py", "    with exact_float32(x.device.type):\n        part =",
-     "    if True:\n        part =",
-     "tests/test_pretrain.py::test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision"),
+    ("band target under autocast", "pca_project.py",
+     "    with exact_float32(x.device.type):\n        part =", "    if True:\n        part =",
+     "tests/test_pretrain.py::"
+     "test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision"),
     # issue 23's mechanisms: nothing lost, nothing silently wrong
-    ("a held folder not held", "files.py", 'if key in _HELD or os.environ.get("RANK", "0") != "0":', "if True:",
+    ("a held folder not held", "files.py",
+     'if key in _HELD or os.environ.get("RANK", "0") != "0":', "if True:",
      "tests/test_round_two.py -k held"),
-    ("labels outside the classes accepted", "data.py", "if bad := ((y < 0) | (y >= classes)).nonzero()[:1, 0].tolist():",
+    ("labels outside the classes accepted", "data.py",
+     "if bad := ((y < 0) | (y >= classes)).nonzero()[:1, 0].tolist():",
      "if bad := []:", "tests/test_round_two.py -k cifar_batches"),
-    ("a folder's cache blind to its train classes", "data.py", 'stamp += "/" + "/".join(_folder_classes(data_dir))',
+    ("a folder's cache blind to its train classes", "data.py",
+     'stamp += "/" + "/".join(_folder_classes(data_dir))',
      "pass", "tests/test_round_two.py -k follow_the_train"),
-    ("the run's data not in its config", "pretrain.py", 'cfg["data_sha1"] = data.identity(x_pre, *labelled)', "pass",
+    ("the run's data not in its config", "pretrain.py",
+     'cfg["data_sha1"] = data.identity(x_pre, *labelled)', "pass",
      "tests/test_round_two.py -k other_data"),
-    ("killed writers' temp files left", "files.py", "if m and entry.is_file() and not alive(int(m[1])):", "if False:",
+    ("killed writers' temp files left", "files.py",
+     "if m and entry.is_file() and not alive(int(m[1])):", "if False:",
      "tests/test_round_two.py -k temp_files"),
     ("probe chart: the seeds' range not drawn", "report.py",
      "return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None", "return None",
      "tests/test_eval.py::test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it"),
     ("one initialisation probed in two runs counted as two seeds", "report.py",
      'weights = (r["pretrain_config"] or {}).get("seed")', "weights = None",
-     "tests/test_eval.py::test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement"),
+     "tests/test_eval.py::"
+     "test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement"),
     ("monitor table: figures of a withdrawn band monitor shown", "report.py",
      'measured = last.get("explained_by") == EXPLAINED_BY and not config.get("norm_pix_loss")',
      'measured = bool(last.get("explained"))',
@@ -126,27 +151,37 @@ MUTANTS = [
     ("a run older code started resumed as today's", "outfolder.py",
      "    return older | old\n", "    return old\n",
      "tests/test_nothing_lost.py -k older_code"),
-    ("an ended fine-tune known by its checkpoint's path", "finetune.py", 'known["ckpt"] = None', "pass",
-     "tests/test_nothing_lost.py -k without_its_checkpoints"),
+    ("an ended fine-tune known by its checkpoint's path", "finetune.py", 'known["ckpt"] = None',
+     "pass", "tests/test_nothing_lost.py -k without_its_checkpoints"),
     ("the walker follows a loop", "files.py", "if (st.st_dev, st.st_ino) in folders:", "if False:",
-     "tests/test_round_three.py::test_the_walker_yields_each_real_file_once_breaks_loops_and_names_what_is_no_file"),
-    ("the walker yields a file twice", "files.py", "if (st.st_dev, st.st_ino) not in seen:", "if True:",
-     "tests/test_round_three.py::test_the_walker_yields_each_real_file_once_breaks_loops_and_names_what_is_no_file"),
+     "tests/test_round_three.py::"
+     "test_the_walker_yields_each_real_file_once_breaks_loops_and_names_what_is_no_file"),
+    ("the walker yields a file twice", "files.py",
+     "if (st.st_dev, st.st_ino) not in seen:", "if True:",
+     "tests/test_round_three.py::"
+     "test_the_walker_yields_each_real_file_once_breaks_loops_and_names_what_is_no_file"),
     ("the opener opens a folder", "files.py", "if stat.S_ISDIR(mode):", "if False:",
-     "tests/test_round_three.py::test_the_opener_names_a_folder_a_pipe_and_a_dead_link_in_one_line"),
+     "tests/test_round_three.py::"
+     "test_the_opener_names_a_folder_a_pipe_and_a_dead_link_in_one_line"),
     ("an empty path names the current folder", "cli.py", "if not text:", "if False:",
-     "tests/test_round_three.py::test_a_lock_that_is_a_folder_and_odd_names_are_one_line_and_leave_nothing"),
+     "tests/test_round_three.py::"
+     "test_a_lock_that_is_a_folder_and_odd_names_are_one_line_and_leave_nothing"),
     ("a batch without an upper end", "cli.py", "batch = within(1, 2**20, high_in=True, kind=int)",
      "batch = within(1, math.inf, kind=int)",
-     "tests/test_round_three.py::test_every_number_past_what_the_code_honours_is_refused_by_its_flag_before_any_data"),
+     "tests/test_round_three.py::"
+     "test_every_number_past_what_the_code_honours_is_refused_by_its_flag_before_any_data"),
     ("export writes over its input", "outfolder.py",
      "if any(same(i) for i in inputs):", "if False:",
      "tests/test_round_three.py::test_export_never_writes_over_its_input_or_a_file_of_a_run"),
-    ("a script writes into another script's run", "outfolder.py", "if holder not in (None, script):",
-     "if False:", "tests/test_round_three.py::test_no_script_writes_into_another_scripts_run_and_says_so_before_any_data"),
+    ("a script writes into another script's run", "outfolder.py",
+     "if holder not in (None, script):", "if False:",
+     "tests/test_round_three.py::"
+     "test_no_script_writes_into_another_scripts_run_and_says_so_before_any_data"),
     ("mid-epoch weights called untrained", "report.py",
-     'if r.get("pretrain_epoch") == 0 and not r.get("pretrain_step"):', 'if r.get("pretrain_epoch") == 0:',
-     "tests/test_round_three.py::test_weights_of_a_stop_mid_epoch_are_reported_with_their_steps_never_as_untrained"),
+     'if r.get("pretrain_epoch") == 0 and not r.get("pretrain_step"):',
+     'if r.get("pretrain_epoch") == 0:',
+     "tests/test_round_three.py::"
+     "test_weights_of_a_stop_mid_epoch_are_reported_with_their_steps_never_as_untrained"),
     ("summary.json before the charts", "pretrain.py",
      'report.curves_chart(log, os.path.join(args.out, "curves.svg"), band_desc, cfg)',
      'files.save_json(summary, os.path.join(args.out, "summary.json")); '
@@ -155,16 +190,24 @@ MUTANTS = [
     ("results.json figures out of range", "report.py",
      "within = all(r.get(k) is None or number_within(r[k], low, high)",
      "within = True or all(r.get(k) is None or number_within(r[k], low, high)",
-     "tests/test_round_three.py::test_a_results_json_with_a_figure_out_of_its_range_is_no_results_json"),
-    ("a contradicting flag silently overridden", "checkpoints.py", "if given is not None and given != value:",
-     "if False:", "tests/test_round_three.py::test_a_flag_the_checkpoint_overrides_is_refused_where_it_contradicts_it"),
+     "tests/test_round_three.py::"
+     "test_a_results_json_with_a_figure_out_of_its_range_is_no_results_json"),
+    ("a contradicting flag silently overridden", "checkpoints.py",
+     "if given is not None and given != value:", "if False:",
+     "tests/test_round_three.py::"
+     "test_a_flag_the_checkpoint_overrides_is_refused_where_it_contradicts_it"),
     ("a lock file left behind", "files.py", "        if made:\n", "        if False:\n",
      "tests/test_round_three.py::test_resume_of_a_folder_that_holds_no_run_says_so"),
+    ("a chart point counting a repeated probe twice", "report.py",
+     'points = {name: {e: measurements(rs, "accuracy")',
+     'points = {name: {e: [r["accuracy"] for r in rs]',
+     "tests/test_eval.py::test_probe_chart_gathers_as_the_tables_do"),
 ]
 
 
 def main():
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
     survived = []
     with tempfile.TemporaryDirectory() as scratch:
         for path in files:
@@ -174,15 +217,18 @@ def main():
             with open(os.path.join(scratch, path)) as f:
                 original = f.read()
             if original.count(code) != 1:
-                sys.exit(f"error: mutant {name!r}: the code to break is not found exactly once in {path}")
+                sys.exit(f"error: mutant {name!r}: the code to break is not found exactly once "
+                         f"in {path}")
             with open(os.path.join(scratch, path), "w") as f:
                 f.write(original.replace(code, broken))
             t0 = time.time()
-            p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()],
+            p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p",
+                                "no:cacheprovider", *tests.split()],
                                cwd=scratch, capture_output=True, text=True)
             with open(os.path.join(scratch, path), "w") as f:
                 f.write(original)
-            print(f"{'killed  ' if p.returncode == 1 else 'SURVIVED'} {name} ({time.time() - t0:.0f} s)", flush=True)
+            print(f"{'killed  ' if p.returncode == 1 else 'SURVIVED'} {name} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
             if p.returncode != 1:  # 1: tests failed; 0: passed; anything else: they could not run
                 survived.append(name)
     print(f"{len(MUTANTS) - len(survived)} of {len(MUTANTS)} mutants killed"

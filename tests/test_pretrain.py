@@ -18,14 +18,14 @@ from test_pca import one_line_error
 
 
 def tiny_mae(**kw):
-    return model.MAE(image_size=16, patch_size=2, channels=3, dim=32, depth=1, heads=2, decoder_dim=32,
-                     decoder_depth=1, decoder_heads=2, **kw)
+    return model.MAE(image_size=16, patch_size=2, channels=3, dim=32, depth=1, heads=2,
+                     decoder_dim=32, decoder_depth=1, decoder_heads=2, **kw)
 
 
 @pytest.mark.parametrize("channels,patch", [(1, 4), (3, 2), (3, 8)])
 def test_unpatchify_inverts_patchify(channels, patch):
-    m = model.MAE(image_size=16, patch_size=patch, channels=channels, dim=32, depth=1, heads=2, decoder_dim=32,
-                  decoder_depth=1, decoder_heads=2)
+    m = model.MAE(image_size=16, patch_size=patch, channels=channels, dim=32, depth=1, heads=2,
+                  decoder_dim=32, decoder_depth=1, decoder_heads=2)
     x = torch.rand(3, channels, 16, 16)
     patches = m.patchify(x)
     assert patches.shape == (3, (16 // patch) ** 2, patch * patch * channels)
@@ -33,11 +33,12 @@ def test_unpatchify_inverts_patchify(channels, patch):
     assert torch.equal(m.unpatchify(patches), x)
 
 
-@pytest.mark.parametrize("masking,ratio", [("random", 0.75), ("random", 0.6), ("block", 0.75), ("block", 0.3),
-                                           ("grid", 0.75), ("grid", 8 / 9)])
+@pytest.mark.parametrize("masking,ratio", [("random", 0.75), ("random", 0.6), ("block", 0.75),
+                                           ("block", 0.3), ("grid", 0.75), ("grid", 8 / 9)])
 def test_masked_count_is_exact(masking, ratio):
+    # 12 x 12 patches
     m = model.MAE(image_size=24, patch_size=2, channels=3, dim=32, depth=1, heads=2, decoder_dim=32,
-                  decoder_depth=1, decoder_heads=2, mask_ratio=ratio, masking=masking)  # 12 x 12 patches
+                  decoder_depth=1, decoder_heads=2, mask_ratio=ratio, masking=masking)
     x = torch.rand(16, 3, 24, 24)
     _, pred, mask = m(x, x)
     assert pred.shape == (16, 144, 12)
@@ -57,15 +58,16 @@ def test_masked_count_is_exact(masking, ratio):
 def test_block_masking_keeps_every_position_equally_often(grid):
     """Large contiguous masked regions, the exact count, and no position favoured: each is kept with
     the mean probability (within 10%) over 4,000 masks."""
-    m = model.MAE(image_size=grid * 2, patch_size=2, channels=1, dim=32, depth=1, heads=2, decoder_dim=32,
-                  decoder_depth=1, decoder_heads=2, masking="block")
+    m = model.MAE(image_size=grid * 2, patch_size=2, channels=1, dim=32, depth=1, heads=2,
+                  decoder_dim=32, decoder_depth=1, decoder_heads=2, masking="block")
     scores = m.mask_scores(4000, "cpu", torch.Generator().manual_seed(0))
     mask = m.split(scores)[2]
     assert (mask.sum(1) == round(0.75 * grid ** 2)).all()
     kept = 1 - mask.mean(0)
     assert (kept - kept.mean()).abs().max() < 0.1 * kept.mean(), kept.view(grid, grid)
     masks = mask.view(-1, grid, grid)
-    same = ((masks[:, 1:] == masks[:, :-1]).float().mean() + (masks[:, :, 1:] == masks[:, :, :-1]).float().mean()) / 2
+    same = ((masks[:, 1:] == masks[:, :-1]).float().mean()
+            + (masks[:, :, 1:] == masks[:, :, :-1]).float().mean()) / 2
     assert same > 0.8  # random masking at 0.75: 0.625
 
 
@@ -79,7 +81,8 @@ def test_a_vit_from_scratch_starts_from_the_mae_init():
     assert encoder.state_dict().keys() == mae.encoder.state_dict().keys()
     for k, v in encoder.state_dict().items():
         assert torch.equal(v, mae.encoder.state_dict()[k]), k
-    assert (encoder.blocks[0].attn.qkv.bias == 0).all() and encoder.cls_token.std() > 0.01  # MAE's, not torch's
+    # MAE's, not torch's
+    assert (encoder.blocks[0].attn.qkv.bias == 0).all() and encoder.cls_token.std() > 0.01
     bound = (6 / (32 + 96)) ** 0.5  # xavier-uniform for the 32 -> 96 qkv layer
     assert encoder.blocks[0].attn.qkv.weight.abs().max() > 0.9 * bound
 
@@ -111,19 +114,23 @@ def test_no_weight_decay_on_norms_biases_and_tokens():
     m = tiny_mae()
     groups = model.param_groups(m, 0.05)
     assert len(groups) == 2 and all(g["lr_scale"] == 1 for g in groups)
-    decay, no_decay = (next(g["params"] for g in groups if g["weight_decay"] == wd) for wd in (0.05, 0.0))
+    decay, no_decay = (next(g["params"] for g in groups if g["weight_decay"] == wd)
+                       for wd in (0.05, 0.0))
     names = {id(p): n for n, p in m.named_parameters()}
-    assert {names[id(p)] for p in no_decay} >= {"encoder.cls_token", "mask_token", "encoder.norm.weight",
-                                                "encoder.patch_embed.bias"}
-    assert all(p.ndim == 2 for p in decay) and len(decay) + len(no_decay) == len(list(m.parameters()))
+    assert {names[id(p)] for p in no_decay} >= {"encoder.cls_token", "mask_token",
+                                                "encoder.norm.weight", "encoder.patch_embed.bias"}
+    assert (all(p.ndim == 2 for p in decay)
+            and len(decay) + len(no_decay) == len(list(m.parameters())))
 
 
 @pytest.mark.parametrize("target", [["--target", "original"], ["--target", "bottom", "--pct", 25],
-                                    ["--target", "top", "--pct", 75], ["--target", "original", "--masking", "pca"],
+                                    ["--target", "top", "--pct", 75],
+                                    ["--target", "original", "--masking", "pca"],
                                     ["--target", "bottom", "--pct", 25, "--masking", "pca"]],
                          ids=["original", "bottom", "top", "pca-masking", "pca-masking-bottom"])
 def test_loss_falls_for_each_target(fmnist_folder, tmp_path, run, target):
-    code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 40, "--out", tmp_path, *target)
+    code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 40,
+                         "--out", tmp_path, *target)
     assert code == 0, err
     log = training.read_log(tmp_path)
     assert len(log) == 40 and log[-1]["step"] == 40 * 6  # 200 images / batch 32 = 6 steps an epoch
@@ -163,24 +170,29 @@ def monitor_of(mae, pca, x, predict):
     ("random", "bottom", 2, 0.75), ("block", "original", 4, 0.75), ("block", "bottom", 2, 0.75),
     ("grid", "bottom", 2, 0.75),
     ("random", "original", 4, 0.3), ("pca", "original", 4, 0.75), ("pca", "bottom", 4, 0.75)])
-def test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds(fmnist_folder, masking, target,
-                                                                      patch, ratio):
+def test_band_monitor_credits_a_guess_with_exactly_the_bands_it_holds(
+        fmnist_folder, masking, target, patch, ratio):
     """Oracles on real pictures: the target scores 1 on each of its bands, the mean image 0, and the target's
     band A alone 1 on A and 0 on every other band; a guess right only where the model saw the patch, 0."""
     fit, bands, x = monitored(fmnist_folder)
     band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
-    pca = pca_project.on_device(fit, "cpu", band, bands, full=masking == "pca")  # as pretrain.py keeps it
-    mae = model.MAE(image_size=16, patch_size=patch, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
-                    decoder_depth=1, decoder_heads=2, masking=masking, mask_ratio=ratio)
+    # as pretrain.py keeps it
+    pca = pca_project.on_device(fit, "cpu", band, bands, full=masking == "pca")
+    mae = model.MAE(image_size=16, patch_size=patch, channels=x.shape[1], dim=32, depth=1,
+                    heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2, masking=masking,
+                    mask_ratio=ratio)
     mean = pca["mean"].view_as(x[0].float())
-    outside = {"top 75%": None} if target == "bottom" else {}  # the top 75% is no part of a bottom-25% target
+    # the top 75% is no part of a bottom-25% target
+    outside = {"top 75%": None} if target == "bottom" else {}
     names = [name for name, _ in bands if name not in outside]
-    cases = [(lambda t, m: t, dict.fromkeys(names, 1.0)), (lambda t, m: mean.expand_as(t), dict.fromkeys(names, 0.0))]
+    cases = [(lambda t, m: t, dict.fromkeys(names, 1.0)),
+             (lambda t, m: mean.expand_as(t), dict.fromkeys(names, 0.0))]
     for name, b in bands:
         if name in names:
             cases.append((lambda t, m, b=b: project(t, fit, fit["eigvecs"][:, b].float()),
                           {n: float(n == name) for n in names}))
-    if masking != "pca":  # right on the hidden patches of each pass only: all; on the visible ones only: nothing
+    if masking != "pca":
+        # right on the hidden patches of each pass only: all; on the visible ones only: nothing
         cases += [(lambda t, m: t * m + mean * (1 - m), dict.fromkeys(names, 1.0)),
                   (lambda t, m: t * (1 - m) + mean * m, dict.fromkeys(names, 0.0))]
     for predict, expected in cases:
@@ -197,19 +209,22 @@ def test_band_monitor_gives_a_norm_pix_model_no_figure(fmnist_folder, masking, t
     band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
     pca = pca_project.on_device(fit, "cpu", band, bands, full=masking == "pca")
     mae = model.MAE(image_size=16, patch_size=patch, channels=x.shape[1], dim=32, depth=1, heads=2,
-                    decoder_dim=32, decoder_depth=1, decoder_heads=2, masking=masking, norm_pix_loss=True)
+                    decoder_dim=32, decoder_depth=1, decoder_heads=2, masking=masking,
+                    norm_pix_loss=True)
     top = pca_project.band_slice(fit, "top", 75)
 
     def shapes(t):  # a target laid out as an image, each patch normalised
         return mae.unpatchify(model.normalize_patches(mae.patchify(t)))
-    cases = [shapes, torch.zeros_like, lambda t: shapes(project(t, fit, fit["eigvecs"][:, top].float()))]
+    cases = [shapes, torch.zeros_like,
+             lambda t: shapes(project(t, fit, fit["eigvecs"][:, top].float()))]
     for guess in cases:
         assert monitor_of(mae, pca, x, lambda t, m: guess(t)) is None
     assert "no figure" in report.explained_by({"norm_pix_loss": True})
 
 
-@pytest.mark.parametrize("norm_pix,masking,target", [(False, "random", "bottom"), (True, "random", "original"),
-                                                     (True, "random", "bottom"), (True, "pca", "original")])
+@pytest.mark.parametrize("norm_pix,masking,target", [
+    (False, "random", "bottom"), (True, "random", "original"),
+    (True, "random", "bottom"), (True, "pca", "original")])
 def test_trivial_guess_is_the_mean_target_patch(fmnist_folder, norm_pix, masking, target):
     """The logged guess of nothing is the constant that scores least on the targets (their mean): each
     other constant, zeros or the mean image normalised among them, scores more on the same batch."""
@@ -217,8 +232,9 @@ def test_trivial_guess_is_the_mean_target_patch(fmnist_folder, norm_pix, masking
     x, _ = data.load("folder", "train", str(fmnist_folder), 16)
     band = None if target == "original" else pca_project.band_slice(fit, "bottom", 25)
     pcs = pca_project.on_device(fit, "cpu", band, full=masking == "pca")
-    mae = model.MAE(image_size=16, patch_size=4, channels=x.shape[1], dim=32, depth=1, heads=2, decoder_dim=32,
-                    decoder_depth=1, decoder_heads=2, masking=masking, norm_pix_loss=norm_pix)
+    mae = model.MAE(image_size=16, patch_size=4, channels=x.shape[1], dim=32, depth=1, heads=2,
+                    decoder_dim=32, decoder_depth=1, decoder_heads=2, masking=masking,
+                    norm_pix_loss=norm_pix)
     args = SimpleNamespace(norm_pix_loss=norm_pix, masking=masking, pca_mask_share=0.75)
     guess = pretrain.trivial_guess(mae, x, pcs, args)
     hidden = None
@@ -238,7 +254,8 @@ def test_trivial_guess_is_the_mean_target_patch(fmnist_folder, norm_pix, masking
         assert torch.equal(guess, mean_image)
 
 
-def test_pca_masking_feeds_visible_components_and_predicts_hidden_ones(fmnist_folder, tmp_path, run, monkeypatch):
+def test_pca_masking_feeds_visible_components_and_predicts_hidden_ones(
+        fmnist_folder, tmp_path, run, monkeypatch):
     seen = []
     forward = model.MAE.forward
 
@@ -249,8 +266,8 @@ def test_pca_masking_feeds_visible_components_and_predicts_hidden_ones(fmnist_fo
         return loss, pred, mask
 
     monkeypatch.setattr(model.MAE, "forward", spy)
-    code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path,
-                       "--masking", "pca", "--aug", "none")
+    code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1,
+                       "--out", tmp_path, "--masking", "pca", "--aug", "none")
     assert code == 0, err
     fit, _, _ = monitored(fmnist_folder)
     pca = pca_project.on_device(fit, "cpu", full=True)
@@ -261,7 +278,8 @@ def test_pca_masking_feeds_visible_components_and_predicts_hidden_ones(fmnist_fo
         assert mask.all()  # the loss is on every patch
         # Input and target add up to images of the train split, and each holds its own part.
         rebuilt = (x + target - mean).flatten(1)
-        assert (torch.cdist(rebuilt, stored, compute_mode="donot_use_mm_for_euclid_dist").min(1).values < 1e-4).all()
+        assert (torch.cdist(rebuilt, stored, compute_mode="donot_use_mm_for_euclid_dist")
+                .min(1).values < 1e-4).all()
         hidden_share = (((target - mean).flatten(1) @ pca["eigvecs"]) ** 2).sum(1) / \
             (((x + target - 2 * mean).flatten(1) @ pca["eigvecs"]) ** 2).sum(1)
         assert 0 < hidden_share.mean() < 0.6
@@ -277,8 +295,8 @@ def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run,
         return forward(self, x, target, generator, scores)
 
     monkeypatch.setattr(model.MAE, "forward", spy)
-    code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path,
-                       "--target", "bottom", "--pct", 25, "--aug", "crop")
+    code, _, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1,
+                       "--out", tmp_path, "--target", "bottom", "--pct", 25, "--aug", "crop")
     assert code == 0, err
     pca, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16, aug="crop")
     V = band(pca, "bottom", 25)
@@ -292,8 +310,10 @@ def test_target_is_the_band_of_the_augmented_batch(fmnist_folder, tmp_path, run,
     assert not any(torch.equal(xi, s) for xi in seen[0][0] for s in stored)
 
 
-@pytest.mark.parametrize("precision", ["highest", "medium"])  # medium: bf16 matmuls on a CPU with AMX, TF32 on CUDA
-def test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision(fmnist_folder, precision):
+# medium: bf16 matmuls on a CPU with AMX, TF32 on CUDA
+@pytest.mark.parametrize("precision", ["highest", "medium"])
+def test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision(
+        fmnist_folder, precision):
     fit, _, x = monitored(fmnist_folder)
     pcs = pca_project.on_device(fit, "cpu", pca_project.band_slice(fit, "bottom", 25))
     before = torch.get_float32_matmul_precision()
@@ -309,8 +329,9 @@ def test_band_targets_are_exact_float32_under_autocast_and_any_matmul_precision(
 
 
 def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, stopped_and_resumed):
-    code, out, err = stopped_and_resumed(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 4, "--eval-every",
-                                         2, "--target", "top", "--pct", 75)
+    code, out, err = stopped_and_resumed(
+        pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 4, "--eval-every", 2,
+        "--target", "top", "--pct", 75)
     assert code == 0 and "resuming at epoch 3, step 0" in out, err
 
     a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
@@ -318,16 +339,20 @@ def test_resume_ends_with_the_same_weights(fmnist_folder, tmp_path, stopped_and_
     assert a["epoch"] == b["epoch"] == 4
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    logs = [[{k: v for k, v in line.items() if k not in ("seconds", "images_per_s", "monitor_seconds")} for line in training.read_log(d)]
+    logs = [[{k: v for k, v in line.items()
+              if k not in ("seconds", "images_per_s", "monitor_seconds")}
+             for line in training.read_log(d)]
             for d in (tmp_path / "a", tmp_path / "b")]
     assert logs[0] == logs[1]
 
 
-def test_a_step_draws_from_seed_and_step_alone(fmnist_folder, tmp_path, stopped_and_resumed, monkeypatch):
+def test_a_step_draws_from_seed_and_step_alone(
+        fmnist_folder, tmp_path, stopped_and_resumed, monkeypatch):
     """Under torchrun every rank restores the generator state rank 0 saved: a step's draws (crop, masks)
     must not depend on it. A resume that restores no generator state at all ends with the same weights."""
     monkeypatch.setattr(training, "set_rng_state", lambda state: torch.manual_seed(12345))
-    code, out, err = stopped_and_resumed(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 3, "--aug", "crop")
+    code, out, err = stopped_and_resumed(
+        pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 3, "--aug", "crop")
     assert code == 0 and "resuming at epoch 3" in out, err
     a, b = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True)["model"] for d in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -356,7 +381,8 @@ def test_bad_input_is_one_line_and_exit_2(fmnist_folder, tmp_path, run):
 
     assert run(pretrain, *base, "--out", tmp_path / "run")[0] == 0
     ckpt = (tmp_path / "run" / "ckpt.pt").read_bytes()
-    for args in (["--dim", 64], ["--dim", 64, "--resume"], []):  # another config, or this one without --resume
+    # another config, or this one without --resume
+    for args in (["--dim", 64], ["--dim", 64, "--resume"], []):
         code, _, err = run(pretrain, *base, "--out", tmp_path / "run", *args)
         assert one_line_error(code, err), (args, err)
     assert (tmp_path / "run" / "ckpt.pt").read_bytes() == ckpt  # nothing was overwritten
@@ -368,15 +394,19 @@ def test_bad_input_is_one_line_and_exit_2(fmnist_folder, tmp_path, run):
 
 def test_resample_matches_grid_sample():
     x = torch.rand(6, 3, 12, 10)
-    sx, sy = torch.tensor([1.0, -0.5, 0.3, 0.8, -1.0, 0.45]), torch.tensor([1.0, 0.7, 0.3, 0.5, 1.0, 0.9])
-    tx, ty = torch.tensor([0.0, 0.4, -0.6, 0.1, 0.0, -0.5]), torch.tensor([0.0, -0.2, 0.5, 0.4, 0.0, 0.1])
+    sx, sy = (torch.tensor([1.0, -0.5, 0.3, 0.8, -1.0, 0.45]),
+              torch.tensor([1.0, 0.7, 0.3, 0.5, 1.0, 0.9]))
+    tx, ty = (torch.tensor([0.0, 0.4, -0.6, 0.1, 0.0, -0.5]),
+              torch.tensor([0.0, -0.2, 0.5, 0.4, 0.0, 0.1]))
     theta = torch.zeros(6, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-    ref = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    ref = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                                          align_corners=False)
     out = data.resample(x, sx, tx, sy, ty)
     assert torch.allclose(out, ref, atol=1e-5)
-    assert torch.allclose(out[0], x[0], atol=1e-6) and torch.allclose(out[4], x[4].flip(2), atol=1e-6)  # identity, flip
+    assert (torch.allclose(out[0], x[0], atol=1e-6)
+            and torch.allclose(out[4], x[4].flip(2), atol=1e-6))  # identity, flip
 
 
 def test_crop_augmentation_keeps_shape_and_range():
@@ -387,12 +417,13 @@ def test_crop_augmentation_keeps_shape_and_range():
 
 
 def test_a_band_target_run_names_the_share_of_its_training_inputs(fmnist_folder, tmp_path, run):
-    code, out, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1, "--target", "bottom",
-                         "--pct", 25, "--out", tmp_path)
+    code, out, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--epochs", 1,
+                         "--target", "bottom", "--pct", 25, "--out", tmp_path)
     assert code == 0, err
     header = next(line for line in out.splitlines() if line.startswith("device "))
-    nominal, inputs = re.search(r"([\d.]+)% of the variance; ([\d.]+)% of the training inputs' under --aug flip",
-                                header).groups()
+    nominal, inputs = re.search(
+        r"([\d.]+)% of the variance; ([\d.]+)% of the training inputs' under --aug flip",
+        header).groups()
     # the tiny folder's band rule stops short of 25% (its next component is large): its own share
     assert abs(float(nominal) - float(inputs)) < 1 and 20 < float(nominal) <= 25, header
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -24,8 +24,9 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     torch.manual_seed(0)
-    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch_size}, mean of {args.rounds} interleaved rounds")
+    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"{torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"mean of {args.rounds} interleaved rounds")
     x, y = torch.rand(args.batch_size, 3, 32, 32), torch.randint(0, 10, (args.batch_size,))
     for patch, dim, depth, heads in ((4, 128, 6, 4), (2, 192, 12, 3)):
         steps = {}
@@ -45,8 +46,9 @@ def main():
         seconds = dict(zip(names, interleaved([steps[k] for k in names], args.rounds)))
         for name in ("fine-tune", "pretrain"):
             plain, wave = seconds[name, None], seconds[name, "wave"]
-            print(f"patch {patch}, dim {dim}, depth {depth}, {name} step: plain {1e3 * plain:.0f} ms, "
-                  f"wave {1e3 * wave:.0f} ms, wave / plain {wave / plain:.2f}x")
+            print(f"patch {patch}, dim {dim}, depth {depth}, {name} step: "
+                  f"plain {1e3 * plain:.0f} ms, wave {1e3 * wave:.0f} ms, "
+                  f"wave / plain {wave / plain:.2f}x")
 
 
 if __name__ == "__main__":

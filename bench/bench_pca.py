@@ -1,4 +1,5 @@
-"""PCA fit of 50,000 x 3,072 (CIFAR-10-shaped) images: this project's way against the straightforward way.
+"""PCA fit of 50,000 x 3,072 (CIFAR-10-shaped) images: this project's way against the
+straightforward way.
 
     .venv/bin/python bench/bench_pca.py
 
@@ -29,7 +30,8 @@ import pca_project  # noqa: E402
 def cifar_shaped(n=50000, data_dir=os.path.join(ROOT, "data")):
     """Real Fashion-MNIST pictures as CIFAR-shaped uint8 images (N, 3, 32, 32)."""
     x, _ = data.load("fashion-mnist", "train", data_dir)
-    x = F.interpolate(x[:n].float(), size=32, mode="bilinear", align_corners=False).round().clamp(0, 255)
+    x = F.interpolate(x[:n].float(), size=32, mode="bilinear",
+                      align_corners=False).round().clamp(0, 255)
     return torch.cat([x, x.flip(3), x.flip(2)], 1).to(torch.uint8)
 
 
@@ -106,8 +108,10 @@ def main():
 
         ref = np.linalg.eigh(np.cov(x.flatten(1).numpy().astype(np.float64) / 255, rowvar=False))[0]
 
-    print(f"{'':14s}{'load s':>8s}{'fit s':>8s}{'total s':>9s}  {'max err/top':>12s}  {'max err/bottom-25% mean':>24s}")
-    for name, a, b, vals in [("this project", t_load, t_fit, pca["eigvals"]), ("straightforward", t_loop, t_naive_fit, naive_vals)]:
+    print(f"{'':14s}{'load s':>8s}{'fit s':>8s}{'total s':>9s}  {'max err/top':>12s}  "
+          f"{'max err/bottom-25% mean':>24s}")
+    for name, a, b, vals in [("this project", t_load, t_fit, pca["eigvals"]),
+                             ("straightforward", t_loop, t_naive_fit, naive_vals)]:
         e_top, e_small = errors(vals, ref)
         print(f"{name:14s}{a:8.1f}{b:8.1f}{a + b:9.1f}  {e_top:12.1e}  {e_small:24.1e}")
     print(f"speed-up {naive / ours:.1f}x; fit+save {t_fit:.1f} s (goal < 30 s); "

@@ -52,7 +52,8 @@ else:  # a run: the cached fit read whole (before) or mapped (now), then what it
 
 
 def child(*args):
-    p = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True, check=True)
+    p = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True,
+                       text=True, check=True)
     return json.loads(p.stdout)
 
 
@@ -64,17 +65,19 @@ def main():
     args = p.parse_args()
     d = 3 * args.size ** 2
     cache = os.path.join(args.folder, "cache", f"bench-pca-{args.size}px.pt")
-    print(f"{args.n:,} real pictures at {args.size} px: D = {d:,}, a basis of {d * d * 8 / 2**30:.2f} GiB")
+    print(f"{args.n:,} real pictures at {args.size} px: D = {d:,}, "
+          f"a basis of {d * d * 8 / 2**30:.2f} GiB")
     before = child("fit-before", args.folder, args.size, args.n, "-")
     now = child("fit-now", args.folder, args.size, args.n, cache)
     print(f"Gram-route fit, peak host memory above the images: before {before['peak_gib']:.2f} GiB "
           f"({before['peak_gib'] / before['basis_gib']:.1f} bases), now {now['peak_gib']:.2f} GiB "
           f"({now['peak_gib'] / now['basis_gib']:.1f} bases)")
     whole, mapped = child("run-before", "-", 0, 0, cache), child("run-now", "-", 0, 0, cache)
-    print(f"a run holding a bottom-25% band and the band monitor: cache read whole {whole['RssAnon']:.2f} GiB "
-          f"anonymous; mapped {mapped['RssAnon']:.2f} GiB anonymous + {mapped['RssFile']:.2f} GiB of file "
-          f"pages (shared between processes, given back under pressure): the {mapped['used']:,} components "
-          f"it uses, {mapped['used'] * d * 8 / 2**30:.3f} GiB")
+    print("a run holding a bottom-25% band and the band monitor: "
+          f"cache read whole {whole['RssAnon']:.2f} GiB anonymous; "
+          f"mapped {mapped['RssAnon']:.2f} GiB anonymous + {mapped['RssFile']:.2f} GiB of file "
+          "pages (shared between processes, given back under pressure): "
+          f"the {mapped['used']:,} components it uses, {mapped['used'] * d * 8 / 2**30:.3f} GiB")
     os.remove(cache)
 
 

@@ -1,7 +1,7 @@
 """make gpu-check: on a CUDA machine, whether the main use works and how fast, in a few minutes.
 
     .venv/bin/python bench/gpu_check.py                      # needs CUDA; exit 2 without it
-    .venv/bin/python bench/gpu_check.py --device cpu --quick # the same code on a CPU, tiny (the tests)
+    .venv/bin/python bench/gpu_check.py --device cpu --quick # the same, tiny, on a CPU (the tests)
 
 1. The pipeline at tiny scale on real Fashion-MNIST pictures, each script as a user runs it: PCA
    fit on the device, pretraining with a bottom-25% target under bf16 autocast, fused AdamW and
@@ -49,24 +49,27 @@ def pipeline(device, quick, work):
     common = ["--dataset", "folder", "--data-dir", os.path.join(work, "data"), "--image-size", "28",
               "--device", device]
     tiny = ["--patch-size", "4", "--dim", "32", "--depth", "2", "--heads", "2"]
-    mae = [*tiny, "--decoder-dim", "32", "--decoder-depth", "1", "--decoder-heads", "2", "--batch-size", "64",
-           "--epochs", "2", "--warmup-epochs", "1", "--blr", "1e-3", "--target", "bottom", "--pct", "25", "--amp"]
+    mae = [*tiny, "--decoder-dim", "32", "--decoder-depth", "1", "--decoder-heads", "2",
+           "--batch-size", "64", "--epochs", "2", "--warmup-epochs", "1", "--blr", "1e-3",
+           "--target", "bottom", "--pct", "25", "--amp"]
     fast = [] if quick else ["--compile"]  # compiling takes minutes on a CPU
     pre = os.path.join(work, "pre", "ckpt.pt")
     steps = [
-        ("PCA fit on the device", ["pca_project.py", *common, "--out", os.path.join(work, "pca.png")]),
+        ("PCA fit on the device",
+         ["pca_project.py", *common, "--out", os.path.join(work, "pca.png")]),
         ("pretrain, autocast's default (bf16; fp16 before Ampere), fused AdamW"
          + (", compiled" if fast else ""),
          ["pretrain.py", *common, *mae, *fast, "--out", os.path.join(work, "pre")]),
         ("pretrain, fp16 with loss scaling (the default before Ampere)",
          ["pretrain.py", *common, *mae, "--amp-dtype", "fp16",
           "--out", os.path.join(work, "fp16")]),
-        ("pretrain under torchrun", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-                                     "pretrain.py", *common, *mae, "--out", os.path.join(work, "ddp")]),
+        ("pretrain under torchrun",
+         ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
+          "pretrain.py", *common, *mae, "--out", os.path.join(work, "ddp")]),
         ("linear probe", ["linprobe.py", *common, "--ckpt", pre, "--epochs", "2", "--amp",
                           "--out", os.path.join(work, "lp")]),
-        ("fine-tune", ["finetune.py", *common, "--ckpt", pre, "--epochs", "2", "--batch-size", "64", "--amp", *fast,
-                       "--out", os.path.join(work, "ft")]),
+        ("fine-tune", ["finetune.py", *common, "--ckpt", pre, "--epochs", "2", "--batch-size", "64",
+                       "--amp", *fast, "--out", os.path.join(work, "ft")]),
         # what a GPU run writes, read back: a stop with mid-epoch checkpoints and its resume, the
         # checkpoint's band picture and monitor, its export
         ("pretrain, stopped after epoch 1 (checkpoints every 2 steps)",
@@ -87,9 +90,11 @@ def pipeline(device, quick, work):
     for name, cmd in steps:
         t0 = time.time()
         p = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
-        error = None if p.returncode == 0 else f"exit {p.returncode}: " + (p.stderr.strip().splitlines() or [""])[-1]
+        error = (None if p.returncode == 0
+                 else f"exit {p.returncode}: " + (p.stderr.strip().splitlines() or [""])[-1])
         done.append((name, time.time() - t0, error))
-        print(f"  {name}: {'ok' if error is None else 'FAILED ' + error} ({done[-1][1]:.0f} s)", flush=True)
+        print(f"  {name}: {'ok' if error is None else 'FAILED ' + error} ({done[-1][1]:.0f} s)",
+              flush=True)
     return done
 
 
@@ -134,13 +139,15 @@ def throughput(device, quick, x, pcs):
 def main():
     p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, no compile: the CPU test of this script")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes, no compile: the CPU test of this script")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: make gpu-check needs a CUDA GPU and this machine has none", file=sys.stderr)
         sys.exit(2)
     device = cli.device(args.device)
-    card = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.backends.cpu.get_cpu_capability()})"
+    card = (torch.cuda.get_device_name() if device.type == "cuda"
+            else f"CPU ({torch.backends.cpu.get_cpu_capability()})")
     print(f"gpu-check on {card}, torch {torch.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as work:  # every file it writes, never the caller's ./data
         print("1. the pipeline at tiny scale", flush=True)
@@ -153,15 +160,18 @@ def main():
     fit = pca_project.fit(x, device=device)
     fit_seconds = time.time() - t0
     print(f"  {len(x):,} x 3,072 fitted in {fit_seconds:.1f} s", flush=True)
-    print("3. ViT-Tiny pretraining throughput (bf16 autocast, fused AdamW, bottom-25% target)", flush=True)
-    rows = throughput(device, args.quick, x.to(device), pca_project.on_device(fit, device,
-                                                                              pca_project.band_slice(fit, "bottom", 25)))
+    print("3. ViT-Tiny pretraining throughput (bf16 autocast, fused AdamW, bottom-25% target)",
+          flush=True)
+    rows = throughput(device, args.quick, x.to(device),
+                      pca_project.on_device(fit, device, pca_project.band_slice(fit, "bottom", 25)))
     failed = [name for name, _, error in steps if error]
     print(f"\nSummary ({card}, torch {torch.__version__}, `make gpu-check`):")
-    print(f"- pipeline (PCA fit, pretrain bf16 + fused AdamW{'' if args.quick else ' + compile'}, torchrun x 1, "
-          f"linear probe, fine-tune, stop and resume, band picture, export, band fine-tune): "
+    print(f"- pipeline (PCA fit, pretrain bf16 + fused AdamW{'' if args.quick else ' + compile'}, "
+          "torchrun x 1, linear probe, fine-tune, stop and resume, band picture, export, "
+          "band fine-tune): "
           + ("all ok" if not failed else "FAILED: " + ", ".join(failed)))
-    print("- ViT-Tiny MAE pretraining, CIFAR-shaped, patch 2, batch " + ("8" if args.quick else "512") + ": "
+    print("- ViT-Tiny MAE pretraining, CIFAR-shaped, patch 2, batch "
+          + ("8" if args.quick else "512") + ": "
           + "; ".join(f"{mode} {ips:,.0f} images/s" + (f", peak {peak:.1f} GiB" if peak else "")
                       for mode, ips, peak in rows))
     print(f"- PCA fit of {len(x):,} x 3,072 on the device: {fit_seconds:.1f} s")

@@ -1,4 +1,5 @@
-"""Tiny datasets written in the on-disk formats the real ones use, and an in-process script runner."""
+"""Tiny datasets written in the on-disk formats the real ones use, and an in-process script
+runner."""
 import os
 import pickle
 import sys
@@ -27,7 +28,8 @@ def project(x, pca, V):
     """The projection as written: (x - mu) V V^T + mu, in x's dtype."""
     xc = x.flatten(1) - pca["mean"].to(x.dtype)
     return ((xc @ V.to(x.dtype)) @ V.T.to(x.dtype) + pca["mean"].to(x.dtype)).view_as(x)
-needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST, reason="apt-get install dataset-fashion-mnist")
+needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST,
+                                         reason="apt-get install dataset-fashion-mnist")
 
 
 def write_cifar10(root, n_train=60, n_test=20, seed=0, test_fill=None):
@@ -37,7 +39,8 @@ def write_cifar10(root, n_train=60, n_test=20, seed=0, test_fill=None):
     os.makedirs(base, exist_ok=True)
 
     def batch(name, n, fill=None):
-        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8) if fill is None else np.full((n, 3072), fill, np.uint8)
+        x = (rng.integers(0, 256, (n, 3072), dtype=np.uint8) if fill is None
+             else np.full((n, 3072), fill, np.uint8))
         with open(os.path.join(base, name), "wb") as f:
             pickle.dump({"data": x, "labels": rng.integers(0, 10, n).tolist()}, f)
         return x
@@ -66,8 +69,9 @@ class Interrupt(Exception):
 
 @pytest.fixture
 def stopped_and_resumed(run, monkeypatch, tmp_path):
-    """stopped_and_resumed(script, *args): the run whole in tmp_path/a, and in tmp_path/b stopped just
-    after its epoch-2 checkpoint, then resumed; returns the resumed run's (exit code, stdout, stderr)."""
+    """stopped_and_resumed(script, *args): the run whole in tmp_path/a, and in tmp_path/b stopped
+    just after its epoch-2 checkpoint, then resumed; returns the resumed run's (exit code, stdout,
+    stderr)."""
     def go(script, *args):
         assert run(script, *args, "--out", tmp_path / "a")[0] == 0
         save = training.save_checkpoint
@@ -86,7 +90,8 @@ def stopped_and_resumed(run, monkeypatch, tmp_path):
 
 @pytest.fixture
 def run(capsys, monkeypatch):
-    """Run a script's main() in this process, as `python script.py ARGS` would: (exit code, stdout, stderr)."""
+    """Run a script's main() in this process, as `python script.py ARGS` would: (exit code,
+    stdout, stderr)."""
     def _run(module, *args):
         monkeypatch.setattr(sys, "argv", [module.__name__ + ".py", *map(str, args)])
         try:
@@ -114,15 +119,16 @@ def fmnist_folder(tmp_path_factory):
     return root
 
 
-TINY = ["--dataset", "folder", "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
-        "--decoder-dim", 32, "--decoder-depth", 1, "--decoder-heads", 2, "--batch-size", 32, "--warmup-epochs", 1,
-        "--blr", 2e-3, "--eval-every", 1000]
+TINY = ["--dataset", "folder", "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2,
+        "--heads", 2, "--decoder-dim", 32, "--decoder-depth", 1, "--decoder-heads", 2,
+        "--batch-size", 32, "--warmup-epochs", 1, "--blr", 2e-3, "--eval-every", 1000]
 SHORT = [*TINY, "--epochs", 2]
 
 
 @pytest.fixture(scope="session")
 def pre(fmnist_folder, tmp_path_factory):
-    """A 2-epoch tiny pretraining run on the Fashion-MNIST folder (tests read it, never write it)."""
+    """A 2-epoch tiny pretraining run on the Fashion-MNIST folder (tests read it, never write
+    it)."""
     out = tmp_path_factory.mktemp("pre") / "run"
     pretrain.main([str(a) for a in [*SHORT, "--data-dir", fmnist_folder, "--out", out]])
     return out

@@ -22,13 +22,15 @@ from test_pca import one_line_error
 
 @pytest.fixture(scope="session")
 def pretrained(fmnist_folder, tmp_path_factory):
-    """A tiny MAE pretrained for 40 epochs on the real Fashion-MNIST folder, and a random-init twin."""
+    """A tiny MAE pretrained for 40 epochs on the real Fashion-MNIST folder, and a random-init
+    twin."""
     out = tmp_path_factory.mktemp("pre")
-    pretrain.main([str(a) for a in [*TINY, "--data-dir", fmnist_folder, "--epochs", 40, "--out", out / "run",
-                                    "--target", "bottom", "--pct", 25]])
+    pretrain.main([str(a) for a in [*TINY, "--data-dir", fmnist_folder, "--epochs", 40,
+                                    "--out", out / "run", "--target", "bottom", "--pct", 25]])
     ckpt = torch.load(out / "run" / "ckpt.pt", weights_only=True)
     torch.manual_seed(123)
-    ckpt["model"] = checkpoints.build_model(ckpt["config"], ckpt["config"]["image_shape"]).state_dict()
+    ckpt["model"] = checkpoints.build_model(ckpt["config"],
+                                            ckpt["config"]["image_shape"]).state_dict()
     torch.save(ckpt, out / "random.pt")
     return out / "run" / "ckpt.pt", out / "random.pt"
 
@@ -38,17 +40,17 @@ def test_probe_reaches_95_percent_on_separable_features():
     centers = torch.randn(5, 16, generator=g) * 3
     y = torch.randint(0, 5, (1200,), generator=g)
     feats = centers[y] + torch.randn(1200, 16, generator=g)
-    acc, log = linprobe.train_probe(feats[:1000], y[:1000], feats[1000:], y[1000:], classes=5, epochs=20, warmup_epochs=2,
-                                    batch_size=64, lr=0.1 * 64 / 256)
+    acc, log = linprobe.train_probe(feats[:1000], y[:1000], feats[1000:], y[1000:], classes=5,
+                                    epochs=20, warmup_epochs=2, batch_size=64, lr=0.1 * 64 / 256)
     assert acc > 0.95 and log[-1]["loss"] < log[0]["loss"]
 
 
-def test_linprobe_of_pretrained_beats_random_init_and_extracts_once(fmnist_folder, pretrained, tmp_path, run,
-                                                                     monkeypatch):
+def test_linprobe_of_pretrained_beats_random_init_and_extracts_once(fmnist_folder, pretrained,
+                                                                     tmp_path, run, monkeypatch):
     calls = []
     features = model.Encoder.features
-    monkeypatch.setattr(model.Encoder, "features", lambda self, x, pool="cls": calls.append(len(x)) or
-                        features(self, x, pool))
+    monkeypatch.setattr(model.Encoder, "features", lambda self, x, pool="cls":
+                        calls.append(len(x)) or features(self, x, pool))
     accs = {}
     for name, ckpt in zip(("pretrained", "random"), pretrained):
         calls.clear()
@@ -61,10 +63,12 @@ def test_linprobe_of_pretrained_beats_random_init_and_extracts_once(fmnist_folde
     assert accs["pretrained"]["accuracy"] > accs["random"]["accuracy"], accs
 
 
-def test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch(fmnist_folder, pretrained, tmp_path, run):
-    code, out, err = run(finetune, "--ckpt", pretrained[0], "--dataset", "folder", "--data-dir", fmnist_folder,
-                         "--image-size", 16, "--epochs", 3, "--batch-size", 32, "--warmup-epochs", 1,
-                         "--out", tmp_path, "--blr", 1e-3, "--mixup", 0.8, "--cutmix", 1.0)
+def test_finetune_changes_every_encoder_weight_and_reports_the_final_epoch(
+        fmnist_folder, pretrained, tmp_path, run):
+    code, out, err = run(finetune, "--ckpt", pretrained[0], "--dataset", "folder",
+                         "--data-dir", fmnist_folder, "--image-size", 16, "--epochs", 3,
+                         "--batch-size", 32, "--warmup-epochs", 1, "--out", tmp_path,
+                         "--blr", 1e-3, "--mixup", 0.8, "--cutmix", 1.0)
     assert code == 0, err
     before = torch.load(pretrained[0], weights_only=True)["model"]
     after = torch.load(tmp_path / "ckpt.pt", weights_only=True)["model"]
@@ -89,9 +93,10 @@ def test_init_none_loads_nothing(fmnist_folder, tmp_path, run, monkeypatch):
 
     monkeypatch.setattr(finetune, "load_pretrained", refuse)
     monkeypatch.setattr(outfolder, "load_checkpoint", refuse)
-    code, _, err = run(finetune, "--init", "none", "--dataset", "folder", "--data-dir", fmnist_folder,
-                       "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2,
-                       "--epochs", 1, "--batch-size", 64, "--out", tmp_path)
+    code, _, err = run(finetune, "--init", "none", "--dataset", "folder",
+                       "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size", 4,
+                       "--dim", 32, "--depth", 2, "--heads", 2, "--epochs", 1,
+                       "--batch-size", 64, "--out", tmp_path)
     assert code == 0, err
     assert json.loads((tmp_path / "results.json").read_text())["target"] == "no pretraining"
 
@@ -110,13 +115,14 @@ def test_input_bottom_trains_and_tests_on_the_band_of_the_whole_image(fmnist_fol
                                                                       monkeypatch):
     seen, augmented = [], []
     forward, augment = model.Classifier.forward, finetune.data.augment
-    monkeypatch.setattr(model.Classifier, "forward", lambda self, x: seen.append((self.training, x.clone())) or
-                        forward(self, x))
-    monkeypatch.setattr(finetune.data, "augment", lambda x, *a: augmented.append((x, augment(x, *a)))
-                        or augmented[-1][1])
-    code, _, err = run(finetune, "--init", "none", "--input", "bottom", "--pct", 25, "--dataset", "folder",
-                       "--data-dir", fmnist_folder, "--image-size", 16, "--patch-size", 4, "--dim", 32, "--depth", 2,
-                       "--heads", 2, "--epochs", 1, "--batch-size", 64, "--out", tmp_path)
+    monkeypatch.setattr(model.Classifier, "forward",
+                        lambda self, x: seen.append((self.training, x.clone())) or forward(self, x))
+    monkeypatch.setattr(finetune.data, "augment",
+                        lambda x, *a: augmented.append((x, augment(x, *a))) or augmented[-1][1])
+    code, _, err = run(finetune, "--init", "none", "--input", "bottom", "--pct", 25,
+                       "--dataset", "folder", "--data-dir", fmnist_folder, "--image-size", 16,
+                       "--patch-size", 4, "--dim", 32, "--depth", 2, "--heads", 2, "--epochs", 1,
+                       "--batch-size", 64, "--out", tmp_path)
     assert code == 0, err
     pca, _ = dataset_pca.load_or_fit("folder", str(fmnist_folder), 16)
     V = band(pca, "bottom", 25)
@@ -149,8 +155,10 @@ def test_bad_input_is_one_line_and_exit_2(fmnist_folder, pretrained, tmp_path, r
         (finetune, ["--init", "none", "--input", "bottom", "--dataset", "folder", *data_args]),
         (finetune, ["--dataset", "folder", *data_args]),  # neither --ckpt nor --init none
         (finetune, ["--ckpt", pretrained[0], "--init", "none", "--dataset", "folder", *data_args]),
-        (finetune, ["--ckpt", pretrained[0], "--dim", 64, "--dataset", "folder", "--image-size", 16, *data_args]),
-        (finetune, ["--ckpt", pretrained[0], "--dataset", "folder", "--image-size", 20, *data_args]),
+        (finetune, ["--ckpt", pretrained[0], "--dim", 64, "--dataset", "folder", "--image-size", 16,
+                    *data_args]),
+        (finetune, ["--ckpt", pretrained[0], "--dataset", "folder", "--image-size", 20,
+                    *data_args]),
     ]
     for script, args in cases:
         code, _, err = run(script, *args, "--out", tmp_path / "x")
@@ -159,35 +167,43 @@ def test_bad_input_is_one_line_and_exit_2(fmnist_folder, pretrained, tmp_path, r
 
 
 def test_report_prints_the_table_beside_the_paper(tmp_path, run):
-    common = {"epochs": 5, "pretrain_config": {"dim": 192, "depth": 12, "patch_size": 2, "epochs": 400}}
-    for name, r in {"a": {"dataset": "cifar10", "target": "bottom 25%", "eval": "finetune", "accuracy": 0.5},
-                    "b": {"dataset": "cifar10", "target": "bottom 25%", "eval": "linprobe", "accuracy": 0.25,
-                          "knn": 0.2}}.items():
+    common = {"epochs": 5,
+              "pretrain_config": {"dim": 192, "depth": 12, "patch_size": 2, "epochs": 400}}
+    for name, r in {"a": {"dataset": "cifar10", "target": "bottom 25%", "eval": "finetune",
+                          "accuracy": 0.5},
+                    "b": {"dataset": "cifar10", "target": "bottom 25%", "eval": "linprobe",
+                          "accuracy": 0.25, "knn": 0.2}}.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(r | common))
-    (tmp_path / "a" / "summary.json").write_text(json.dumps({"target": "bottom 25%", "train_seconds": 5400}))
+    (tmp_path / "a" / "summary.json").write_text(json.dumps(
+        {"target": "bottom 25%", "train_seconds": 5400}))
     code, out, err = run(report, tmp_path)
     assert code == 0, err
     assert "\n1.5 hours of computing in all" in out
     row = next(line for line in out.splitlines() if "bottom 25%" in line)
-    assert "0.500, 5 ep" in row and "0.250 (kNN 0.200), 5 ep" in row and "0.902" in row and "0.638" in row
+    assert ("0.500, 5 ep" in row and "0.250 (kNN 0.200), 5 ep" in row and "0.902" in row
+            and "0.638" in row)
     assert one_line_error(*run(report, tmp_path / "empty")[::2])
-    # An image folder is named as the dataset it holds only when asked, and then has the paper beside it.
+    # An image folder is named as the dataset it holds only when asked, and then has the paper
+    # beside it.
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "results.json").write_text(json.dumps(
         {"dataset": "folder", "target": "original", "eval": "linprobe", "accuracy": 0.4} | common))
     row = next(line for line in run(report, tmp_path)[1].splitlines() if "original" in line)
     assert row.startswith("| folder |") and "0.615" not in row
-    row = next(line for line in run(report, tmp_path, "--as", "cifar10")[1].splitlines() if "original" in line)
+    row = next(line for line in run(report, tmp_path, "--as", "cifar10")[1].splitlines()
+               if "original" in line)
     assert row.startswith("| cifar10 (image folder) |") and "| 0.885 | 0.615 |" in row
     (tmp_path / "c" / "results.json").unlink()
     # --charts draws explained.svg next to each log that has explained variance.
     logs = [{"epoch": e, "explained": {"top 75%": e / 4, "bottom 25%": 0.0}} for e in (1, 2)]
-    (tmp_path / "a" / "log.jsonl").write_text("".join(json.dumps(log) + "\n" for log in logs) + '{"epoch": 3, "ex')
-    (tmp_path / "b" / "log.jsonl").write_text("".join(json.dumps({"epoch": e, "test_accuracy": e / 10}) + "\n"
-                                                      for e in (1, 2, 3)))
+    (tmp_path / "a" / "log.jsonl").write_text("".join(json.dumps(log) + "\n" for log in logs)
+                                              + '{"epoch": 3, "ex')
+    (tmp_path / "b" / "log.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "test_accuracy": e / 10}) + "\n" for e in (1, 2, 3)))
     assert run(report, tmp_path, "--charts")[0] == 0
-    assert (tmp_path / "a" / "explained.svg").exists() and not (tmp_path / "b" / "explained.svg").exists()
+    assert ((tmp_path / "a" / "explained.svg").exists()
+            and not (tmp_path / "b" / "explained.svg").exists())
     ET.fromstring((tmp_path / "a" / "explained.svg").read_text())  # well-formed
     # ... and one chart of the test curves: run b's three points, nothing for run a.
     svg = ET.fromstring((tmp_path / "test_curves.svg").read_text())
@@ -217,16 +233,19 @@ def test_band_table_stands_beside_balestriero_and_lecun(tmp_path):
     runs = {"top 90%": 0.61, "top 75%": 0.58, "bottom 20%": 0.33, "original": 0.7}
     def result(band, accuracy, dim=64):
         return {"dataset": "cifar10", "target": "no pretraining", "eval": "finetune", "input": band,
-                "accuracy": accuracy, "epochs": 30, "config": config | {"dim": dim}, "pretrain_config": None}
+                "accuracy": accuracy, "epochs": 30, "config": config | {"dim": dim},
+                "pretrain_config": None}
     # A whole-image run of another model has no band runs to stand beside.
-    table = report.table([result(band, accuracy) for band, accuracy in runs.items()] + [result("original", 0.9, 32)])
+    table = report.table([result(band, accuracy) for band, accuracy in runs.items()]
+                         + [result("original", 0.9, 32)])
     bands = table.split("\n\n")[1].splitlines()
     rows = {line.split(" | ")[1]: line for line in bands[2:]}
     assert rows["top 90% band"].endswith("| 0.610, 30 ep | 0.45 |")
     assert rows["bottom 20% band"].endswith("| 0.330, 30 ep | 0.55 |")
     assert rows["top 75% band"].endswith("| 0.580, 30 ep | - |")  # a band they did not report
     # The same model on the whole image heads its bands, and stays in the first table too.
-    assert bands[2] == "| cifar10 | the whole image | no pretraining | ViT 64x4, patch 4 | 0.700, 30 ep | - |"
+    assert bands[2] == ("| cifar10 | the whole image | no pretraining | ViT 64x4, patch 4 "
+                        "| 0.700, 30 ep | - |")
     assert len(bands) == 2 + 4 and "0.900" not in table.split("\n\n")[1]
     assert "| 0.700, 30 ep | - |" in table.split("\n\n")[0] and "| 0.900, 30 ep | - |" in table
 
@@ -237,29 +256,37 @@ def test_the_table_names_each_fine_tunes_layer_decay():
     model = {"dim": 64, "depth": 4, "patch_size": 4, "seed": 0}
     pre = model | {"target": "original", "epochs": 10, "aug": "flip"}
     def result(target, decay, pretrain_config):
-        return {"dataset": "cifar10", "target": target, "eval": "finetune", "accuracy": 0.5 + decay / 10,
-                "epochs": 5, "config": model | {"layer_decay": decay}, "pretrain_config": pretrain_config}
-    rows = report.table([result("original", 0.75, pre), result("no pretraining", 1.0, None)]).splitlines()[2:]
-    assert "| 0.575, 5 ep, layer decay 0.75 |" in rows[1] and "--aug flip, 10 pretrain ep" in rows[1]
-    assert rows[0].startswith("| cifar10 | no pretraining |") and "| 0.600, 5 ep, layer decay 1 |" in rows[0]
+        return {"dataset": "cifar10", "target": target, "eval": "finetune",
+                "accuracy": 0.5 + decay / 10, "epochs": 5, "config": model | {"layer_decay": decay},
+                "pretrain_config": pretrain_config}
+    rows = report.table([result("original", 0.75, pre),
+                         result("no pretraining", 1.0, None)]).splitlines()[2:]
+    assert ("| 0.575, 5 ep, layer decay 0.75 |" in rows[1]
+            and "--aug flip, 10 pretrain ep" in rows[1])
+    assert (rows[0].startswith("| cifar10 | no pretraining |")
+            and "| 0.600, 5 ep, layer decay 1 |" in rows[0])
 
 
 def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path, run):
     def probe(name, target, epoch, accuracy, seed=0, epochs=40, **aug):
-        c = {"target": target, "pct": 25, "masking": "random", "dim": 64, "depth": 2, "patch_size": 4,
-             "epochs": epochs, "seed": seed} | aug  # older configs: no aug, which was crop
+        # older configs: no aug, which was crop
+        c = {"target": target, "pct": 25, "masking": "random", "dim": 64, "depth": 2,
+             "patch_size": 4, "epochs": epochs, "seed": seed} | aug
         (tmp_path / name).mkdir(parents=True)
         (tmp_path / name / "results.json").write_text(json.dumps(
-            {"dataset": "folder", "target": "?", "eval": "linprobe", "accuracy": accuracy, "epochs": 30,
-             "pretrain_config": c, "config": {"seed": 0}} | ({} if epoch is None else {"pretrain_epoch": epoch})))
+            {"dataset": "folder", "target": "?", "eval": "linprobe", "accuracy": accuracy,
+             "epochs": 30, "pretrain_config": c, "config": {"seed": 0}}
+            | ({} if epoch is None else {"pretrain_epoch": epoch})))
     for seed in (0, 1):
         probe(f"o{seed}/lp-0000", "original", 0, 0.40 + 0.02 * seed, seed)
     for epoch, accuracy in ((5, 0.45), (10, 0.50), (40, 0.60)):
         probe(f"o0/lp-{epoch}", "original", epoch, accuracy)
         probe(f"b0/lp-{epoch}", "bottom", epoch, accuracy - 0.05)
-    probe("ten/lp", "original", None, 0.48, epochs=10)  # an older run: its final weights, no epoch recorded
+    # an older run: its final weights, no epoch recorded
+    probe("ten/lp", "original", None, 0.48, epochs=10)
     probe("o1/lp-10", "original", 10, 0.54, seed=1)  # a second seed at epoch 10: mean 0.52
-    probe("f0/lp-0000", "original", 0, 0.40, epochs=100, aug="flip")  # seed 0's init again: no third seed
+    # seed 0's init again: no third seed
+    probe("f0/lp-0000", "original", 0, 0.40, epochs=100, aug="flip")
     code, out, err = run(report, tmp_path, "--charts")
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| folder")]
@@ -273,30 +300,40 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     assert any("--aug flip, pretrain ep 0 of 100 | - | 0.400, 30 ep" in r for r in rows)
     assert any("untrained (MAE init)" in r and "0.410 ± 0.014 (n=2)" in r for r in rows)
     # ... and after the tables, the probe against the epoch of the schedule probed at several
-    epochs = out.split("Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, --aug crop, 40 pretrain ep")
+    epochs = out.split("Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, "
+                       "--aug crop, 40 pretrain ep")
     assert len(epochs) == 2 and "| 10 | 0.520 ± 0.028 (n=2) | 0.450 | -0.070 |" in epochs[1]
     svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"
     legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
-    assert legend == ["bottom 25%, patch 4, 40 ep, --aug crop", "original, patch 4, 10 ep, --aug crop",
+    assert legend == ["bottom 25%, patch 4, 40 ep, --aug crop",
+                      "original, patch 4, 10 ep, --aug crop",
                       "original, patch 4, 40 ep, --aug crop", "untrained (MAE init), n=2"]
-    # A target keeps its colour across schedules, and a schedule its shape: the legend's, and the points'.
-    colour = dict(zip(legend, (t.get("fill") for t in svg.iter(ns + "text") if t.get("font-weight") == "bold")))
-    assert colour[legend[1]] == colour[legend[2]] and len({colour[legend[i]] for i in (0, 2, 3)}) == 3
-    assert [e.tag.removeprefix(ns) for e in svg if e.get("fill") == colour[legend[1]] and e.tag != ns + "text"] == [
-        "rect", "rect", "circle", "circle", "circle", "circle"]  # 10 ep: a square (and its legend's); 40 ep: dots
+    # A target keeps its colour across schedules, and a schedule its shape: the legend's, and the
+    # points'.
+    colour = dict(zip(legend, (t.get("fill") for t in svg.iter(ns + "text")
+                               if t.get("font-weight") == "bold")))
+    assert (colour[legend[1]] == colour[legend[2]]
+            and len({colour[legend[i]] for i in (0, 2, 3)}) == 3)
+    # 10 ep: a square (and its legend's); 40 ep: dots
+    assert [e.tag.removeprefix(ns) for e in svg
+            if e.get("fill") == colour[legend[1]] and e.tag != ns + "text"] == [
+        "rect", "rect", "circle", "circle", "circle", "circle"]
     lines = {legend[i]: [tuple(map(float, p.split(","))) for p in line.get("points").split()]
              for i, line in enumerate(svg.iter(ns + "polyline"))}
     xs = [x for x, _ in lines["original, patch 4, 40 ep, --aug crop"]]
-    assert len(xs) == 3 and (xs[2] - xs[1]) == pytest.approx(6 * (xs[1] - xs[0]), abs=0.5)  # 5, 10, 40
+    # 5, 10, 40
+    assert len(xs) == 3 and (xs[2] - xs[1]) == pytest.approx(6 * (xs[1] - xs[0]), abs=0.5)
     assert len(lines["original, patch 4, 10 ep, --aug crop"]) == 1  # a lone point at epoch 10
     level = lines["untrained (MAE init), n=2"]
     assert len({y for _, y in level}) == 1 and level[0][0] < xs[0]  # a level from epoch 0 on
-    # Where seeds spread, a bar spans them: the second seed's epoch 10 and the untrained pair, no more.
+    # Where seeds spread, a bar spans them: the second seed's epoch 10 and the untrained pair, no
+    # more.
     def height(accuracy):  # on the y scale of the line through 0.45 (epoch 5) and 0.60 (epoch 40)
         (_, y5), _, (_, y40) = lines["original, patch 4, 40 ep, --aug crop"]
         return y5 + (y40 - y5) * (accuracy - 0.45) / 0.15
-    assert lines["original, patch 4, 40 ep, --aug crop"][1][1] == pytest.approx(height(0.52), abs=0.2)
+    assert (lines["original, patch 4, 40 ep, --aug crop"][1][1]
+            == pytest.approx(height(0.52), abs=0.2))
     bars = [[float(v) for v in re.findall(r"-?[\d.]+", p.get("d"))] for p in svg.iter(ns + "path")]
     assert sorted((b[3], b[1], b[5]) for b in bars) == [  # each bar's x, and the y of its two ends
         pytest.approx((level[0][0], height(0.42), height(0.40)), abs=0.2),
@@ -349,41 +386,53 @@ def test_probe_chart_gathers_as_the_tables_do(tmp_path, monkeypatch):
 
 def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     """The findings' numbers: at each pretraining epoch, each target's probes (seeds gathered) and
-    its gap to the original target's mean; a target equal to the original's gains nothing (+0.000)."""
-    def probe(target, epoch, accuracy, knn, seed=0, epochs=100, aug="flip", dataset="folder", step=0, **more):
-        pre = {"target": target, "pct": 25, "dim": 64, "depth": 2, "patch_size": 4, "epochs": epochs,
-               "seed": seed, "aug": aug, "blr": 1.5e-3} | more
-        name = report.UNTRAINED if epoch == 0 else report.target_name(pre)  # as read_result names it
+    its gap to the original target's mean; a target equal to the original's gains nothing
+    (+0.000)."""
+    def probe(target, epoch, accuracy, knn, seed=0, epochs=100, aug="flip", dataset="folder",
+              step=0, **more):
+        pre = {"target": target, "pct": 25, "dim": 64, "depth": 2, "patch_size": 4,
+               "epochs": epochs, "seed": seed, "aug": aug, "blr": 1.5e-3} | more
+        # as read_result names it
+        name = report.UNTRAINED if epoch == 0 else report.target_name(pre)
         return {"dataset": dataset, "target": name, "eval": "linprobe", "accuracy": accuracy,
-                "knn": knn, "epochs": 30, "config": {"seed": 0, "pool": "cls"}, "pretrain_config": pre,
-                "pretrain_epoch": epoch, "pretrain_step": step}
+                "knn": knn, "epochs": 30, "config": {"seed": 0, "pool": "cls"},
+                "pretrain_config": pre, "pretrain_epoch": epoch, "pretrain_step": step}
     results = [probe("original", 10, 0.50, 0.40), probe("original", 10, 0.52, 0.44, seed=1),
                probe("bottom", 10, 0.45, 0.41), probe("bottom", 10, 0.47, 0.41, seed=1),
-               probe("top", 10, 0.50, 0.40), probe("top", 10, 0.52, 0.44, seed=1),  # the original's twin
+               # the original's twin
+               probe("top", 10, 0.50, 0.40), probe("top", 10, 0.52, 0.44, seed=1),
                probe("original", 100, 0.60, 0.50), probe("bottom", 100, 0.63, None),
                probe("bottom", 40, 0.58, 0.48),  # no original at epoch 40: no gap
-               probe("original", 0, 0.40, 0.30), probe("bottom", 0, 0.40, 0.30),  # one init: in its run's column
+               # one init: in its run's column
+               probe("original", 0, 0.40, 0.30), probe("bottom", 0, 0.40, 0.30),
                probe("original", 40, 0.9, 0.9, step=7),  # weights of a stop mid-epoch: no epoch
                probe("original", 10, 0.9, 0.9, aug="crop"),  # another schedule, one epoch: no table
                probe("original", 10, 0.9, 0.9, dataset="stl10")]
     [text] = report.epoch_tables(results)
     title, _, header, _, *rows = text.splitlines()
-    assert title == "Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, --aug flip, 100 pretrain ep"
-    assert header == "| epoch | original | bottom 25% | top 25% | bottom 25% − original | top 25% − original |"
+    assert title == ("Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, "
+                     "--aug flip, 100 pretrain ep")
+    assert header == ("| epoch | original | bottom 25% | top 25% | bottom 25% − original "
+                      "| top 25% − original |")
     assert rows == [
         "| 0 | 0.400 (kNN 0.300) | 0.400 (kNN 0.300) | - | same weights | - |",
-        "| 10 | 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) | 0.460 ± 0.014 (n=2) (kNN 0.410 ± 0.000 (n=2)) "
-        "| 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) | -0.050 (kNN -0.010) | +0.000 (kNN +0.000) |",
+        "| 10 | 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) "
+        "| 0.460 ± 0.014 (n=2) (kNN 0.410 ± 0.000 (n=2)) "
+        "| 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) "
+        "| -0.050 (kNN -0.010) | +0.000 (kNN +0.000) |",
         "| 40 | - | 0.580 (kNN 0.480) | - | - | - |",
         "| 100 | 0.600 (kNN 0.500) | 0.630 | - | +0.030 | - |"]  # a probe without kNN: no kNN gap
     # Seeds that differ in more than the seed have no one mean: their cell names each, and no gap.
     other_lr = probe("bottom", 10, 0.30, 0.30, seed=1, blr=3e-3)
-    [text] = report.epoch_tables(results[:3] + [other_lr, results[6]] + [probe("bottom", 100, 0.5, 0.5)])
+    [text] = report.epoch_tables(results[:3] + [other_lr, results[6]]
+                                 + [probe("bottom", 100, 0.5, 0.5)])
     rows = text.splitlines()[4:]
-    assert rows[0].endswith("| 0.450 (kNN 0.410) [pretrain.blr 0.0015]; 0.300 (kNN 0.300) [pretrain.blr 0.003] | - |")
+    assert rows[0].endswith("| 0.450 (kNN 0.410) [pretrain.blr 0.0015]; "
+                            "0.300 (kNN 0.300) [pretrain.blr 0.003] | - |")
     assert rows[1] == "| 100 | 0.600 (kNN 0.500) | 0.500 (kNN 0.500) | -0.100 (kNN +0.000) |"
     # Nor have two targets pretrained otherwise (here at another lr) a gap, though each has a mean.
-    [text] = report.epoch_tables(results[:2] + [probe("bottom", 10, 0.45, 0.41, blr=3e-3)] + results[6:8])
+    [text] = report.epoch_tables(results[:2] + [probe("bottom", 10, 0.45, 0.41, blr=3e-3)]
+                                 + results[6:8])
     assert text.splitlines()[4].endswith("| 0.450 (kNN 0.410) | - |")
     assert report.epoch_tables(results[:2]) == []  # one epoch: nothing against epoch
 
@@ -418,19 +467,23 @@ def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():
     [row] = untrained_rows(by_file)
     assert "| 0.420 (kNN 0.320), 30 ep |" in row
     # Past epoch 0, only a hash says two results are one: with none, two.
-    unnamed = [probe("original", 0.40, sha1=None, epoch=10), probe("original", 0.44, sha1=None, epoch=10)]
+    unnamed = [probe("original", 0.40, sha1=None, epoch=10),
+               probe("original", 0.44, sha1=None, epoch=10)]
     [row] = [row for row in report.table(unnamed).splitlines() if "pretrain ep 10 of 100" in row]
     assert "| 0.420 ± 0.028 (n=2)" in row
     # Past epoch 0 the target has acted: two targets, two rows, even from one hash (never so).
     trained = [probe("original", 0.50, epoch=10), probe("bottom", 0.50, epoch=10)]
     assert sum("pretrain ep 10 of 100" in row for row in report.table(trained).splitlines()) == 2
     # The epoch table's gap takes each cell's measurements: the repeat adds no weight to its cell.
-    later = [probe("original", 0.50, epoch=10, sha1="o10"), probe("bottom", 0.46, epoch=10, sha1="b10"),
-             probe("bottom", 0.46, epoch=10, sha1="b10"), probe("bottom", 0.40, epoch=10, sha1="b10s1", seed=1)]
+    later = [probe("original", 0.50, epoch=10, sha1="o10"),
+             probe("bottom", 0.46, epoch=10, sha1="b10"),
+             probe("bottom", 0.46, epoch=10, sha1="b10"),
+             probe("bottom", 0.40, epoch=10, sha1="b10s1", seed=1)]
     [text] = report.epoch_tables(one_init + later)
     assert text.splitlines()[4].endswith("| same weights |")  # one init in both: no finding
     assert text.splitlines()[5:] == [
-        "| 10 | 0.500 (kNN 0.400) | 0.430 ± 0.042 (n=2) (kNN 0.330 ± 0.042 (n=2)) | -0.070 (kNN -0.070) |"]
+        "| 10 | 0.500 (kNN 0.400) | 0.430 ± 0.042 (n=2) (kNN 0.330 ± 0.042 (n=2)) "
+        "| -0.070 (kNN -0.070) |"]
 
 
 def test_monitor_table_gives_each_runs_last_monitor_line_seeds_gathered(tmp_path, run):
@@ -441,56 +494,73 @@ def test_monitor_table_gives_each_runs_last_monitor_line_seeds_gathered(tmp_path
         config = {"dataset": "folder", "target": target, "pct": pct, "dim": 64, "depth": 2,
                   "patch_size": 4, "epochs": 40, "seed": seed, "aug": "flip"} | more
         (tmp_path / name).mkdir()
-        (tmp_path / name / "summary.json").write_text(json.dumps({"config": config, "train_seconds": 1800}))
+        (tmp_path / name / "summary.json").write_text(json.dumps(
+            {"config": config, "train_seconds": 1800}))
         first = {"epoch": 1, "loss": 9.0, "trivial_loss": 9.0, "knn": 0.1}  # not the end: not read
-        (tmp_path / name / "log.jsonl").write_text(json.dumps(first) + "\n" + json.dumps({"epoch": 40} | last) + "\n")
+        (tmp_path / name / "log.jsonl").write_text(json.dumps(first) + "\n"
+                                                   + json.dumps({"epoch": 40} | last) + "\n")
     def line(loss, trivial, knn, **explained):
-        return {"loss": loss, "trivial_loss": trivial, "knn": knn, "explained_by": report.EXPLAINED_BY,
+        return {"loss": loss, "trivial_loss": trivial, "knn": knn,
+                "explained_by": report.EXPLAINED_BY,
                 "explained": {"top 75%": None, "10-25%": None, "bottom 10%": None} | explained}
-    pretraining("o0", "original", 0, line(0.2, 1.0, 0.40, **{"top 75%": 0.9, "10-25%": 0.4, "bottom 10%": 0.0}))
-    pretraining("o1", "original", 1, line(0.3, 1.0, 0.44, **{"top 75%": 0.8, "10-25%": 0.4, "bottom 10%": 0.1}))
+    pretraining("o0", "original", 0,
+                line(0.2, 1.0, 0.40, **{"top 75%": 0.9, "10-25%": 0.4, "bottom 10%": 0.0}))
+    pretraining("o1", "original", 1,
+                line(0.3, 1.0, 0.44, **{"top 75%": 0.8, "10-25%": 0.4, "bottom 10%": 0.1}))
     pretraining("b0", "bottom", 0, line(0.6, 0.5, 0.50, **{"10-25%": 0.5, "bottom 10%": 0.125}))
     pretraining("b1", "bottom", 1, line(0.2, 0.1, 0.46, **{"10-25%": -0.1, "bottom 10%": 0.1}))
-    pretraining("old", "bottom", 0, {"loss": 0.1, "knn": 0.3, "explained": {"10-25%": 0.9}}, pct=10)  # before the fix
-    pretraining("np", "original", 0, line(0.25, 1.0, 0.41) | {"explained_by": report.NORM_PIX_EXPLAINED_BY},
+    # before the fix
+    pretraining("old", "bottom", 0, {"loss": 0.1, "knn": 0.3, "explained": {"10-25%": 0.9}}, pct=10)
+    pretraining("np", "original", 0,
+                line(0.25, 1.0, 0.41) | {"explained_by": report.NORM_PIX_EXPLAINED_BY},
                 norm_pix_loss=True, blr=1.5e-3)
     # A norm-pix run from before its trivial guess was fixed (that guess scored above zeros'): no
     # share; nor band figures, which its monitor (then named as the plain one's) made otherwise.
-    pretraining("np-old", "original", 0, line(0.25, 1.6, 0.41, **{"top 75%": 0.9}), norm_pix_loss=True,
-                blr=3e-3)
+    pretraining("np-old", "original", 0, line(0.25, 1.6, 0.41, **{"top 75%": 0.9}),
+                norm_pix_loss=True, blr=3e-3)
     # One made now with the band monitor off names its trivial guess alone: its share stands.
     pretraining("np-now", "original", 0, {"loss": 0.3, "trivial_loss": 1.0, "knn": 0.41,
-                                          "trivial_by": report.TRIVIAL_BY}, norm_pix_loss=True, blr=1e-3)
+                                          "trivial_by": report.TRIVIAL_BY},
+                norm_pix_loss=True, blr=1e-3)
     (tmp_path / "lp").mkdir()
     (tmp_path / "lp" / "results.json").write_text(json.dumps(
-        {"dataset": "folder", "target": "original", "eval": "linprobe", "accuracy": 0.4, "epochs": 30,
-         "pretrain_config": {"dim": 64, "depth": 2, "patch_size": 4, "epochs": 40}}))
+        {"dataset": "folder", "target": "original", "eval": "linprobe", "accuracy": 0.4,
+         "epochs": 30, "pretrain_config": {"dim": 64, "depth": 2, "patch_size": 4, "epochs": 40}}))
     (tmp_path / "fine").mkdir()  # a summary naming no pretraining config: its time, no row
     (tmp_path / "fine" / "summary.json").write_text(json.dumps({"train_seconds": 1800}))
     code, out, err = run(report, tmp_path, "--as", "cifar10")
     assert code == 0, err
-    monitor = out.split("kNN accuracy on its --knn-train / --knn-test images\n\n")[1].split("\n\n")[0]
+    monitor = (out.split("kNN accuracy on its --knn-train / --knn-test images\n\n")[1]
+               .split("\n\n")[0])
     scale = "ViT 64x2, patch 4, --aug flip, 40 pretrain ep"
     assert monitor.splitlines() == [
-        "| dataset | target | scale | loss / trivial | top 75% | 10-25% | bottom 10% | kNN monitor |",
+        "| dataset | target | scale | loss / trivial | top 75% | 10-25% | bottom 10% "
+        "| kNN monitor |",
         "|---|---|---|---|---|---|---|---|",
         f"| cifar10 (image folder) | bottom 10% | {scale} | - | - | - | - | 0.300 |",
-        f"| cifar10 (image folder) | bottom 25% | {scale} | 1.600 ± 0.566 (n=2) | - | 0.200 ± 0.424 (n=2) "
-        "| 0.113 ± 0.018 (n=2) | 0.480 ± 0.028 (n=2) |",
-        f"| cifar10 (image folder) | original | {scale} | 0.250 ± 0.071 (n=2) | 0.850 ± 0.071 (n=2) "
-        "| 0.400 ± 0.000 (n=2) | 0.050 ± 0.071 (n=2) | 0.420 ± 0.028 (n=2) |",
-        f"| cifar10 (image folder) | original, norm-pix loss | {scale} (blr 0.0015) | 0.250 | - | - | - | 0.410 |",
-        f"| cifar10 (image folder) | original, norm-pix loss | {scale} (blr 0.001) | 0.300 | - | - | - | 0.410 |",
-        f"| cifar10 (image folder) | original, norm-pix loss | {scale} (blr 0.003) | - | - | - | - | 0.410 |"]
+        f"| cifar10 (image folder) | bottom 25% | {scale} | 1.600 ± 0.566 (n=2) "
+        "| - | 0.200 ± 0.424 (n=2) | 0.113 ± 0.018 (n=2) | 0.480 ± 0.028 (n=2) |",
+        f"| cifar10 (image folder) | original | {scale} | 0.250 ± 0.071 (n=2) "
+        "| 0.850 ± 0.071 (n=2) | 0.400 ± 0.000 (n=2) | 0.050 ± 0.071 (n=2) "
+        "| 0.420 ± 0.028 (n=2) |",
+        f"| cifar10 (image folder) | original, norm-pix loss | {scale} (blr 0.0015) "
+        "| 0.250 | - | - | - | 0.410 |",
+        f"| cifar10 (image folder) | original, norm-pix loss | {scale} (blr 0.001) "
+        "| 0.300 | - | - | - | 0.410 |",
+        f"| cifar10 (image folder) | original, norm-pix loss | {scale} (blr 0.003) "
+        "| - | - | - | - | 0.410 |"]
     assert "\n4.5 hours of computing in all" in out  # nine summaries of 1800 s
     # A figure no monitor gives, of a wrong type, or a config no pretraining wrote: refused.
-    for edit, config in (({"knn": 1.5}, {}), ({"knn": -0.5}, {}), ({"explained": {"10-25%": 1.5}}, {}),
-                         ({"loss": -0.1}, {}), ({"explained": [0.5]}, {}), ({"trivial_loss": "1"}, {}),
+    for edit, config in (({"knn": 1.5}, {}), ({"knn": -0.5}, {}),
+                         ({"explained": {"10-25%": 1.5}}, {}), ({"loss": -0.1}, {}),
+                         ({"explained": [0.5]}, {}), ({"trivial_loss": "1"}, {}),
                          ({"loss": 1e308, "trivial_loss": 1e-308}, {}),  # a share past any float
-                         ({}, {"dataset": ["folder"]}), ({}, {"dataset": None}), ({}, {"epochs": "40"})):
+                         ({}, {"dataset": ["folder"]}), ({}, {"dataset": None}),
+                         ({}, {"epochs": "40"})):
         pretraining("edited", "bottom", 2, line(0.2, 1.0, 0.4) | edit, **config)
         code, out, err = run(report, tmp_path)
-        assert code == 2 and "edited/summary.json (or the log.jsonl beside it) is not a pretraining run" in err
+        assert code == 2 and ("edited/summary.json (or the log.jsonl beside it) "
+                              "is not a pretraining run") in err
         assert one_line_error(code, err) and out == ""
         shutil.rmtree(tmp_path / "edited")
     # A log whose last line was cut short ends before its run did: its figures would be an epoch's
@@ -499,36 +569,45 @@ def test_monitor_table_gives_each_runs_last_monitor_line_seeds_gathered(tmp_path
     with open(tmp_path / "cut" / "log.jsonl", "a") as f:
         f.write('{"epoch": 41, "loss"')  # (a line cut short is dropped: the last whole one stays)
     assert run(report, tmp_path)[0] == 0
-    for log in (json.dumps({"epoch": 39}) + "\n" + '{"epoch": 40, "lo', "", json.dumps({"epoch": True})):
+    for log in (json.dumps({"epoch": 39}) + "\n" + '{"epoch": 40, "lo', "",
+                json.dumps({"epoch": True})):
         (tmp_path / "cut" / "log.jsonl").write_text(log)
         code, out, err = run(report, tmp_path)
-        assert one_line_error(code, err) and "cut/log.jsonl does not end with epoch 40, its run's last" in err
+        assert (one_line_error(code, err)
+                and "cut/log.jsonl does not end with epoch 40, its run's last" in err)
 
 
 def test_chart_draws_each_band_where_its_values_are():
-    svg = ET.fromstring(report.line_chart({"top 75%": [0, 0.5, 1, -3], "bottom 25%": [1, None, 1, 1],
+    svg = ET.fromstring(report.line_chart({"top 75%": [0, 0.5, 1, -3],
+                                           "bottom 25%": [1, None, 1, 1],
                                            "10-25%": [None, None, None, None]},
-                                          "Title & co", "target: bottom 25%", "epoch", "share explained"))
+                                          "Title & co", "target: bottom 25%", "epoch",
+                                          "share explained"))
     ns = "{http://www.w3.org/2000/svg}"
     texts = [t.text for t in svg.iter(ns + "text")]
-    for words in ("Title & co", "target: bottom 25%", "epoch", "share explained", "top 75%", "bottom 25%",
-                  "10-25%", "-0.25", "0", "0.5", "1", "2", "4", "open triangle: beyond the axis"):
+    for words in ("Title & co", "target: bottom 25%", "epoch", "share explained", "top 75%",
+                  "bottom 25%", "10-25%", "-0.25", "0", "0.5", "1", "2", "4",
+                  "open triangle: beyond the axis"):
         assert words in texts, words
     lines = [[tuple(map(float, p.split(","))) for p in line.get("points").split()]
              for line in svg.iter(ns + "polyline")]
     top, bottom_1, bottom_2 = lines  # a missing value breaks the bottom band's line in two
     assert [len(top), len(bottom_1), len(bottom_2)] == [4, 1, 2]
     xs, ys = zip(*top)
-    assert xs[1] - xs[0] == pytest.approx(xs[2] - xs[1], abs=0.1) == pytest.approx(xs[3] - xs[2], abs=0.1)
+    assert (xs[1] - xs[0] == pytest.approx(xs[2] - xs[1], abs=0.1)
+            == pytest.approx(xs[3] - xs[2], abs=0.1))
     assert xs[1] > xs[0]  # epochs evenly spaced, left to right
-    assert ys[1] == pytest.approx((ys[0] + ys[2]) / 2, abs=0.1) and ys[2] < ys[0]  # 0.5 halfway between 0 and 1, up is more
+    # 0.5 halfway between 0 and 1, up is more
+    assert ys[1] == pytest.approx((ys[0] + ys[2]) / 2, abs=0.1) and ys[2] < ys[0]
     zero = [float(line.get("y1")) for line in svg.iter(ns + "line") if line.get("stroke") == "black"
             and line.get("y1") == line.get("y2")]
     assert zero == [pytest.approx(ys[0], abs=0.1)]  # the dark line is at 0
-    # -3 is beyond the axis: drawn at its lower edge (-0.25, 0.25 below 0 as 0.5 is above it) as a triangle.
+    # -3 is beyond the axis: drawn at its lower edge (-0.25, 0.25 below 0 as 0.5 is above it) as a
+    # triangle.
     assert ys[3] == pytest.approx(ys[0] + (ys[0] - ys[1]) / 2, abs=0.1)
     triangle = next(svg.iter(ns + "polygon"))
-    assert max(float(p.split(",")[1]) for p in triangle.get("points").split()) > ys[3]  # points down, off the chart
+    # points down, off the chart
+    assert max(float(p.split(",")[1]) for p in triangle.get("points").split()) > ys[3]
     assert len(list(svg.iter(ns + "circle"))) == 3 + 3  # a dot per value inside the axis
 
 
@@ -538,31 +617,36 @@ def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, r
     autocast = []
     for cls in (model.MAE, model.Classifier, model.Encoder):
         forward = cls.forward
-        monkeypatch.setattr(cls, "forward", lambda self, *a, _f=forward, _c=cls, **k: autocast.append(
-            (_c.__name__, self.training, torch.is_autocast_enabled("cpu"))) or _f(self, *a, **k))
-    code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 2, "--out", tmp_path / "pre",
-                         "--target", "bottom", "--pct", 25, "--amp")
+        monkeypatch.setattr(cls, "forward", lambda self, *a, _f=forward, _c=cls, **k: (
+            autocast.append((_c.__name__, self.training, torch.is_autocast_enabled("cpu")))
+            or _f(self, *a, **k)))
+    code, out, err = run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 2,
+                         "--out", tmp_path / "pre", "--target", "bottom", "--pct", 25, "--amp")
     assert code == 0 and "bf16 autocast" in out, err
     assert ("MAE", True, True) in autocast and ("MAE", True, False) not in autocast
     ckpt = torch.load(tmp_path / "pre" / "ckpt.pt", weights_only=True)
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
-    assert json.loads((tmp_path / "pre" / "summary.json").read_text())["used"]["bf16_epochs"] == [1, 2]
+    assert (json.loads((tmp_path / "pre" / "summary.json").read_text())["used"]["bf16_epochs"]
+            == [1, 2])
     autocast.clear()
-    code, _, err = run(linprobe, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 2,
-                       "--out", tmp_path / "lp", "--amp")
+    code, _, err = run(linprobe, "--ckpt", tmp_path / "pre" / "ckpt.pt",
+                       "--data-dir", fmnist_folder, "--epochs", 2, "--out", tmp_path / "lp",
+                       "--amp")
     assert code == 0 and autocast and all(on for _, _, on in autocast), err
     assert json.loads((tmp_path / "lp" / "results.json").read_text())["used"]["precision"] == "bf16"
     autocast.clear()
-    code, _, err = run(finetune, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--dataset", "folder", "--data-dir",
-                       fmnist_folder, "--image-size", 16, "--epochs", 2, "--batch-size", 32, "--out", tmp_path / "ft",
-                       "--amp", "--input", "bottom", "--pct", 25)
+    code, _, err = run(finetune, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--dataset", "folder",
+                       "--data-dir", fmnist_folder, "--image-size", 16, "--epochs", 2,
+                       "--batch-size", 32, "--out", tmp_path / "ft", "--amp", "--input", "bottom",
+                       "--pct", 25)
     assert code == 0, err
     assert ("Classifier", True, True) in autocast and ("Classifier", True, False) not in autocast
     results = json.loads((tmp_path / "ft" / "results.json").read_text())
     assert results["used"]["bf16_epochs"] == [1, 2] and 0 <= results["accuracy"] <= 1
     # Without --amp a CPU run stays in float32.
     autocast.clear()
-    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "fp32")[0] == 0
+    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1,
+               "--out", tmp_path / "fp32")[0] == 0
     assert ("MAE", True, False) in autocast and ("MAE", True, True) not in autocast
 
 
@@ -572,10 +656,14 @@ def test_runs_of_older_code_are_read_as_that_code_ran(tmp_path):
     the whole image, and the cell names what sets them apart; pretraining configs alike."""
     config = {"dim": 64, "depth": 4, "patch_size": 4, "input": "bottom"}
     def result(accuracy, seed, **new):
-        return {"dataset": "cifar10", "target": "no pretraining", "eval": "finetune", "input": "bottom 20%",
-                "accuracy": accuracy, "epochs": 30, "config": config | {"seed": seed} | new, "pretrain_config": None}
-    old, fixed, fixed_seed1 = result(0.40, 0), result(0.50, 0, band_first=True), result(0.52, 1, band_first=True)
-    row = next(line for line in report.table([old, fixed, fixed_seed1]).splitlines() if "bottom 20% band" in line)
-    assert "0.400, 30 ep [band_first False]" in row and "0.510 ± 0.014 (n=2), 30 ep [band_first True]" in row
+        return {"dataset": "cifar10", "target": "no pretraining", "eval": "finetune",
+                "input": "bottom 20%", "accuracy": accuracy, "epochs": 30,
+                "config": config | {"seed": seed} | new, "pretrain_config": None}
+    old, fixed, fixed_seed1 = (result(0.40, 0), result(0.50, 0, band_first=True),
+                               result(0.52, 1, band_first=True))
+    row = next(line for line in report.table([old, fixed, fixed_seed1]).splitlines()
+               if "bottom 20% band" in line)
+    assert ("0.400, 30 ep [band_first False]" in row
+            and "0.510 ± 0.014 (n=2), 30 ep [band_first True]" in row)
     assert report.comparable({"aug": "crop"}, {"aug": "crop", "pca_fit": "images"})
     assert not report.comparable({"aug": "crop"}, {"aug": "crop", "pca_fit": "views"})

@@ -45,7 +45,8 @@ def reference_eigvals(x):
     return np.linalg.eigh(np.cov(flat, rowvar=False))[0]
 
 
-@pytest.mark.parametrize("x", [torch.rand(500, 2, 4, 4, dtype=torch.float64), planted()], ids=["random", "planted"])
+@pytest.mark.parametrize("x", [torch.rand(500, 2, 4, 4, dtype=torch.float64), planted()],
+                         ids=["random", "planted"])
 @pytest.mark.parametrize("pct", [10, 25, 60])
 def test_bands_partition_and_follow_the_share_rule(x, pct):
     pca = pca_project.fit(x)
@@ -60,7 +61,8 @@ def test_pca_masking_hides_the_asked_share_and_splits_the_image(mask_share):
     x = planted()
     pca = pca_project.fit(x)
     share = pca_project.variance_share(pca)
-    u = torch.rand(len(x), len(share), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    u = torch.rand(len(x), len(share), dtype=torch.float64,
+                   generator=torch.Generator().manual_seed(0))
     hidden = pca_project.hide_components(share, mask_share, u)
     # Hidden components come first in each image's random order; their share reaches the asked
     # share, and fell short of it before the last one was added.
@@ -88,7 +90,8 @@ def test_spectrum_bands_cut_at_the_band_rule():
     bands = pca_project.spectrum_bands(pca, [10, 25])
     assert [name for name, _ in bands] == ["top 75%", "10-25%", "bottom 10%"]
     top, middle, bottom = (b for _, b in bands)
-    assert bottom == pca_project.band_slice(pca, "bottom", 10) and top == pca_project.band_slice(pca, "top", 75)
+    assert (bottom == pca_project.band_slice(pca, "bottom", 10)
+            and top == pca_project.band_slice(pca, "top", 75))
     assert (bottom.stop, middle.stop) == (middle.start, top.start)
 
 
@@ -97,9 +100,12 @@ def test_gram_route_gives_the_same_spectrum_and_a_full_basis():
     pca = pca_project.fit(x)
     d = x[0].numel()
     assert pca["eigvecs"].shape == (d, d)
-    assert torch.allclose(pca["eigvecs"].T @ pca["eigvecs"], torch.eye(d, dtype=torch.float64), atol=1e-10)
-    for fitted in (pca, pca_project.fit(planted(n=60, shape=(3, 2, 2)))):  # both routes: N < D, N > D
-        assert fitted["eigvecs"].stride() == (1, len(fitted["eigvals"]))  # each component contiguous
+    assert torch.allclose(pca["eigvecs"].T @ pca["eigvecs"], torch.eye(d, dtype=torch.float64),
+                          atol=1e-10)
+    # both routes: N < D, N > D
+    for fitted in (pca, pca_project.fit(planted(n=60, shape=(3, 2, 2)))):
+        # each component contiguous
+        assert fitted["eigvecs"].stride() == (1, len(fitted["eigvals"]))
     ref = reference_eigvals(x)
     assert np.abs(pca["eigvals"].numpy() - ref).max() < 1e-8 * ref.max()
     cov = torch.from_numpy(np.cov(x.flatten(1).numpy(), rowvar=False))
@@ -110,7 +116,8 @@ def test_gram_route_gives_the_same_spectrum_and_a_full_basis():
 def test_uint8_input_is_scaled_to_unit_range():
     x8 = (torch.rand(2500, 1, 4, 4) ** 3 * 255).to(torch.uint8)  # several chunks; mean far from 128
     a, b = pca_project.fit(x8), pca_project.fit(x8.double() / 255)
-    assert torch.allclose(a["mean"], b["mean"]) and torch.allclose(a["eigvals"], b["eigvals"], atol=1e-14)
+    assert (torch.allclose(a["mean"], b["mean"])
+            and torch.allclose(a["eigvals"], b["eigvals"], atol=1e-14))
     ref = reference_eigvals(x8.double() / 255)
     assert np.abs(a["eigvals"].numpy() - ref).max() < 1e-12 * ref.max()
 
@@ -135,7 +142,8 @@ def test_real_fashion_mnist(tmp_path):
 
 
 def test_script_fits_on_train_only_and_reuses_its_cache(tmp_path, run):
-    train, _ = write_cifar10(tmp_path, test_fill=255)  # a leak of the all-white test split would show in the mean
+    # a leak of the all-white test split would show in the mean
+    train, _ = write_cifar10(tmp_path, test_fill=255)
     args = ["--dataset", "cifar10", "--data-dir", tmp_path, "--out", tmp_path / "grid.png"]
     code, out, err = run(pca_project, *args)
     assert code == 0, err
@@ -164,8 +172,8 @@ def test_folder_dataset_and_refit_on_new_image_size(tmp_path, run):
     assert x.shape == (8, 3, 16, 16) and y.tolist() == [0] * 4 + [1] * 4
     cache = tmp_path / "fit.pt"
     for size in (16, 8):
-        code, out, err = run(pca_project, "--dataset", "folder", "--data-dir", tmp_path, "--image-size", size,
-                             "--cache", cache, "--out", tmp_path / "g.png")
+        code, out, err = run(pca_project, "--dataset", "folder", "--data-dir", tmp_path,
+                             "--image-size", size, "--cache", cache, "--out", tmp_path / "g.png")
         assert code == 0 and "fitted" in out, err
         assert torch.load(cache, weights_only=True)["shape"] == (3, size, size)
 
@@ -186,12 +194,14 @@ def test_data_cache_serves_second_load_and_follows_the_files(tmp_path, monkeypat
     x2, y2 = data.load("cifar10", "train", str(tmp_path))
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     monkeypatch.setattr(data, "_read_torchvision", read)
-    train, _ = write_cifar10(tmp_path, seed=1)  # files replaced under --data-dir: the cache is stale
+    # files replaced under --data-dir: the cache is stale
+    train, _ = write_cifar10(tmp_path, seed=1)
     assert torch.equal(data.load("cifar10", "train", str(tmp_path))[0], torch.from_numpy(train))
 
 
 def one_line_error(code, err):
-    return code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error:") and "Traceback" not in err
+    return (code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error:")
+            and "Traceback" not in err)
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, run):
@@ -211,14 +221,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run):
 
     # A cache file from another dataset is refused, not silently used or overwritten.
     write_folder(tmp_path / "f")
-    assert run(pca_project, "--dataset", "folder", "--data-dir", tmp_path / "f", "--cache", tmp_path / "fit.pt")[0] == 0
-    code, _, err = run(pca_project, "--dataset", "cifar10", "--data-dir", tmp_path / "c", "--cache", tmp_path / "fit.pt")
+    assert run(pca_project, "--dataset", "folder", "--data-dir", tmp_path / "f",
+               "--cache", tmp_path / "fit.pt")[0] == 0
+    code, _, err = run(pca_project, "--dataset", "cifar10", "--data-dir", tmp_path / "c",
+                       "--cache", tmp_path / "fit.pt")
     assert one_line_error(code, err) and "folder" in err
 
 
 def test_script_as_a_process_reports_one_line(tmp_path):
-    p = subprocess.run([sys.executable, "pca_project.py", "--dataset", "stl10", "--data-dir", str(tmp_path)],
-                       cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "pca_project.py", "--dataset", "stl10",
+                        "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert one_line_error(p.returncode, p.stderr) and "stl10_binary" in p.stderr
 
 
@@ -241,7 +253,8 @@ def test_targets_through_the_smaller_side_equal_the_full_projection(gram):
     sizes = [b.stop - b.start for _, b in bands]
     assert pcs["watch"].shape == (d, d - max(sizes))
     g = torch.Generator().manual_seed(0)
-    seen, guess = x + 0.1 * torch.randn(x.shape, generator=g), x + 0.05 * torch.randn(x.shape, generator=g)
+    seen, guess = (x + 0.1 * torch.randn(x.shape, generator=g),
+                   x + 0.05 * torch.randn(x.shape, generator=g))
     V = fit["eigvecs"]
     for diff in (guess - x, x - seen):
         sq = ((diff.flatten(1).double() @ V) ** 2).sum(0)
@@ -282,8 +295,9 @@ def test_a_band_holds_its_share_of_the_training_inputs(source, aug, fmnist_folde
         nominal = float(pca_project.variance_share(views)[band].sum())
         share = pca_project.band_share(inputs, pca_project.on_device(views, "cpu", band))
         assert abs(share - nominal) < 0.01, (target, pct, share, nominal)
-        if aug == "flip" and source == "fashion-mnist":  # pretraining's default, on the whole dataset:
-            assert abs(share - pct / 100) < 0.01, (target, pct, share)  # the share its name says too
+        # pretraining's default, on the whole dataset: the share its name says too
+        if aug == "flip" and source == "fashion-mnist":
+            assert abs(share - pct / 100) < 0.01, (target, pct, share)
     band = pca_project.band_slice(stored, "bottom", 25)
     share = pca_project.band_share(inputs, pca_project.on_device(stored, "cpu", band))
     nominal = float(pca_project.variance_share(stored)[band].sum())

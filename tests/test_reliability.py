@@ -1,4 +1,5 @@
-"""Crash safety (kill -9, corrupt checkpoints, NaN) and the bad-input matrix across the scripts."""
+"""Crash safety (kill -9, corrupt checkpoints, NaN) and the bad-input matrix across the
+scripts."""
 import json
 import os
 import random
@@ -20,13 +21,15 @@ from test_pca import ROOT, one_line_error
 
 
 def pretrain_cmd(folder, out, *extra):
-    return [sys.executable, "pretrain.py", *map(str, [*TINY, "--data-dir", folder, "--epochs", 60, "--eval-every", 20,
-                                                      "--ckpt-every", 2, "--target", "bottom", "--pct", 25,
-                                                      "--out", out, *extra])]
+    return [sys.executable, "pretrain.py",
+            *map(str, [*TINY, "--data-dir", folder, "--epochs", 60, "--eval-every", 20,
+                       "--ckpt-every", 2, "--target", "bottom", "--pct", 25, "--out", out, *extra])]
 
 
 def logs_without_timing(out):
-    return [{k: v for k, v in line.items() if k not in ("seconds", "images_per_s", "monitor_seconds")} for line in training.read_log(out)]
+    return [{k: v for k, v in line.items()
+             if k not in ("seconds", "images_per_s", "monitor_seconds")}
+            for line in training.read_log(out)]
 
 
 def assert_same_run(a, b):
@@ -37,9 +40,10 @@ def assert_same_run(a, b):
 
 
 def test_kill_9_then_resume_is_bit_identical(fmnist_folder, tmp_path):
-    subprocess.run(pretrain_cmd(fmnist_folder, tmp_path / "a"), cwd=ROOT, check=True, capture_output=True)
-    proc = subprocess.Popen(pretrain_cmd(fmnist_folder, tmp_path / "b"), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    subprocess.run(pretrain_cmd(fmnist_folder, tmp_path / "a"), cwd=ROOT, check=True,
+                   capture_output=True)
+    proc = subprocess.Popen(pretrain_cmd(fmnist_folder, tmp_path / "b"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / "b" / "ckpt.prev.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -48,13 +52,15 @@ def test_kill_9_then_resume_is_bit_identical(fmnist_folder, tmp_path):
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     done = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
     assert done["epoch"] < 60
-    p = subprocess.run(pretrain_cmd(fmnist_folder, tmp_path / "b", "--resume"), cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(pretrain_cmd(fmnist_folder, tmp_path / "b", "--resume"), cwd=ROOT,
+                       capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "resuming at epoch" in p.stdout
     assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
-def test_a_checkpoint_keeps_the_generator_of_its_own_gpu_and_resumes_on_a_machine_with_fewer(monkeypatch):
+def test_a_checkpoint_keeps_the_generator_of_its_own_gpu_and_resumes_on_a_machine_with_fewer(
+        monkeypatch):
     """On a GPU (simulated: no CUDA here), a checkpoint keeps the state of the GPU the process draws
     on, not one per GPU it sees; an older one holding eight resumes on one GPU from the first (the
     one drawn on), where restoring all eight failed."""
@@ -80,7 +86,8 @@ def test_autocast_takes_fp16_on_a_gpu_without_bf16_units_unless_told(monkeypatch
     and a CPU's is bf16; --amp-dtype wins; no --amp on a CPU is fp32. A probe's config names the
     dtype --amp takes there, given or not, as a CPU probe's always did (bf16)."""
     native = {}
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8 if native["gpu"] else 7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: (8 if native["gpu"] else 7, 0))
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     def precision(argv, device, has_bf16=True):
         native["gpu"] = has_bf16
@@ -99,7 +106,8 @@ def test_processes_wait_hours_not_minutes_for_the_first_to_read_the_data(monkeyp
     made = {}
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setattr(training.dist, "init_process_group", lambda backend, **kw: made.update(kw, backend=backend))
+    monkeypatch.setattr(training.dist, "init_process_group",
+                        lambda backend, **kw: made.update(kw, backend=backend))
     assert training.setup_distributed(torch.device("cpu")) == torch.device("cpu")
     assert made["backend"] == "gloo" and made["timeout"].total_seconds() >= 3600
 
@@ -118,7 +126,8 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(fmnist_folder, tmp_pa
     assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
-def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_checkpoint(fmnist_folder, tmp_path, run, monkeypatch):
+def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_checkpoint(
+        fmnist_folder, tmp_path, run, monkeypatch):
     args = [*TINY, "--data-dir", fmnist_folder, "--epochs", 4, "--out", tmp_path]
     forward = model.MAE.forward
     calls = []
@@ -130,7 +139,8 @@ def test_nan_loss_stops_with_exit_3_and_keeps_the_last_good_checkpoint(fmnist_fo
 
     monkeypatch.setattr(model.MAE, "forward", poisoned)
     code, _, err = run(pretrain, *args)
-    assert code == 3 and "step 14" in err and "ckpt.pt" in err and len(err.strip().splitlines()) == 1, err
+    assert (code == 3 and "step 14" in err and "ckpt.pt" in err
+            and len(err.strip().splitlines()) == 1), err
     ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
     assert len(training.read_log(tmp_path)) == 2
@@ -146,10 +156,12 @@ class Payload:
 
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path, run):
-    torch.save({"model": Payload(tmp_path / "pwned"), "config": {"mask_ratio": 0.75}}, tmp_path / "evil.pt")
+    torch.save({"model": Payload(tmp_path / "pwned"), "config": {"mask_ratio": 0.75}},
+               tmp_path / "evil.pt")
     code, out, err = run(linprobe, "--ckpt", tmp_path / "evil.pt", "--out", tmp_path / "x")
     assert one_line_error(code, err) and not (tmp_path / "pwned").exists()
-    torch.load(tmp_path / "evil.pt", weights_only=False)  # the payload is live: an unsafe load runs it
+    # the payload is live: an unsafe load runs it
+    torch.load(tmp_path / "evil.pt", weights_only=False)
     assert (tmp_path / "pwned").exists()
 
 
@@ -183,7 +195,8 @@ def test_bad_input_matrix(fmnist_folder, tmp_path, run):
         (linprobe, ["--ckpt", tmp_path / "missing.pt"]),
         (linprobe, ["--ckpt", tmp_path / "truncated.pt"]),
         (linprobe, ["--ckpt", tmp_path / "resized.pt", "--data-dir", fmnist_folder]),
-        (finetune, ["--ckpt", tmp_path / "truncated.pt", "--dataset", "folder", "--data-dir", fmnist_folder]),
+        (finetune, ["--ckpt", tmp_path / "truncated.pt", "--dataset", "folder",
+                    "--data-dir", fmnist_folder]),
         (finetune, ["--init", "none", "--epochs", -3]),
         (pca_project, ["--dataset", "folder", "--data-dir", tmp_path / "noimages"]),
     ]
@@ -193,12 +206,15 @@ def test_bad_input_matrix(fmnist_folder, tmp_path, run):
             args = [*args, "--out", out]
         code, _, err = run(script, *args)
         assert one_line_error(code, err), (script.__name__, args, err)
-        assert not out.exists() or not any(out.iterdir()), (script.__name__, args, list(out.iterdir()))
+        assert not out.exists() or not any(out.iterdir()), (
+            script.__name__, args, list(out.iterdir()))
 
 
 def test_linprobe_resume_reuses_its_features(fmnist_folder, tmp_path, run, monkeypatch):
-    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1, "--out", tmp_path / "pre")[0] == 0
-    args = ["--ckpt", tmp_path / "pre" / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 5, "--out", tmp_path]
+    assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1,
+               "--out", tmp_path / "pre")[0] == 0
+    args = ["--ckpt", tmp_path / "pre" / "ckpt.pt", "--data-dir", fmnist_folder, "--epochs", 5,
+            "--out", tmp_path]
     assert run(linprobe, *args)[0] == 0
     first = (tmp_path / "results.json").read_text()
     (tmp_path / "results.json").unlink()  # stopped after the features were saved
@@ -208,5 +224,6 @@ def test_linprobe_resume_reuses_its_features(fmnist_folder, tmp_path, run, monke
                         features(self, x, pool))
     assert run(linprobe, *args, "--resume")[0] == 0
     assert calls == []  # no forward pass: the saved features were used
-    strip = lambda text: {k: v for k, v in json.loads(text).items() if k not in ("seconds", "config")}  # noqa: E731
+    strip = lambda text: {k: v for k, v in json.loads(text).items()  # noqa: E731
+                          if k not in ("seconds", "config")}
     assert strip((tmp_path / "results.json").read_text()) == strip(first)

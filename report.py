@@ -317,13 +317,16 @@ def gap(results, reference):
     """The difference of two cells' mean probe (and kNN) accuracies, signed; "-" unless each cell
     holds one group of seeds (results that differ otherwise have no one mean) and the two differ
     in their target alone; "same weights" where both hold the same measurements (the
-    initialisation both runs started from), whose difference is no finding."""
+    initialisation both runs started from), whose difference is no finding, and "no target yet"
+    where both hold initialisations of different seeds: a gap of the seeds drawn, not a target's."""
     groups, reference_groups = gather(results, settings), gather(reference, settings)
     if (len(groups) != 1 or len(reference_groups) != 1 or not comparable(
             both_configs(results[0], target=False), both_configs(reference[0], target=False))):
         return "-"
     if {measurement(r) for r in results} == {measurement(r) for r in reference}:
         return "same weights"
+    if all(r["target"] == UNTRAINED for r in results + reference):
+        return "no target yet"
     def mean(key, rs):
         values = measurements(rs, key)
         return None if values is None else sum(values) / len(values)

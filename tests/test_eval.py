@@ -481,6 +481,10 @@ def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():
              probe("bottom", 0.40, epoch=10, sha1="b10s1", seed=1)]
     [text] = report.epoch_tables(one_init + later)
     assert text.splitlines()[4].endswith("| same weights |")  # one init in both: no finding
+    # Two inits against one: still no target has acted, whatever the seeds drawn differ by.
+    second_init = probe("original", 0.44, epoch=0, sha1="init1", seed=1)
+    [text] = report.epoch_tables(one_init + [second_init] + later)
+    assert text.splitlines()[4].endswith("| no target yet |")
     assert text.splitlines()[5:] == [
         "| 10 | 0.500 (kNN 0.400) | 0.430 ± 0.042 (n=2) (kNN 0.330 ± 0.042 (n=2)) "
         "| -0.070 (kNN -0.070) |"]

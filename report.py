@@ -107,11 +107,29 @@ def both_configs(r, target=True):
     return (r.get("config") or {}) | pre
 
 
-def settings(r):
-    """What sets a result's run apart: both_configs, less the target where the weights are an
-    initialisation (an epoch-0 copy), which no target has touched: one seed's init is one model,
-    whichever target its run went on to."""
-    return both_configs(r, target=r["target"] != UNTRAINED)
+def settings(r, target=None):
+    """What sets a result's run apart: both_configs (with the target unless the weights are an
+    initialisation, an epoch-0 copy, which no target has touched: one seed's init is one model,
+    whichever target its run went on to) and what the evaluation computed in, where it says."""
+    computed = precision(r)
+    target = r["target"] != UNTRAINED if target is None else target
+    return both_configs(r, target) | ({} if computed is None else {"precision": computed})
+
+
+def precision(r):
+    """What an evaluation computed in, as its results.json says (a probe's features made under
+    autocast on a GPU by default, on a CPU in fp32): fp32, bf16 or fp16, and a fine-tune's epochs
+    of each ("bf16+fp32" where a resume changed --amp); None where older code did not say."""
+    used = r.get("used") or {}
+    if "precision" in used:
+        return used["precision"]  # None: features that older code made, which did not say
+    if "bf16_epochs" not in used:
+        return None
+    autocast = {"bf16": used["bf16_epochs"], "fp16": used.get("fp16_epochs", [])}
+    kinds = {kind for kind, epochs in autocast.items() if epochs}
+    if sum(map(len, autocast.values())) < r["epochs"]:
+        kinds.add("fp32")
+    return "+".join(sorted(kinds))
 
 
 # Where a result's config names the weights it evaluated: a hash of the tensors or of the file.
@@ -321,7 +339,7 @@ def gap(results, reference):
     where both hold initialisations of different seeds: a gap of the seeds drawn, not a target's."""
     groups, reference_groups = gather(results, settings), gather(reference, settings)
     if (len(groups) != 1 or len(reference_groups) != 1 or not comparable(
-            both_configs(results[0], target=False), both_configs(reference[0], target=False))):
+            settings(results[0], target=False), settings(reference[0], target=False))):
         return "-"
     if {measurement(r) for r in results} == {measurement(r) for r in reference}:
         return "same weights"
@@ -524,10 +542,11 @@ INIT_KEYS = ("image_shape", "patch_size", "dim", "depth", "heads", "decoder_dim"
 
 
 def initialisation(r):
-    """An epoch-0 copy's probe config and the pretraining keys that drew its weights (INIT_KEYS),
-    as settings: one seed's copies that agree on them are one initialisation."""
+    """An epoch-0 copy's probe settings, of its pretraining only the keys that drew its weights
+    (INIT_KEYS): one seed's copies that agree on them are one initialisation."""
     pre = r["pretrain_config"]
-    return (r["config"] or {}) | {f"pretrain.{k}": pre[k] for k in INIT_KEYS if k in pre}
+    probe = {k: v for k, v in settings(r).items() if not k.startswith("pretrain.")}
+    return probe | {f"pretrain.{k}": pre[k] for k in INIT_KEYS if k in pre}
 
 
 def probe_chart(results, path):
@@ -675,14 +694,18 @@ def read_result(path, folder_as=None):
     named as the dataset it holds when asked."""
     r = files.read_json(path, "results.json")
     fields = {"eval": str, "dataset": str, "target": str, "accuracy": (int, float), "epochs": int,
-              "config": (dict, type(None)), "pretrain_config": (dict, type(None))}
-    r = {"config": None, "pretrain_config": None} | r
+              "config": (dict, type(None)), "pretrain_config": (dict, type(None)),
+              "used": (dict, type(None))}
+    r = {"config": None, "pretrain_config": None, "used": None} | r
     within = all(r.get(k) is None or number_within(r[k], low, high)
                  for k, (low, high) in RANGES.items())
     typed = all(isinstance(r.get(k), kind) for k, kind in fields.items()) and within
     pre = r["pretrain_config"]
     decay = (r["config"] or {}).get("layer_decay") if typed else None  # the table names it
-    if (not typed or r["eval"] not in ("finetune", "linprobe")
+    used = (r["used"] if typed else None) or {}  # what precision() reads
+    said = (isinstance(used.get("precision"), (str, type(None)))
+            and all(isinstance(used.get(k, []), list) for k in ("bf16_epochs", "fp16_epochs")))
+    if (not typed or not said or r["eval"] not in ("finetune", "linprobe")
             or not describable(pre or r["config"] or {})
             or decay is not None and not number_within(decay, 0, 1)
             or pre is not None and (r.get("pretrain_epoch") or 0) > pre["epochs"]):

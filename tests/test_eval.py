@@ -384,6 +384,34 @@ def test_probe_chart_gathers_as_the_tables_do(tmp_path, monkeypatch):
     assert ranges[f"stl10: {schedule}"] == [None] * 3 and ranges[f"stl10: {level}1"] == [None]
 
 
+def test_results_computed_in_other_precisions_are_told_apart():
+    """A probe of bf16 features (autocast, a GPU's default) and one of fp32 features (a CPU's) are
+    two procedures, not two seeds of one: the cell names each, the epoch table draws no gap between
+    them, and a fine-tune's epochs under autocast name its precision; results from before the
+    precision was recorded join either."""
+    def result(eval, accuracy, seed, used, target="original", epoch=10):
+        pre = {"target": target, "pct": 25, "dim": 64, "depth": 2, "patch_size": 4, "epochs": 100,
+               "seed": seed, "aug": "flip"}
+        return {"dataset": "folder", "target": report.target_name(pre), "eval": eval,
+                "accuracy": accuracy, "epochs": 5, "config": {"seed": 0}, "pretrain_config": pre,
+                "pretrain_epoch": epoch, "used": used}
+    fp32, bf16 = {"precision": "fp32"}, {"precision": "bf16"}
+    probes = [result("linprobe", 0.50, 0, fp32), result("linprobe", 0.52, 1, bf16),
+              result("linprobe", 0.54, 2, {})]  # older code: said nothing
+    [row] = [r for r in report.table(probes).splitlines() if "pretrain ep 10 of 100" in r]
+    assert "0.520 ± 0.028 (n=2), 5 ep [precision fp32]; 0.520, 5 ep [precision bf16]" in row
+    later = [result("linprobe", 0.60, 0, bf16, target="bottom")]
+    [text] = report.epoch_tables(probes[:1] + later + [result("linprobe", 0.4, 0, fp32, epoch=0)])
+    assert text.splitlines()[-1] == "| 10 | 0.500 | 0.600 | - |"
+    [text] = report.epoch_tables(probes[1:2] + later + [result("linprobe", 0.4, 0, fp32, epoch=0)])
+    assert text.splitlines()[-1] == "| 10 | 0.520 | 0.600 | +0.080 |"
+    def finetune(bf16_epochs, fp16_epochs=()):
+        used = {"bf16_epochs": list(bf16_epochs), "fp16_epochs": list(fp16_epochs)}
+        return report.precision(result("finetune", 0.7, 0, used, epoch=100))
+    assert [finetune([]), finetune([1, 2, 3, 4, 5]), finetune([4, 5]), finetune([], [1])] == [
+        "fp32", "bf16", "bf16+fp32", "fp16+fp32"]
+
+
 def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     """The findings' numbers: at each pretraining epoch, each target's probes (seeds gathered) and
     its gap to the original target's mean; a target equal to the original's gains nothing

@@ -67,8 +67,8 @@ def scale(r):
     return model + f", pretrain ep {done}{after} of {c['epochs']}", (c["epochs"], done, steps)
 
 
-def model_text(r):
-    """A result's model, and its pretraining's --aug: "ViT 128x6, patch 4, --aug flip"."""
+def model_text(r, aug=True):
+    """A result's model, and with aug its pretraining's --aug: "ViT 128x6, patch 4, --aug flip"."""
     c = r["pretrain_config"] or r["config"]
     model = f"ViT {c['dim']}x{c['depth']}, patch {c['patch_size']}"
     if c.get("attention"):
@@ -77,7 +77,7 @@ def model_text(r):
         if (config or {}).get("subset"):  # a quick try, not a result of the whole split
             model += f", {kind} on --subset {config['subset']}"
     # The augmentation sets what share of the training inputs' variance a band target holds.
-    return model + (f", --aug {augmentation(c)}" if r["pretrain_config"] else "")
+    return model + (f", --aug {augmentation(c)}" if aug and r["pretrain_config"] else "")
 
 
 def augmentation(c):
@@ -535,18 +535,22 @@ def span(accuracies):
     return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None
 
 
-# What draws an initialisation besides its seed: pretrain.py seeds torch just before it builds the
-# model, so a seed gives one init for each shape of model and image, whatever the schedule after.
-INIT_KEYS = ("image_shape", "patch_size", "dim", "depth", "heads", "decoder_dim", "decoder_depth",
-             "decoder_heads", "attention")
+# What draws an initialisation's encoder besides its seed: pretrain.py seeds torch just before it
+# builds the model, whose encoder is made (and initialised) before its decoder; a probe sees only
+# the encoder, so a seed gives one init for each shape of encoder and image, whatever follows.
+INIT_KEYS = ("image_shape", "image_size", "patch_size", "dim", "depth", "heads", "attention")
 
 
 def initialisation(r):
-    """An epoch-0 copy's probe settings, of its pretraining only the keys that drew its weights
+    """An epoch-0 copy's probe settings, of its pretraining only the keys that drew its encoder
     (INIT_KEYS): one seed's copies that agree on them are one initialisation."""
     pre = r["pretrain_config"]
-    probe = {k: v for k, v in settings(r).items() if not k.startswith("pretrain.")}
-    return probe | {f"pretrain.{k}": pre[k] for k in INIT_KEYS if k in pre}
+    return probe_settings(r) | {f"pretrain.{k}": pre[k] for k in INIT_KEYS if k in pre}
+
+
+def probe_settings(r):
+    """settings, less the pretraining's."""
+    return {k: v for k, v in settings(r).items() if not k.startswith("pretrain.")}
 
 
 def probe_chart(results, path):
@@ -554,24 +558,25 @@ def probe_chart(results, path):
     (copies kept by pretrain.py --keep-epochs), a line per pretraining (seeds gathered as in the
     tables, each measurement once; a bar where several spread), a run with one probed epoch as a
     lone point, and the untrained encoders (epoch-0 copies) as a grey level, their bar at epoch 0:
-    one level per initialisation's settings, a seed's init counted once whatever its schedule.
-    A target keeps its colour across schedules, and a schedule (patch, epochs) its shape; the
-    dataset leads each name where there are several. False if nothing to draw."""
+    a level per initialisation (its encoder and probe; a seed's init counted once whatever its
+    schedule). A target keeps its colour across schedules, and a schedule (model, --aug, epochs,
+    and the dataset where there are several) its shape. False if nothing to draw."""
     probes = [r for r in results if r["eval"] == "linprobe" and r.get("pretrain_config")]
     several = len({r["dataset"] for r in probes}) > 1
-    trained, kinds, runs = {}, {}, {}
+    trained = {}
     for r in probes:
-        # weights of a stop mid-epoch have no epoch to stand at
+        # an init is drawn as a level; weights of a stop mid-epoch have no epoch to stand at
         if r["target"] != UNTRAINED and not r.get("pretrain_step"):
-            c = r["pretrain_config"]
-            schedule = f"patch {c['patch_size']}, {c['epochs']} ep, --aug {augmentation(c)}"
+            schedule = f"{model_text(r)}, {r['pretrain_config']['epochs']} ep"
             trained.setdefault((r["dataset"], r["target"], schedule), []).append(r)
+    runs, kinds = {}, {}  # by each line's name: {epoch: its results}, (target, schedule)
     for (dataset, target, schedule), rs in trained.items():
         groups = gather(rs, settings)
         for group, label in zip(groups, apart(groups, settings)):
-            name = (f"{dataset}: " if several else "") + f"{target}, {schedule}"
-            name += f" ({label})" if label else ""
-            kinds[name] = (target, schedule)
+            prefix = f"{dataset}: " if several else ""
+            where = schedule + (f" ({label})" if label else "")
+            name = unique(f"{prefix}{target}, {where}", runs)
+            kinds[name] = (target, prefix + where)
             for r in group:
                 epoch = r.get("pretrain_epoch", r["pretrain_config"]["epochs"])
                 runs.setdefault(name, {}).setdefault(epoch, []).append(r)
@@ -583,10 +588,11 @@ def probe_chart(results, path):
     levels = {}
     for dataset in sorted({r["dataset"] for r in untrained}):
         inits = gather([r for r in untrained if r["dataset"] == dataset], initialisation)
-        for group, label in zip(inits, apart(inits, initialisation)):
+        for group, label in zip(inits, apart(inits, probe_settings)):
             values = measurements(group, "accuracy")
-            name = (f"{dataset}: " if several else "") + f"{UNTRAINED}, n={len(values)}"
-            levels[name + (f" ({label})" if label else "")] = values
+            name = (f"{dataset}: " if several else "") + f"{UNTRAINED}, "
+            name += f"{model_text(group[0], aug=False)}, n={len(values)}"
+            levels[unique(name + (f" ({label})" if label else ""), levels)] = values
     xs = sorted({e for epochs in runs.values() for e in epochs} | ({0} if levels else set()))
     series = {name: [sum(at[e]) / len(at[e]) if e in at else None for e in xs]
               for name, at in sorted(points.items())}
@@ -608,11 +614,21 @@ def probe_chart(results, path):
     low, high = math.floor(min(drawn) * 20) / 20, math.ceil(max(drawn) * 20) / 20
     chart = line_chart(series, "Linear probe against pretraining epoch",
                        "each point a probe of the weights at that epoch, mean over seeds (bar: "
-                       "their range); colour: the target, shape: the schedule",
+                       "their range); colour: the target (grey: untrained), shape: the schedule",
                        "pretraining epoch", "linear-probe test accuracy",
                        low=low, high=high, step=0.05, xs=xs, styles=styles, ranges=ranges)
     files.save_text(chart, path)
     return True
+
+
+def unique(name, taken):
+    """name, or where taken holds it already (groups that differ only in a key some lack, which
+    apart cannot name), name with a number: two series are never drawn as one."""
+    new, k = name, 1
+    while new in taken:
+        k += 1
+        new = f"{name} #{k}"
+    return new
 
 
 def under(folder, name):

@@ -306,9 +306,10 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"
     legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
-    assert legend == ["bottom 25%, patch 4, 40 ep, --aug crop",
-                      "original, patch 4, 10 ep, --aug crop",
-                      "original, patch 4, 40 ep, --aug crop", "untrained (MAE init), n=2"]
+    assert legend == ["bottom 25%, ViT 64x2, patch 4, --aug crop, 40 ep",
+                      "original, ViT 64x2, patch 4, --aug crop, 10 ep",
+                      "original, ViT 64x2, patch 4, --aug crop, 40 ep",
+                      "untrained (MAE init), ViT 64x2, patch 4, n=2"]
     # A target keeps its colour across schedules, and a schedule its shape: the legend's, and the
     # points'.
     colour = dict(zip(legend, (t.get("fill") for t in svg.iter(ns + "text")
@@ -321,18 +322,19 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
         "rect", "rect", "circle", "circle", "circle", "circle"]
     lines = {legend[i]: [tuple(map(float, p.split(","))) for p in line.get("points").split()]
              for i, line in enumerate(svg.iter(ns + "polyline"))}
-    xs = [x for x, _ in lines["original, patch 4, 40 ep, --aug crop"]]
+    xs = [x for x, _ in lines["original, ViT 64x2, patch 4, --aug crop, 40 ep"]]
     # 5, 10, 40
     assert len(xs) == 3 and (xs[2] - xs[1]) == pytest.approx(6 * (xs[1] - xs[0]), abs=0.5)
-    assert len(lines["original, patch 4, 10 ep, --aug crop"]) == 1  # a lone point at epoch 10
-    level = lines["untrained (MAE init), n=2"]
+    # a lone point at epoch 10
+    assert len(lines["original, ViT 64x2, patch 4, --aug crop, 10 ep"]) == 1
+    level = lines["untrained (MAE init), ViT 64x2, patch 4, n=2"]
     assert len({y for _, y in level}) == 1 and level[0][0] < xs[0]  # a level from epoch 0 on
     # Where seeds spread, a bar spans them: the second seed's epoch 10 and the untrained pair, no
     # more.
     def height(accuracy):  # on the y scale of the line through 0.45 (epoch 5) and 0.60 (epoch 40)
-        (_, y5), _, (_, y40) = lines["original, patch 4, 40 ep, --aug crop"]
+        (_, y5), _, (_, y40) = lines["original, ViT 64x2, patch 4, --aug crop, 40 ep"]
         return y5 + (y40 - y5) * (accuracy - 0.45) / 0.15
-    assert (lines["original, patch 4, 40 ep, --aug crop"][1][1]
+    assert (lines["original, ViT 64x2, patch 4, --aug crop, 40 ep"][1][1]
             == pytest.approx(height(0.52), abs=0.2))
     bars = [[float(v) for v in re.findall(r"-?[\d.]+", p.get("d"))] for p in svg.iter(ns + "path")]
     assert sorted((b[3], b[1], b[5]) for b in bars) == [  # each bar's x, and the y of its two ends
@@ -341,12 +343,14 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
 
 
 def test_probe_chart_gathers_as_the_tables_do(tmp_path, monkeypatch):
-    """Each line of the chart is one table cell's runs: datasets and models apart, each measurement
-    once (a probe repeated on the same weights is one seed, not two); an untrained level per dataset
-    and model, one seed's init counted once across schedules."""
-    def probe(accuracy, epoch, seed=0, dataset="cifar10", dim=64, epochs=20):
+    """Each line of the chart is one table cell's runs: datasets and models apart (each named, and
+    a shape of its own), each measurement once (a probe repeated on the same weights is one seed,
+    not two); an untrained level per dataset and encoder, one seed's init counted once across
+    schedules and decoders (the probe sees only the encoder); lines that nothing in their configs
+    tells apart are still two lines."""
+    def probe(accuracy, epoch, seed=0, dataset="cifar10", dim=64, epochs=20, **more):
         pre = {"target": "original", "pct": None, "dim": dim, "depth": 2, "patch_size": 4,
-               "epochs": epochs, "seed": seed, "aug": "flip"}
+               "epochs": epochs, "seed": seed, "aug": "flip", "decoder_depth": 2} | more
         return {"dataset": dataset, "target": report.UNTRAINED if epoch == 0 else "original",
                 "eval": "linprobe", "accuracy": accuracy, "epochs": 30, "pretrain_epoch": epoch,
                 "config": {"dataset": dataset, "seed": 0,
@@ -355,33 +359,48 @@ def test_probe_chart_gathers_as_the_tables_do(tmp_path, monkeypatch):
     results = [probe(0.40, 0), probe(0.50, 10), probe(0.60, 20),
                probe(0.54, 10),  # seed 0's epoch 10 probed again: their mean, 0.52
                probe(0.42, 0, seed=1), probe(0.56, 10, seed=1), probe(0.62, 20, seed=1),
-               probe(0.40, 0, epochs=100),  # seed 0's init, in a longer run: no third seed
+               probe(0.40, 0, epochs=100, decoder_depth=4),  # seed 0's encoder again: no third
                probe(0.45, 0, dim=128), probe(0.55, 10, dim=128), probe(0.65, 20, dim=128),
                probe(0.30, 0, dataset="stl10"), probe(0.35, 10, dataset="stl10"),
                probe(0.40, 20, dataset="stl10")]
     drawn = {}
-    def line_chart(series, *args, ranges, **kwargs):
-        drawn.update(series=series, ranges=ranges, xs=kwargs["xs"])
+    def line_chart(series, *args, ranges, styles, **kwargs):
+        drawn.update(series=series, ranges=ranges, styles=styles, xs=kwargs["xs"])
         return "<svg/>"
     monkeypatch.setattr(report, "line_chart", line_chart)
     assert report.probe_chart(results, tmp_path / "chart.svg")
     assert drawn["xs"] == [0, 10, 20]
-    schedule = "original, patch 4, 20 ep, --aug flip"
-    level = f"{report.UNTRAINED}, n="
+    small, large = "ViT 64x2, patch 4", "ViT 128x2, patch 4"
+    level = f"{report.UNTRAINED}, "
     rounded = {name: [v if v is None else round(v, 6) for v in values]
                for name, values in drawn["series"].items()}
     assert rounded == {
-        f"cifar10: {schedule} (pretrain.dim 128)": [None, 0.55, 0.65],
-        f"cifar10: {schedule} (pretrain.dim 64)": [None, 0.54, 0.61],
-        f"stl10: {schedule}": [None, 0.35, 0.40],
-        f"cifar10: {level}2 (pretrain.dim 64)": [0.41] * 3,
-        f"cifar10: {level}1 (pretrain.dim 128)": [0.45] * 3,
-        f"stl10: {level}1": [0.30] * 3}
+        f"cifar10: original, {large}, --aug flip, 20 ep": [None, 0.55, 0.65],
+        f"cifar10: original, {small}, --aug flip, 20 ep": [None, 0.54, 0.61],
+        f"stl10: original, {small}, --aug flip, 20 ep": [None, 0.35, 0.40],
+        f"cifar10: {level}{small}, n=2": [0.41] * 3,
+        f"cifar10: {level}{large}, n=1": [0.45] * 3,
+        f"stl10: {level}{small}, n=1": [0.30] * 3}
     ranges = drawn["ranges"]
-    assert ranges[f"cifar10: {schedule} (pretrain.dim 64)"] == [
+    assert ranges[f"cifar10: original, {small}, --aug flip, 20 ep"] == [
         None, pytest.approx((0.52, 0.56)), pytest.approx((0.60, 0.62))]
-    assert ranges[f"cifar10: {level}2 (pretrain.dim 64)"] == [pytest.approx((0.40, 0.42))]
-    assert ranges[f"stl10: {schedule}"] == [None] * 3 and ranges[f"stl10: {level}1"] == [None]
+    assert ranges[f"cifar10: {level}{small}, n=2"] == [pytest.approx((0.40, 0.42))]
+    assert ranges[f"stl10: original, {small}, --aug flip, 20 ep"] == [None] * 3
+    assert ranges[f"stl10: {level}{small}, n=1"] == [None]
+    # one target, one colour; each model and dataset its own shape
+    lines = [style for name, style in drawn["styles"].items() if level not in name]
+    assert len({colour for colour, _ in lines}) == 1 and len({shape for _, shape in lines}) == 3
+    # Two runs that differ only in a key an older third lacks (the data's hash): apart can name
+    # nothing between them, yet they are two lines, never one drawn with a bar as if of seeds.
+    older = probe(0.30, 10, seed=2, blr=3e-3), probe(0.35, 20, seed=2, blr=3e-3)
+    hashed = [probe(0.50, 10, blr=1.5e-3, data_sha1="a"),
+              probe(0.60, 20, blr=1.5e-3, data_sha1="a"),
+              probe(0.70, 10, seed=1, blr=1.5e-3, data_sha1="b"),
+              probe(0.80, 20, seed=1, blr=1.5e-3, data_sha1="b")]
+    assert report.probe_chart(hashed + list(older), tmp_path / "chart.svg")
+    name = f"original, {small}, --aug flip, 20 ep (pretrain.blr 0.0015)"
+    assert {n: v for n, v in drawn["series"].items() if "blr 0.0015" in n} == {
+        name: [0.50, 0.60], f"{name} #2": [0.70, 0.80]}
 
 
 def test_results_computed_in_other_precisions_are_told_apart():

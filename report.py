@@ -110,26 +110,44 @@ def both_configs(r, target=True):
 def settings(r, target=None):
     """What sets a result's run apart: both_configs (with the target unless the weights are an
     initialisation, an epoch-0 copy, which no target has touched: one seed's init is one model,
-    whichever target its run went on to) and what the evaluation computed in, where it says."""
-    computed = precision(r)
+    whichever target its run went on to) and the precision it computed in, where known
+    (with_precisions): the precision itself, not the flags that chose it (--amp's default is the
+    device's)."""
     target = r["target"] != UNTRAINED if target is None else target
-    return both_configs(r, target) | ({} if computed is None else {"precision": computed})
+    config = both_configs(r, target)
+    if r.get("precision") is None:
+        return config
+    return {k: v for k, v in config.items() if k not in ("amp", "amp_dtype")} | {
+        "precision": r["precision"]}
 
 
-def precision(r):
+def recorded_precision(r):
     """What an evaluation computed in, as its results.json says (a probe's features made under
     autocast on a GPU by default, on a CPU in fp32): fp32, bf16 or fp16, and a fine-tune's epochs
     of each ("bf16+fp32" where a resume changed --amp); None where older code did not say."""
     used = r.get("used") or {}
     if "precision" in used:
         return used["precision"]  # None: features that older code made, which did not say
-    if "bf16_epochs" not in used:
+    if not {"bf16_epochs", "fp16_epochs"} & used.keys():
         return None
-    autocast = {"bf16": used["bf16_epochs"], "fp16": used.get("fp16_epochs", [])}
+    autocast = {"bf16": used.get("bf16_epochs", []), "fp16": used.get("fp16_epochs", [])}
     kinds = {kind for kind, epochs in autocast.items() if epochs}
     if sum(map(len, autocast.values())) < r["epochs"]:
         kinds.add("fp32")
     return "+".join(sorted(kinds))
+
+
+def with_precisions(results):
+    """results, each with the precision it computed in (precision) as its results.json says;
+    where older code did not say, None (gathered with any) while the results it would be gathered
+    with computed in one precision at most, else "not recorded": never a seed of either, whatever
+    the order the results come in."""
+    said = [r | {"precision": recorded_precision(r)} for r in results]
+    known = [r for r in said if r["precision"] is not None]
+    def around(r):  # the precisions of the results r would be gathered with
+        return {o["precision"] for o in known if comparable(settings(o), settings(r))}
+    return [r | {"precision": "not recorded"} if r["precision"] is None and len(around(r)) > 1
+            else r for r in said]
 
 
 # Where a result's config names the weights it evaluated: a hash of the tensors or of the file.
@@ -718,7 +736,7 @@ def read_result(path, folder_as=None):
     typed = all(isinstance(r.get(k), kind) for k, kind in fields.items()) and within
     pre = r["pretrain_config"]
     decay = (r["config"] or {}).get("layer_decay") if typed else None  # the table names it
-    used = (r["used"] if typed else None) or {}  # what precision() reads
+    used = (r["used"] if typed else None) or {}  # what recorded_precision() reads
     said = (isinstance(used.get("precision"), (str, type(None)))
             and all(isinstance(used.get(k, []), list) for k in ("bf16_epochs", "fp16_epochs")))
     if (not typed or not said or r["eval"] not in ("finetune", "linprobe")
@@ -798,7 +816,7 @@ def main():
     if not paths:
         raise files.UserError(f"no results.json under {args.folder}: "
                               "run finetune.py or linprobe.py first")
-    results = [read_result(path, args.folder_as) for path in paths]
+    results = with_precisions([read_result(path, args.folder_as) for path in paths])
     if args.charts:
         probe_path = os.path.join(args.folder, "probe_epochs.svg")
         said.append(f"wrote {probe_path}" if probe_chart(results, probe_path) else

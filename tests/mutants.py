@@ -203,8 +203,7 @@ MUTANTS = [
      'points = {name: {e: [r["accuracy"] for r in rs]',
      "tests/test_eval.py::test_probe_chart_gathers_as_the_tables_do"),
     ("a bf16 probe gathered as a seed of an fp32 one", "report.py",
-     'return both_configs(r, target) | ({} if computed is None else {"precision": computed})',
-     "return both_configs(r, target)",
+     '    if r.get("precision") is None:\n        return config', "    if True:\n        return config",
      "tests/test_eval.py::test_results_computed_in_other_precisions_are_told_apart"),
 ]
 

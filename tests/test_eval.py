@@ -406,29 +406,47 @@ def test_probe_chart_gathers_as_the_tables_do(tmp_path, monkeypatch):
 def test_results_computed_in_other_precisions_are_told_apart():
     """A probe of bf16 features (autocast, a GPU's default) and one of fp32 features (a CPU's) are
     two procedures, not two seeds of one: the cell names each, the epoch table draws no gap between
-    them, and a fine-tune's epochs under autocast name its precision; results from before the
-    precision was recorded join either."""
-    def result(eval, accuracy, seed, used, target="original", epoch=10):
+    them, and a fine-tune's epochs under autocast name its precision. A result from before the
+    precision was recorded joins the one precision it would be gathered with, and stands apart
+    where there are two, in whatever order the results come; the flags that chose a precision
+    (--amp, whose default is the device's) set nothing apart where the precision is known."""
+    def result(eval, accuracy, seed, used, target="original", epoch=10, amp=None):
         pre = {"target": target, "pct": 25, "dim": 64, "depth": 2, "patch_size": 4, "epochs": 100,
                "seed": seed, "aug": "flip"}
         return {"dataset": "folder", "target": report.target_name(pre), "eval": eval,
-                "accuracy": accuracy, "epochs": 5, "config": {"seed": 0}, "pretrain_config": pre,
-                "pretrain_epoch": epoch, "used": used}
+                "accuracy": accuracy, "epochs": 5, "config": {"seed": 0, "amp": amp},
+                "pretrain_config": pre, "pretrain_epoch": epoch, "used": used}
+    def row(results, epoch=10):
+        text = report.table(report.with_precisions(results))
+        return next(r for r in text.splitlines() if f"pretrain ep {epoch} of 100" in r)
     fp32, bf16 = {"precision": "fp32"}, {"precision": "bf16"}
-    probes = [result("linprobe", 0.50, 0, fp32), result("linprobe", 0.52, 1, bf16),
-              result("linprobe", 0.54, 2, {})]  # older code: said nothing
-    [row] = [r for r in report.table(probes).splitlines() if "pretrain ep 10 of 100" in r]
-    assert "0.520 ± 0.028 (n=2), 5 ep [precision fp32]; 0.520, 5 ep [precision bf16]" in row
+    older = result("linprobe", 0.54, 2, {})  # older code: said nothing
+    probes = [result("linprobe", 0.50, 0, fp32), result("linprobe", 0.52, 1, bf16, amp=True)]
+    def cell(results):  # the linear-probe cell's groups, in any order
+        return set(row(results).split(" | ")[4].split("; "))
+    for order in (probes + [older], [older] + probes, probes[::-1] + [older]):
+        assert cell(order) == {"0.500, 5 ep [precision fp32]", "0.520, 5 ep [precision bf16]",
+                               "0.540, 5 ep [precision not recorded]"}
+    # One precision around it: the older result joins it, first or last.
+    for order in ([older, probes[0]], [probes[0], older]):
+        assert cell(order) == {"0.520 ± 0.028 (n=2), 5 ep"}
+    # bf16 chosen by --amp on a CPU and by a GPU's default: one procedure, two seeds.
+    cpu_amp = result("linprobe", 0.56, 3, bf16, amp=True)
+    gpu_default = probes[1] | {"config": {"seed": 0, "amp": None}}
+    assert cell([gpu_default, cpu_amp]) == {"0.540 ± 0.028 (n=2), 5 ep"}
     later = [result("linprobe", 0.60, 0, bf16, target="bottom")]
-    [text] = report.epoch_tables(probes[:1] + later + [result("linprobe", 0.4, 0, fp32, epoch=0)])
+    init = result("linprobe", 0.4, 0, fp32, epoch=0)
+    [text] = report.epoch_tables(report.with_precisions(probes[:1] + later + [init]))
     assert text.splitlines()[-1] == "| 10 | 0.500 | 0.600 | - |"
-    [text] = report.epoch_tables(probes[1:2] + later + [result("linprobe", 0.4, 0, fp32, epoch=0)])
+    [text] = report.epoch_tables(report.with_precisions(probes[1:2] + later + [init]))
     assert text.splitlines()[-1] == "| 10 | 0.520 | 0.600 | +0.080 |"
-    def finetune(bf16_epochs, fp16_epochs=()):
-        used = {"bf16_epochs": list(bf16_epochs), "fp16_epochs": list(fp16_epochs)}
-        return report.precision(result("finetune", 0.7, 0, used, epoch=100))
-    assert [finetune([]), finetune([1, 2, 3, 4, 5]), finetune([4, 5]), finetune([], [1])] == [
-        "fp32", "bf16", "bf16+fp32", "fp16+fp32"]
+    def finetune(bf16_epochs=None, fp16_epochs=None):
+        used = {k: v for k, v in (("bf16_epochs", bf16_epochs), ("fp16_epochs", fp16_epochs))
+                if v is not None}
+        return report.recorded_precision(result("finetune", 0.7, 0, used, epoch=100))
+    assert [finetune([], []), finetune([1, 2, 3, 4, 5]), finetune([4, 5]), finetune([], [1]),
+            finetune(fp16_epochs=[1, 2, 3, 4, 5]), finetune()] == [
+        "fp32", "bf16", "bf16+fp32", "fp16+fp32", "fp16", None]
 
 
 def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():

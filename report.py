@@ -352,13 +352,18 @@ def epoch_tables(results):
 def gap(results, reference):
     """The difference of two cells' mean probe (and kNN) accuracies, signed; "-" unless each cell
     holds one group of seeds (results that differ otherwise have no one mean) and the two differ
-    in their target alone; "same weights" where both hold the same measurements (the
-    initialisation both runs started from), whose difference is no finding, and "no target yet"
-    where both hold initialisations of different seeds: a gap of the seeds drawn, not a target's."""
+    in their target alone (else "-" and what else differs); "same weights" where both hold the
+    same measurements (the initialisation both runs started from), whose difference is no finding,
+    and "no target yet" where both hold initialisations of different seeds: a gap of the seeds
+    drawn, not a target's."""
     groups, reference_groups = gather(results, settings), gather(reference, settings)
-    if (len(groups) != 1 or len(reference_groups) != 1 or not comparable(
-            settings(results[0], target=False), settings(reference[0], target=False))):
+    if len(groups) != 1 or len(reference_groups) != 1:
         return "-"
+    def beside(r):  # what a run is, its target aside
+        return settings(r, target=False)
+    if not comparable(beside(results[0]), beside(reference[0])):
+        ours, theirs = apart([results, reference], beside)
+        return f"- ({ours} against {theirs})"
     if {measurement(r) for r in results} == {measurement(r) for r in reference}:
         return "same weights"
     if all(r["target"] == UNTRAINED for r in results + reference):

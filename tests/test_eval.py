@@ -437,7 +437,8 @@ def test_results_computed_in_other_precisions_are_told_apart():
     later = [result("linprobe", 0.60, 0, bf16, target="bottom")]
     init = result("linprobe", 0.4, 0, fp32, epoch=0)
     [text] = report.epoch_tables(report.with_precisions(probes[:1] + later + [init]))
-    assert text.splitlines()[-1] == "| 10 | 0.500 | 0.600 | - |"
+    assert text.splitlines()[-1] == (
+        "| 10 | 0.500 | 0.600 | - (precision bf16 against precision fp32) |")
     [text] = report.epoch_tables(report.with_precisions(probes[1:2] + later + [init]))
     assert text.splitlines()[-1] == "| 10 | 0.520 | 0.600 | +0.080 |"
     def finetune(bf16_epochs=None, fp16_epochs=None):
@@ -498,7 +499,8 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     # Nor have two targets pretrained otherwise (here at another lr) a gap, though each has a mean.
     [text] = report.epoch_tables(results[:2] + [probe("bottom", 10, 0.45, 0.41, blr=3e-3)]
                                  + results[6:8])
-    assert text.splitlines()[4].endswith("| 0.450 (kNN 0.410) | - |")
+    assert text.splitlines()[4].endswith(
+        "| 0.450 (kNN 0.410) | - (pretrain.blr 0.003 against pretrain.blr 0.0015) |")
     assert report.epoch_tables(results[:2]) == []  # one epoch: nothing against epoch
 
 

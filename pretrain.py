@@ -83,7 +83,7 @@ def get_args(argv=None):
                         "spectrum into the bands of the monitor; 10 25: top 75%%, 10-25%%, "
                         "bottom 10%%; none given: no band monitor")
     p.add_argument("--keep-epochs", type=cli.count, nargs="*", default=[], metavar="E",
-                   help="keep a copy of the model (weights and config) after each epoch E as "
+                   help="keep a copy of the model (weights, config, log) after each epoch E as "
                         "OUT/keep-EEEE.pt; 0: the initialisation. linprobe.py, finetune.py and "
                         "pca_project.py --ckpt take them")
     args = p.parse_args(argv)
@@ -222,7 +222,7 @@ def main(argv=None):
     start_epoch, start_step, resumed_sums, log = training.claim_or_resume(
         args.out, cfg, model, optimizer, args.resume, scaler)
     if 0 in args.keep_epochs and not (start_epoch or start_step):
-        training.keep_copy(args.out, model, cfg, epoch=0)
+        training.keep_copy(args.out, model, cfg, epoch=0, log=[])
     step_model = training.wrap(model, args.compile)  # DDP under torchrun, --compile
     autocast = torch.autocast(device.type, training.DTYPES[precision], enabled=precision != "fp32")
     n_params = sum(p.numel() for p in model.parameters())
@@ -317,7 +317,7 @@ def main(argv=None):
             save_grid(rows, os.path.join(args.out, f"recon-{epoch + 1:04d}.png"))
         log.append(line)
         if epoch + 1 in args.keep_epochs:
-            training.keep_copy(args.out, model, cfg, epoch=epoch + 1)
+            training.keep_copy(args.out, model, cfg, epoch=epoch + 1, log=log)
         training.save_epoch(args.out, model, optimizer, cfg, log, args.epochs, scaler)  # ckpt, log
 
     if training.main_process() and len(log) < args.epochs:

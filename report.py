@@ -110,11 +110,13 @@ def both_configs(r, target=True):
 def settings(r, target=None):
     """What sets a result's run apart: both_configs (with the target unless the weights are an
     initialisation, an epoch-0 copy, which no target has touched: one seed's init is one model,
-    whichever target its run went on to) and the precision it computed in, where known
-    (with_precisions): the precision itself, not the flags that chose it (--amp's default is the
-    device's)."""
+    whichever target its run went on to), the precision it computed in and that its pretraining
+    did, where known (with_precisions): the precision itself, not the flags that chose it (--amp's
+    default is the device's)."""
     target = r["target"] != UNTRAINED if target is None else target
     config = both_configs(r, target)
+    if r.get("pretrain_precision") is not None:  # (pretrain.py records no --amp)
+        config |= {"pretrain.precision": r["pretrain_precision"]}
     if r.get("precision") is None:
         return config
     return {k: v for k, v in config.items() if k not in ("amp", "amp_dtype")} | {
@@ -130,24 +132,39 @@ def recorded_precision(r):
         return used["precision"]  # None: features that older code made, which did not say
     if not {"bf16_epochs", "fp16_epochs"} & used.keys():
         return None
-    autocast = {"bf16": used.get("bf16_epochs", []), "fp16": used.get("fp16_epochs", [])}
-    kinds = {kind for kind, epochs in autocast.items() if epochs}
-    if sum(map(len, autocast.values())) < r["epochs"]:
-        kinds.add("fp32")
-    return "+".join(sorted(kinds))
+    lines = [{"bf16": epoch in used.get("bf16_epochs", []),  # each epoch as its log line says
+              "fp16": epoch in used.get("fp16_epochs", [])} for epoch in range(1, r["epochs"] + 1)]
+    return logged_precision(lines)
+
+
+def logged_precision(log):
+    """What the epochs of a log computed in (training.epoch_line's bf16 and fp16): fp32, bf16 or
+    fp16, or those it mixed ("bf16+fp32": a resume changed --amp); None for a log of no epochs, or
+    one with a line from code that did not say."""
+    if not log or any("bf16" not in line for line in log):
+        return None
+    return "+".join(sorted({"fp16" if line.get("fp16") else "bf16" if line["bf16"] else "fp32"
+                            for line in log}))
 
 
 def with_precisions(results):
-    """results, each with the precision it computed in (precision) as its results.json says;
-    where older code did not say, None (gathered with any) while the results it would be gathered
-    with computed in one precision at most, else "not recorded": never a seed of either, whatever
-    the order the results come in."""
+    """results, each with the precision it computed in (precision) as its results.json says, and
+    the one its weights' pretraining computed in (pretrain_precision, from that run's log); where
+    older code did not say, as unrecorded_apart."""
     said = [r | {"precision": recorded_precision(r)} for r in results]
-    known = [r for r in said if r["precision"] is not None]
-    def around(r):  # the precisions of the results r would be gathered with
-        return {o["precision"] for o in known if comparable(settings(o), settings(r))}
-    return [r | {"precision": "not recorded"} if r["precision"] is None and len(around(r)) > 1
-            else r for r in said]
+    said = unrecorded_apart(said, "precision", settings)
+    return unrecorded_apart(said, "pretrain_precision", settings)
+
+
+def unrecorded_apart(items, key, config):
+    """items, each whose key older code did not record (None) left None, gathered with any, while
+    the items it would be gathered with (config) hold one value of key at most, else set to "not
+    recorded": never a seed of either, whatever the order the items come in."""
+    known = [item for item in items if item.get(key) is not None]
+    def around(item):  # the values of key among the items it would be gathered with
+        return {o[key] for o in known if comparable(config(o), config(item))}
+    return [item | {key: "not recorded"} if item.get(key) is None and len(around(item)) > 1
+            else item for item in items]
 
 
 # Where a result's config names the weights it evaluated: a hash of the tensors or of the file.
@@ -284,11 +301,12 @@ def table(results):
 
 
 def monitor_table(runs):
-    """What each pretraining had learnt at its end, by its own monitor (the last line of its log):
-    a row per dataset, target and scale, seeds gathered as in the main table; columns: its loss
-    against the trivial guess's, each band of the band monitor, its kNN monitor. "-" where a run
-    has no such figure: a band outside its target, a norm-pix run's bands, a log from before the
-    band monitor (or a norm-pix run's trivial guess) was made as now."""
+    """What each pretraining had learnt at its end, by its own monitor (the last line of its log): a
+    row per dataset, target and scale, seeds gathered as in the main table (a precision, where
+    recorded, sets runs apart as there); columns: its loss against the trivial guess's, each band of
+    the band monitor, its kNN monitor. "-" where a run has no such figure: a band outside its
+    target, a norm-pix run's bands, a log from before the band monitor (or a norm-pix run's trivial
+    guess) was made as now."""
     rows, bands = {}, []
     for run in runs:
         (sc, order) = scale({"pretrain_config": run["config"], "config": None})
@@ -299,10 +317,11 @@ def monitor_table(runs):
         return "-" if None in values else mean_spread(values)
     columns = ["dataset", "target", "scale", "loss / trivial"] + bands + ["kNN monitor"]
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    def config(run):  # a row's seeds gathered by their pretraining config
-        return run["config"]
+    def config(run):  # a row's seeds gathered by their pretraining config and precision
+        known = {"precision": run["precision"]} if run.get("precision") is not None else {}
+        return run["config"] | known
     for (dataset, target, _, sc), same_columns in sorted(rows.items()):
-        groups = gather(same_columns, config)
+        groups = gather(unrecorded_apart(same_columns, "precision", config), config)
         for group, label in zip(groups, apart(groups, config)):
             cells = [figure(group, lambda run: run["loss_share"])]
             cells += [figure(group, lambda run: run["explained"].get(band)) for band in bands]
@@ -728,23 +747,28 @@ def describable(c):
             and (not c.get("corruption") or number_within(c.get("sigma"), 0, math.inf)))
 
 
+def readable_used(used):
+    """Whether a results.json's or summary.json's used (or None) is what recorded_precision
+    reads."""
+    used = used or {}
+    return (isinstance(used, dict) and isinstance(used.get("precision"), (str, type(None)))
+            and all(isinstance(used.get(k, []), list) for k in ("bf16_epochs", "fp16_epochs")))
+
+
 def read_result(path, folder_as=None):
     """A results.json, checked, its target named as now (whatever code wrote it), an image folder
     named as the dataset it holds when asked."""
     r = files.read_json(path, "results.json")
     fields = {"eval": str, "dataset": str, "target": str, "accuracy": (int, float), "epochs": int,
               "config": (dict, type(None)), "pretrain_config": (dict, type(None)),
-              "used": (dict, type(None))}
+              "used": (dict, type(None)), "pretrain_precision": (str, type(None))}
     r = {"config": None, "pretrain_config": None, "used": None} | r
     within = all(r.get(k) is None or number_within(r[k], low, high)
                  for k, (low, high) in RANGES.items())
     typed = all(isinstance(r.get(k), kind) for k, kind in fields.items()) and within
     pre = r["pretrain_config"]
     decay = (r["config"] or {}).get("layer_decay") if typed else None  # the table names it
-    used = (r["used"] if typed else None) or {}  # what recorded_precision() reads
-    said = (isinstance(used.get("precision"), (str, type(None)))
-            and all(isinstance(used.get(k, []), list) for k in ("bf16_epochs", "fp16_epochs")))
-    if (not typed or not said or r["eval"] not in ("finetune", "linprobe")
+    if (not typed or not readable_used(r["used"]) or r["eval"] not in ("finetune", "linprobe")
             or not describable(pre or r["config"] or {})
             or decay is not None and not number_within(decay, 0, 1)
             or pre is not None and (r.get("pretrain_epoch") or 0) > pre["epochs"]):
@@ -764,8 +788,8 @@ def read_run(path, folder_as=None):
     """A pretraining's summary.json, checked, with what its monitor said at its end (the last line
     of the log.jsonl beside it, the last epoch's): its training time, and where the summary names
     its config (older ones did not), its dataset (an image folder named as in read_result), config,
-    loss against the trivial guess's and kNN (None where the run has no such figure), and the band
-    figures measured as now ({} where none)."""
+    precision (recorded_precision), loss against the trivial guess's and kNN (None where the run
+    has no such figure), and the band figures measured as now ({} where none)."""
     summary = files.read_json(path, "summary.json")
     seconds, config = summary.get("train_seconds"), summary.get("config")
     edited = files.UserError(f"{path} (or the log.jsonl beside it) is not a pretraining run of "
@@ -775,7 +799,7 @@ def read_run(path, folder_as=None):
     if config is None:
         return {"seconds": seconds or 0, "config": None}
     if not (isinstance(config, dict) and "target" in config and describable(config)
-            and isinstance(config.get("dataset"), str)):
+            and isinstance(config.get("dataset"), str) and readable_used(summary.get("used"))):
         raise edited
     log = os.path.join(os.path.dirname(path), "log.jsonl")
     lines = files.read_jsonl(log) if os.path.exists(log) else []
@@ -797,7 +821,9 @@ def read_run(path, folder_as=None):
     if share is not None and not number_within(share, 0, math.inf):
         raise edited
     dataset = config["dataset"]
-    return {"seconds": seconds or 0, "config": config, "loss_share": share, "knn": knn,
+    precision = recorded_precision({"used": summary.get("used"), "epochs": config["epochs"]})
+    return {"seconds": seconds or 0, "config": config, "precision": precision,
+            "loss_share": share, "knn": knn,
             "dataset": folder_as + FOLDER if folder_as and dataset == "folder" else dataset,
             "explained": explained or {}}
 

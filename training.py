@@ -355,12 +355,13 @@ def save_epoch(out, model, optimizer, cfg, log, epochs, scaler=None):
         write_log(out, log)
 
 
-def keep_copy(out, model, cfg, epoch):
-    """OUT/keep-EEEE.pt: the weights and config after `epoch` epochs (0: the initialisation), which
-    the evaluations take like a final checkpoint; a copy already kept is left as it is."""
+def keep_copy(out, model, cfg, epoch, log):
+    """OUT/keep-EEEE.pt: the weights, config and log after `epoch` epochs (0: the initialisation),
+    which the evaluations take like a final checkpoint; a copy already kept is left as it is."""
     path = os.path.join(out, f"keep-{epoch:04d}.pt")
     if main_process() and not os.path.exists(path):
-        save_atomic({"model": model.state_dict(), "config": cfg, "epoch": epoch}, path)
+        save_atomic({"model": model.state_dict(), "config": cfg, "epoch": epoch,
+                     "log": list(log)}, path)
 
 
 def used(sched, log):

@@ -205,6 +205,12 @@ MUTANTS = [
     ("a bf16 probe gathered as a seed of an fp32 one", "report.py",
      '    if r.get("precision") is None:\n        return config', "    if True:\n        return config",
      "tests/test_eval.py::test_results_computed_in_other_precisions_are_told_apart"),
+    ("a bf16 pretraining gathered as a seed of an fp32 one", "report.py",
+     'config |= {"pretrain.precision": r["pretrain_precision"]}', "pass",
+     "tests/test_eval.py::test_pretrainings_in_other_precisions_are_told_apart"),
+    ("a kept copy without the log of its epochs", "training.py",
+     '"log": list(log)}, path)', '"log": []}, path)',
+     "tests/test_eval.py::test_kept_copies_are_the_weights_of_their_epoch_and_probed_as_such"),
 ]
 
 

@@ -16,7 +16,7 @@ import dataset_pca
 import pca_project
 import pretrain
 import report
-from conftest import TINY, band, project
+from conftest import SHORT, TINY, band, project
 from test_pca import one_line_error
 
 
@@ -450,6 +450,71 @@ def test_results_computed_in_other_precisions_are_told_apart():
         "fp32", "bf16", "bf16+fp32", "fp16+fp32", "fp16", None]
 
 
+def test_pretrainings_in_other_precisions_are_told_apart(tmp_path, run):
+    """Weights pretrained under bf16 autocast (a GPU's default) and in fp32 (a CPU's) come of two
+    procedures, not two seeds of one: a probe's cell names each pretraining's precision (the one
+    its checkpoint's log says), as the monitor table does each run's (its summary's epochs under
+    autocast); one that older code did not record joins the one precision around it, and stands
+    apart beside two. An initialisation, which no pretraining step has touched, has none."""
+    def probe(accuracy, seed, precision, epoch=10):
+        pre = {"target": "original", "pct": 25, "dim": 64, "depth": 2, "patch_size": 4,
+               "epochs": 40, "seed": seed, "aug": "flip"}
+        return {"dataset": "folder", "target": "original", "eval": "linprobe",
+                "accuracy": accuracy, "epochs": 30, "config": {"seed": 0},
+                "pretrain_config": pre, "pretrain_epoch": epoch,
+                "pretrain_precision": precision, "used": {"precision": "fp32"}}
+    def cell(results, epoch=10):
+        rows = report.table(report.with_precisions(results)).splitlines()
+        row = next(r for r in rows if f"pretrain ep {epoch} of 40" in r)
+        return set(row.split(" | ")[4].split("; "))
+    fp32, bf16, older_probe = probe(0.50, 0, "fp32"), probe(0.52, 1, "bf16"), probe(0.54, 2, None)
+    for order in ([fp32, bf16, older_probe], [older_probe, bf16, fp32]):
+        assert cell(order) == {"0.500, 30 ep [pretrain.precision fp32]",
+                               "0.520, 30 ep [pretrain.precision bf16]",
+                               "0.540, 30 ep [pretrain.precision not recorded]"}
+    assert cell([older_probe, bf16]) == {"0.530 ± 0.014 (n=2), 30 ep"}
+    inits = [probe(0.40, 0, None, epoch=0), probe(0.42, 1, None, epoch=0), fp32, bf16]
+    assert cell(inits, epoch=0) == {"0.410 ± 0.014 (n=2), 30 ep"}
+    # What a checkpoint's log says: nothing for an initialisation's, or a line that says nothing.
+    said = [{"epoch": 1, "bf16": True}, {"epoch": 2, "bf16": False}, {"epoch": 3, "bf16": True}]
+    assert report.logged_precision(said) == "bf16+fp32"
+    assert report.logged_precision(said[:1] + [{"epoch": 2, "bf16": False, "fp16": True}]) == (
+        "bf16+fp16")
+    unsaid = ([], None, said + [{"epoch": 4}])
+    assert [report.logged_precision(log) for log in unsaid] == [None] * 3
+    # The monitor table, from each summary's epochs under autocast.
+    def pretraining(name, seed, used):
+        config = {"dataset": "folder", "target": "original", "pct": 25, "dim": 64, "depth": 2,
+                  "patch_size": 4, "epochs": 2, "seed": seed, "aug": "flip"}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(
+            {"config": config, "train_seconds": 60} | ({"used": used} if used else {})))
+        lines = [{"epoch": e, "loss": 0.1 * seed + 0.2, "trivial_loss": 1.0, "knn": 0.4}
+                 for e in (1, 2)]
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    def monitor():
+        code, out, err = run(report, tmp_path)
+        assert code == 0, err
+        rows = out.split("--knn-test images\n\n")[1].split("\n\n")[0].splitlines()[2:]
+        return {row.split(" | ")[2]: row.split(" | ")[3] for row in rows}
+    (tmp_path / "lp").mkdir()
+    (tmp_path / "lp" / "results.json").write_text(json.dumps(fp32))
+    pretraining("fp32", 0, {"bf16_epochs": []})
+    pretraining("older", 2, None)
+    scale = "ViT 64x2, patch 4, --aug flip, 2 pretrain ep"
+    assert monitor() == {scale: "0.300 ± 0.141 (n=2)"}
+    pretraining("bf16", 1, {"bf16_epochs": [1, 2], "fp16_epochs": []})
+    assert monitor() == {f"{scale} (precision fp32)": "0.200",
+                         f"{scale} (precision bf16)": "0.300",
+                         f"{scale} (precision not recorded)": "0.400"}
+    # A summary's epochs under autocast that are not a list: refused in one line.
+    summary = json.loads((tmp_path / "bf16" / "summary.json").read_text())
+    (tmp_path / "bf16" / "summary.json").write_text(json.dumps(
+        summary | {"used": {"bf16_epochs": 2}}))
+    code, out, err = run(report, tmp_path)
+    assert one_line_error(code, err) and "bf16/summary.json" in err and out == ""
+
+
 def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     """The findings' numbers: at each pretraining epoch, each target's probes (seeds gathered) and
     its gap to the original target's mean; a target equal to the original's gains nothing
@@ -704,7 +769,8 @@ def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, r
                        "--data-dir", fmnist_folder, "--epochs", 2, "--out", tmp_path / "lp",
                        "--amp")
     assert code == 0 and autocast and all(on for _, _, on in autocast), err
-    assert json.loads((tmp_path / "lp" / "results.json").read_text())["used"]["precision"] == "bf16"
+    results = json.loads((tmp_path / "lp" / "results.json").read_text())
+    assert results["used"]["precision"] == "bf16" and results["pretrain_precision"] == "bf16"
     autocast.clear()
     code, _, err = run(finetune, "--ckpt", tmp_path / "pre" / "ckpt.pt", "--dataset", "folder",
                        "--data-dir", fmnist_folder, "--image-size", 16, "--epochs", 2,
@@ -714,11 +780,46 @@ def test_amp_pipeline_runs_under_bf16_autocast_on_cpu(fmnist_folder, tmp_path, r
     assert ("Classifier", True, True) in autocast and ("Classifier", True, False) not in autocast
     results = json.loads((tmp_path / "ft" / "results.json").read_text())
     assert results["used"]["bf16_epochs"] == [1, 2] and 0 <= results["accuracy"] <= 1
+    assert results["pretrain_precision"] == "bf16"
     # Without --amp a CPU run stays in float32.
     autocast.clear()
     assert run(pretrain, *TINY, "--data-dir", fmnist_folder, "--epochs", 1,
                "--out", tmp_path / "fp32")[0] == 0
     assert ("MAE", True, False) in autocast and ("MAE", True, True) not in autocast
+
+
+def test_kept_copies_are_the_weights_of_their_epoch_and_probed_as_such(fmnist_folder, tmp_path,
+                                                                         run):
+    """--keep-epochs 0 1: keep-0000.pt is the initialisation its seed draws, keep-0001.pt the
+    weights a run stopped after epoch 1 holds, with that epoch's log; their probes name the epoch
+    and the precision each pretraining computed in (none for the initialisation, which no step
+    touched), and the report reads the epoch-0 copy's as the untrained level."""
+    code, _, err = run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--out", tmp_path / "pre",
+                       "--keep-epochs", 0, 1)
+    assert code == 0, err
+    assert run(pretrain, *SHORT, "--data-dir", fmnist_folder, "--out", tmp_path / "stopped",
+               "--stop-epoch", 1)[0] == 0
+    kept = [torch.load(tmp_path / "pre" / f"keep-000{e}.pt", weights_only=True) for e in (0, 1)]
+    stopped = torch.load(tmp_path / "stopped" / "ckpt.pt", weights_only=True)
+    final = torch.load(tmp_path / "pre" / "ckpt.pt", weights_only=True)
+    torch.manual_seed(final["config"]["seed"])
+    init = checkpoints.build_model(final["config"], final["config"]["image_shape"]).state_dict()
+    def same(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert same(kept[0]["model"], init) and same(kept[1]["model"], stopped["model"])
+    assert not same(kept[1]["model"], final["model"])
+    assert not same(kept[0]["model"], kept[1]["model"])
+    assert [k["epoch"] for k in kept] == [0, 1] and kept[0]["log"] == []
+    assert kept[1]["log"] == final["log"][:1] and kept[1]["log"][0]["epoch"] == 1
+    for e in (0, 1):
+        code, _, err = run(linprobe, "--ckpt", tmp_path / "pre" / f"keep-000{e}.pt",
+                           "--data-dir", fmnist_folder, "--epochs", 2, "--out", tmp_path / f"lp{e}")
+        assert code == 0, err
+    results = [json.loads((tmp_path / f"lp{e}" / "results.json").read_text()) for e in (0, 1)]
+    assert [(r["pretrain_epoch"], r["pretrain_precision"]) for r in results] == [(0, None),
+                                                                                 (1, "fp32")]
+    code, out, err = run(report, tmp_path)
+    assert code == 0 and f"| {report.UNTRAINED} |" in out, err
 
 
 def test_runs_of_older_code_are_read_as_that_code_ran(tmp_path):

@@ -99,12 +99,20 @@ TARGET_KEYS = {"target", "pct", "norm_pix_loss", "corruption", "sigma", "masking
 UNTRAINED = "untrained (MAE init)"
 
 
+def what_trained(c, target=True):
+    """A pretraining config less what sets nothing its weights learnt apart: the target
+    (TARGET_KEYS) unless target, and which PCA was fitted (pca_fit) where neither target nor
+    masking read it, only the band monitor did (or nothing did: an initialisation)."""
+    pca_read = target and (c.get("target") != "original" or c.get("masking") == "pca")
+    left_out = (set() if target else TARGET_KEYS) | (set() if pca_read else {"pca_fit"})
+    return {k: v for k, v in c.items() if k not in left_out}
+
+
 def both_configs(r, target=True):
-    """A result's config and its pretraining's (keys prefixed pretrain.), as one dict; without the
-    pretraining's target (TARGET_KEYS) unless target."""
-    pre = {f"pretrain.{k}": v for k, v in (r.get("pretrain_config") or {}).items()
-           if target or k not in TARGET_KEYS}
-    return (r.get("config") or {}) | pre
+    """A result's config and its pretraining's (what_trained, keys prefixed pretrain.), as one
+    dict."""
+    pre = what_trained(r.get("pretrain_config") or {}, target)
+    return (r.get("config") or {}) | {f"pretrain.{k}": v for k, v in pre.items()}
 
 
 def settings(r, target=None):
@@ -258,11 +266,11 @@ def cell(results, epochs=True):
 
 
 def pretraining(r):
-    """The config that made a result's weights (its pretraining's, or its own for a model from
-    scratch), less the target of an initialisation, as settings."""
-    config = r["pretrain_config"] or r["config"]
-    untouched = r["target"] == UNTRAINED
-    return {k: v for k, v in config.items() if not (untouched and k in TARGET_KEYS)}
+    """The config that made a result's weights (its pretraining's, what_trained, or its own for a
+    model from scratch), less the target of an initialisation, as settings."""
+    if not r["pretrain_config"]:
+        return r["config"]
+    return what_trained(r["pretrain_config"], target=r["target"] != UNTRAINED)
 
 
 def table(results):

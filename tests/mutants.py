@@ -211,6 +211,10 @@ MUTANTS = [
     ("a kept copy without the log of its epochs", "training.py",
      '"log": list(log)}, path)', '"log": []}, path)',
      "tests/test_eval.py::test_kept_copies_are_the_weights_of_their_epoch_and_probed_as_such"),
+    ("the monitor's PCA setting apart runs that trained alike", "report.py",
+     'pca_read = target and (c.get("target") != "original" or c.get("masking") == "pca")',
+     "pca_read = True",
+     "tests/test_eval.py::test_which_pca_only_the_monitor_read_sets_no_run_apart"),
 ]
 
 

@@ -822,6 +822,34 @@ def test_kept_copies_are_the_weights_of_their_epoch_and_probed_as_such(fmnist_fo
     assert code == 0 and f"| {report.UNTRAINED} |" in out, err
 
 
+def test_which_pca_only_the_monitor_read_sets_no_run_apart():
+    """pca_fit says which PCA a pretraining fitted (its training views', or older code's, the
+    images'): it sets runs apart where the target or the masking read it, not where only the band
+    monitor did (an original target), or no run read it (the monitor off, so none recorded), nor
+    between initialisations, which nothing has trained."""
+    def probe(accuracy, seed, target="original", masking="random", epoch=10, **pca_fit):
+        pre = {"target": target, "pct": 25, "masking": masking, "pca_mask_share": 0.75, "dim": 64,
+               "depth": 2, "patch_size": 4, "epochs": 40, "seed": seed, "aug": "flip"} | pca_fit
+        name = report.target_name(pre) if epoch else report.UNTRAINED  # as read_result names it
+        return {"dataset": "folder", "target": name, "eval": "linprobe", "accuracy": accuracy,
+                "epochs": 30, "config": {"seed": 0}, "pretrain_config": pre,
+                "pretrain_epoch": epoch}
+    def cells(results, epoch=10):
+        rows = report.table(report.with_precisions(results)).splitlines()
+        return [row.split(" | ")[2:5] for row in rows if f"pretrain ep {epoch} of 40" in row]
+    scale = "ViT 64x2, patch 4, --aug flip, pretrain ep 10 of 40"
+    monitored, unmonitored = probe(0.50, 0, pca_fit="views"), probe(0.52, 1)
+    assert cells([monitored, unmonitored]) == [[scale, "-", "0.510 ± 0.014 (n=2), 30 ep"]]
+    for target, masking in (("bottom", "random"), ("original", "pca")):
+        views = probe(0.50, 0, target, masking, pca_fit="views")
+        images = probe(0.52, 1, target, masking)  # older code: the images' PCA
+        assert cells([views, images]) == [[f"{scale} (pca_fit views)", "-", "0.500, 30 ep"],
+                                          [f"{scale} (pca_fit images)", "-", "0.520, 30 ep"]]
+    inits = [probe(0.40, 0, "bottom", epoch=0, pca_fit="views"), probe(0.42, 1, epoch=0)]
+    assert cells(inits, epoch=0) == [[scale.replace("10", "0"), "-",
+                                      "0.410 ± 0.014 (n=2), 30 ep"]]
+
+
 def test_runs_of_older_code_are_read_as_that_code_ran(tmp_path):
     """A config key older code did not record stands for what it did (older.OLDER_CODE): a band run
     that took the band of a crop (no band_first) is no second seed of one that takes the band of

@@ -83,6 +83,9 @@ def load_pretrained(path):
         raise UserError(f"{path} is not a pretrain.py checkpoint")
     if lacking := [k for k in NEEDED if k not in config]:
         raise UserError(f"{path} is a pretrain.py checkpoint without {lacking[0]} in its config")
+    log = ckpt.get("log", [])  # older code kept none
+    if not (isinstance(log, list) and all(isinstance(line, dict) for line in log)):
+        raise UserError(f"{path} is a pretrain.py checkpoint whose log is not one (edited?)")
     config = {k: v for k, v in OLDER_CODE.items() if k != "band_first"} | config  # a fine-tune's
     config.setdefault("image_shape", list(image_shape(config["dataset"], config["image_size"])))
     return ckpt | {"config": config}

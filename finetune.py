@@ -26,7 +26,7 @@ import training
 from checkpoints import (check_sizes, check_weights, data_note, data_of, load_pretrained,
                          pretrained, take_flags)
 from model import Classifier, Encoder, default_patch_size, get_lr, param_groups
-from report import logged_precision, target_name
+from report import pretrain_precision, target_name
 
 SIZE_FLAGS = ("patch_size", "dim", "depth", "heads", "attention")
 VIT_TINY = {"dim": 192, "depth": 12, "heads": 3}
@@ -249,7 +249,7 @@ def main(argv=None):
                    "config": cfg, "pretrain_config": pre,
                    "pretrain_epoch": ckpt["epoch"] if pre else None,
                    "pretrain_step": ckpt.get("step", 0) if pre else None,
-                   "pretrain_precision": logged_precision(pre and ckpt.get("log")),
+                   "pretrain_precision": pretrain_precision(ckpt) if pre else None,
                    "commit": files.git_commit(), "used": training.used(sched, log)}
         files.save_json(results, os.path.join(args.out, "results.json"))
         print(f"fine-tune: test accuracy {test_accuracy:.4f} (final epoch of {args.epochs}); "

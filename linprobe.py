@@ -23,7 +23,7 @@ import training
 from checkpoints import data_note, data_of, load_pretrained, pretrained
 from features import extract_features, knn_accuracy
 from model import get_lr
-from report import logged_precision, target_name
+from report import pretrain_precision, target_name
 
 
 def get_args(argv=None):
@@ -139,7 +139,7 @@ def main(argv=None):
     results = {"dataset": dataset, "target": target_name(pre), "eval": "linprobe",
                "accuracy": accuracy, "knn": knn, "epochs": args.epochs,
                "pretrain_epoch": ckpt["epoch"], "pretrain_step": ckpt.get("step", 0),
-               "pretrain_precision": logged_precision(ckpt.get("log")),
+               "pretrain_precision": pretrain_precision(ckpt),
                "seconds": time.time() - t0,
                "final_loss": log[-1]["loss"],
                "config": cfg, "pretrain_config": pre, "commit": files.git_commit(),

@@ -155,41 +155,64 @@ def logged_precision(log):
                             for line in log}))
 
 
+def pretrain_precision(ckpt):
+    """What a checkpoint's weights were pretrained in, as its log says (logged_precision); None
+    where it does not: older code kept no log in a checkpoint, and one written mid-epoch holds
+    steps that no line of its log covers."""
+    return None if ckpt.get("step") else logged_precision(ckpt.get("log"))
+
+
 def with_precisions(results):
     """results, each with the precision it computed in (precision) as its results.json says, and
-    the one its weights' pretraining computed in (pretrain_precision, from that run's log); where
-    older code did not say, as unrecorded_apart."""
+    where a pretraining trained its weights, the one that pretraining computed in
+    (pretrain_precision, from its checkpoint's log); where older code did not say, the one a result
+    of the same weights says, else as filled_in."""
     said = [r | {"precision": recorded_precision(r)} for r in results]
-    said = unrecorded_apart(said, "precision", settings)
-    return unrecorded_apart(said, "pretrain_precision", settings)
+    said = filled_in(said, "precision", settings)
+    def trained(r):  # weights a pretraining trained: neither an initialisation nor from scratch
+        return r["pretrain_config"] and r["target"] != UNTRAINED
+    told = {weights(r): r["pretrain_precision"] for r in said
+            if trained(r) and r.get("pretrain_precision") and weights(r) is not None}
+    said = [r | {"pretrain_precision": told.get(weights(r))}
+            if trained(r) and r.get("pretrain_precision") is None else r for r in said]
+    return filled_in(said, "pretrain_precision", settings, applies=trained)
 
 
-def unrecorded_apart(items, key, config):
-    """items, each whose key older code did not record (None) left None, gathered with any, while
-    the items it would be gathered with (config) hold one value of key at most, else set to "not
-    recorded": never a seed of either, whatever the order the items come in."""
+def filled_in(items, key, config, applies=lambda item: True):
+    """items, each of those that applies whose key older code did not record (None) set to the
+    one value of key that the items it would be gathered with (config; at any pretraining epoch)
+    hold, and to "not recorded" where they hold two or more: never a seed of either, whatever the
+    order the items come in; left None where they hold none."""
     known = [item for item in items if item.get(key) is not None]
     def around(item):  # the values of key among the items it would be gathered with
         return {o[key] for o in known if comparable(config(o), config(item))}
-    return [item | {key: "not recorded"} if item.get(key) is None and len(around(item)) > 1
-            else item for item in items]
+    def filled(item):
+        values = around(item)
+        if not values:
+            return item
+        return item | {key: values.pop() if len(values) == 1 else "not recorded"}
+    return [filled(item) if item.get(key) is None and applies(item) else item for item in items]
 
 
 # Where a result's config names the weights it evaluated: a hash of the tensors or of the file.
 WEIGHTS_KEYS = ("tensors_sha1", "ckpt_sha1", "weights_sha1")
 
 
-def measurement(r):
-    """What makes results of one cell group (gather) one measurement: the same weights (an
-    initialisation: its pretraining's seed, which alone draws it, whatever file each run's copy
-    was; else the hash the config names) evaluated with the same seed. A result that names neither
-    is a measurement of its own."""
-    c = r["config"] or {}
+def weights(r):
+    """What names the weights a result evaluated: an initialisation's pretraining seed, which alone
+    draws it, whatever file each run's copy was; else the hash its config names; None where
+    neither."""
     if r["target"] == UNTRAINED:
-        weights = (r["pretrain_config"] or {}).get("seed")
-    else:
-        weights = next((c[k] for k in WEIGHTS_KEYS if c.get(k)), None)
-    return id(r) if weights is None else json.dumps([weights, c.get("seed")])
+        return (r["pretrain_config"] or {}).get("seed")
+    c = r["config"] or {}
+    return next((c[k] for k in WEIGHTS_KEYS if c.get(k)), None)
+
+
+def measurement(r):
+    """What makes results of one cell group (gather) one measurement: the same weights evaluated
+    with the same seed. A result that names no weights is a measurement of its own."""
+    named = weights(r)
+    return id(r) if named is None else json.dumps([named, (r["config"] or {}).get("seed")])
 
 
 def measurements(results, key):
@@ -329,7 +352,7 @@ def monitor_table(runs):
         known = {"precision": run["precision"]} if run.get("precision") is not None else {}
         return run["config"] | known
     for (dataset, target, _, sc), same_columns in sorted(rows.items()):
-        groups = gather(unrecorded_apart(same_columns, "precision", config), config)
+        groups = gather(filled_in(same_columns, "precision", config), config)
         for group, label in zip(groups, apart(groups, config)):
             cells = [figure(group, lambda run: run["loss_share"])]
             cells += [figure(group, lambda run: run["explained"].get(band)) for band in bands]

@@ -126,7 +126,7 @@ MUTANTS = [
      "return (min(accuracies), max(accuracies)) if len(accuracies) > 1 else None", "return None",
      "tests/test_eval.py::test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it"),
     ("one initialisation probed in two runs counted as two seeds", "report.py",
-     'weights = (r["pretrain_config"] or {}).get("seed")', "weights = None",
+     'return (r["pretrain_config"] or {}).get("seed")', "return None",
      "tests/test_eval.py::"
      "test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement"),
     ("monitor table: figures of a withdrawn band monitor shown", "report.py",

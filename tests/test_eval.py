@@ -455,12 +455,14 @@ def test_pretrainings_in_other_precisions_are_told_apart(tmp_path, run):
     procedures, not two seeds of one: a probe's cell names each pretraining's precision (the one
     its checkpoint's log says), as the monitor table does each run's (its summary's epochs under
     autocast); one that older code did not record joins the one precision around it, and stands
-    apart beside two. An initialisation, which no pretraining step has touched, has none."""
-    def probe(accuracy, seed, precision, epoch=10):
-        pre = {"target": "original", "pct": 25, "dim": 64, "depth": 2, "patch_size": 4,
+    apart beside two, or one a result of the same weights says. An initialisation, which no
+    pretraining step has touched, has none."""
+    def probe(accuracy, seed, precision, epoch=10, target="original", weights=None):
+        pre = {"target": target, "pct": 25, "dim": 64, "depth": 2, "patch_size": 4,
                "epochs": 40, "seed": seed, "aug": "flip"}
-        return {"dataset": "folder", "target": "original", "eval": "linprobe",
-                "accuracy": accuracy, "epochs": 30, "config": {"seed": 0},
+        name = report.target_name(pre) if epoch else report.UNTRAINED  # as read_result names it
+        return {"dataset": "folder", "target": name, "eval": "linprobe", "accuracy": accuracy,
+                "epochs": 30, "config": {"seed": 0, "tensors_sha1": weights},
                 "pretrain_config": pre, "pretrain_epoch": epoch,
                 "pretrain_precision": precision, "used": {"precision": "fp32"}}
     def cell(results, epoch=10):
@@ -475,6 +477,26 @@ def test_pretrainings_in_other_precisions_are_told_apart(tmp_path, run):
     assert cell([older_probe, bf16]) == {"0.530 ± 0.014 (n=2), 30 ep"}
     inits = [probe(0.40, 0, None, epoch=0), probe(0.42, 1, None, epoch=0), fp32, bf16]
     assert cell(inits, epoch=0) == {"0.410 ± 0.014 (n=2), 30 ep"}
+    scratch = probe(0.3, 0, None) | {"pretrain_config": None, "target": "no pretraining"}
+    told = report.with_precisions(inits + [older_probe, scratch])
+    assert [r["pretrain_precision"] for r in told] == [None, None, "fp32", "bf16", "not recorded",
+                                                       None]
+    # The same weights were pretrained in one precision: an older probe of them (a copy kept by
+    # code that kept no log) is the one measurement, not a third group.
+    again = [fp32 | {"config": {"seed": 0, "tensors_sha1": "w"}}, bf16, probe(0.50, 0, None,
+                                                                           weights="w")]
+    assert cell(again) == {"0.500, 30 ep [pretrain.precision fp32]",
+                           "0.520, 30 ep [pretrain.precision bf16]"}
+    # Whichever result of the original target comes first, the gap to a bf16-pretrained bottom
+    # target is withheld: the older one has the precision of those around it.
+    bottom, init = probe(0.60, 0, "bf16", target="bottom"), probe(0.40, 0, None, epoch=0)
+    for order in ([older_probe, fp32, bottom, init], [fp32, older_probe, bottom, init]):
+        [text] = report.epoch_tables(report.with_precisions(order))
+        assert text.splitlines()[-1] == ("| 10 | 0.520 ± 0.028 (n=2) | 0.600 | - ("
+                                         "pretrain.precision bf16 against pretrain.precision fp32) |")
+    # A checkpoint written mid-epoch holds steps that no line of its log covers.
+    assert report.pretrain_precision({"log": [{"epoch": 1, "bf16": False}], "step": 0}) == "fp32"
+    assert report.pretrain_precision({"log": [{"epoch": 1, "bf16": False}], "step": 5}) is None
     # What a checkpoint's log says: nothing for an initialisation's, or a line that says nothing.
     said = [{"epoch": 1, "bf16": True}, {"epoch": 2, "bf16": False}, {"epoch": 3, "bf16": True}]
     assert report.logged_precision(said) == "bf16+fp32"
@@ -820,6 +842,12 @@ def test_kept_copies_are_the_weights_of_their_epoch_and_probed_as_such(fmnist_fo
                                                                                  (1, "fp32")]
     code, out, err = run(report, tmp_path)
     assert code == 0 and f"| {report.UNTRAINED} |" in out, err
+    # A copy whose log is not one: refused in one line, before any data is read.
+    for log in (5, ["bf16"]):
+        torch.save(kept[1] | {"log": log}, tmp_path / "edited.pt")
+        code, out, err = run(linprobe, "--ckpt", tmp_path / "edited.pt", "--data-dir",
+                             tmp_path / "no-data", "--out", tmp_path / "lp-edited")
+        assert one_line_error(code, err) and "edited.pt" in err and "no-data" not in err
 
 
 def test_which_pca_only_the_monitor_read_sets_no_run_apart():

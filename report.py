@@ -167,25 +167,26 @@ def with_precisions(results):
     where a pretraining trained its weights, the one that pretraining computed in
     (pretrain_precision, from its checkpoint's log); where older code did not say, the one a result
     of the same weights says, else as filled_in."""
-    said = [r | {"precision": recorded_precision(r)} for r in results]
-    said = filled_in(said, "precision", settings)
     def trained(r):  # weights a pretraining trained: neither an initialisation nor from scratch
         return r["pretrain_config"] and r["target"] != UNTRAINED
-    told = {weights(r): r["pretrain_precision"] for r in said
+    told = {weights(r): r["pretrain_precision"] for r in results
             if trained(r) and r.get("pretrain_precision") and weights(r) is not None}
     said = [r | {"pretrain_precision": told.get(weights(r))}
-            if trained(r) and r.get("pretrain_precision") is None else r for r in said]
-    return filled_in(said, "pretrain_precision", settings, applies=trained)
+            if trained(r) and r.get("pretrain_precision") is None else r for r in results]
+    said = filled_in(said, "pretrain_precision", settings, applies=trained)
+    said = [r | {"precision": recorded_precision(r)} for r in said]
+    return filled_in(said, "precision", settings)
 
 
 def filled_in(items, key, config, applies=lambda item: True):
     """items, each of those that applies whose key older code did not record (None) set to the
-    one value of key that the items it would be gathered with (config; at any pretraining epoch)
-    hold, and to "not recorded" where they hold two or more: never a seed of either, whatever the
-    order the items come in; left None where they hold none."""
+    one value of key that the items of its target it would be gathered with (config; at any
+    pretraining epoch) hold, and to "not recorded" where they hold two or more: never a seed of
+    either, whatever the order the items come in; left None where they hold none."""
     known = [item for item in items if item.get(key) is not None]
     def around(item):  # the values of key among the items it would be gathered with
-        return {o[key] for o in known if comparable(config(o), config(item))}
+        return {o[key] for o in known if o.get("target") == item.get("target")
+                and comparable(config(o), config(item))}
     def filled(item):
         values = around(item)
         if not values:
@@ -334,10 +335,11 @@ def table(results):
 def monitor_table(runs):
     """What each pretraining had learnt at its end, by its own monitor (the last line of its log): a
     row per dataset, target and scale, seeds gathered as in the main table (a precision, where
-    recorded, sets runs apart as there); columns: its loss against the trivial guess's, each band of
-    the band monitor, its kNN monitor. "-" where a run has no such figure: a band outside its
-    target, a norm-pix run's bands, a log from before the band monitor (or a norm-pix run's trivial
-    guess) was made as now."""
+    recorded, sets runs apart as there, and so does what their band figures are: measured in the
+    training views' PCA, the images', or none); columns: its loss against the trivial guess's, each
+    band of the band monitor, its kNN monitor. "-" where a run has no such figure: a band outside
+    its target, a norm-pix run's bands, a log from before the band monitor (or a norm-pix run's
+    trivial guess) was made as now."""
     rows, bands = {}, []
     for run in runs:
         (sc, order) = scale({"pretrain_config": run["config"], "config": None})
@@ -348,9 +350,10 @@ def monitor_table(runs):
         return "-" if None in values else mean_spread(values)
     columns = ["dataset", "target", "scale", "loss / trivial"] + bands + ["kNN monitor"]
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    def config(run):  # a row's seeds gathered by their pretraining config and precision
+    def config(run):  # seeds gathered by what they trained, their band figures' PCA, precision
+        bands = f"{run['config'].get('pca_fit', 'images')}' PCA" if run["explained"] else "none"
         known = {"precision": run["precision"]} if run.get("precision") is not None else {}
-        return run["config"] | known
+        return what_trained(run["config"]) | {"band figures": bands} | known
     for (dataset, target, _, sc), same_columns in sorted(rows.items()):
         groups = gather(filled_in(same_columns, "precision", config), config)
         for group, label in zip(groups, apart(groups, config)):
@@ -798,8 +801,11 @@ def read_result(path, folder_as=None):
                  for k, (low, high) in RANGES.items())
     typed = all(isinstance(r.get(k), kind) for k, kind in fields.items()) and within
     pre = r["pretrain_config"]
-    decay = (r["config"] or {}).get("layer_decay") if typed else None  # the table names it
-    if (not typed or not readable_used(r["used"]) or r["eval"] not in ("finetune", "linprobe")
+    config = (r["config"] if typed else None) or {}
+    decay = config.get("layer_decay")  # the table names it
+    hashes = all(isinstance(config.get(k), (str, type(None))) for k in WEIGHTS_KEYS)  # weights()
+    if (not typed or not hashes or not readable_used(r["used"])
+            or r["eval"] not in ("finetune", "linprobe")
             or not describable(pre or r["config"] or {})
             or decay is not None and not number_within(decay, 0, 1)
             or pre is not None and (r.get("pretrain_epoch") or 0) > pre["epochs"]):

@@ -215,6 +215,9 @@ MUTANTS = [
      'pca_read = target and (c.get("target") != "original" or c.get("masking") == "pca")',
      "pca_read = True",
      "tests/test_eval.py::test_which_pca_only_the_monitor_read_sets_no_run_apart"),
+    ("an unrecorded precision filled in from another target's results", "report.py",
+     'if o.get("target") == item.get("target")', "if True",
+     "tests/test_eval.py::test_pretrainings_in_other_precisions_are_told_apart"),
 ]
 
 

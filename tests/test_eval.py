@@ -492,8 +492,23 @@ def test_pretrainings_in_other_precisions_are_told_apart(tmp_path, run):
     bottom, init = probe(0.60, 0, "bf16", target="bottom"), probe(0.40, 0, None, epoch=0)
     for order in ([older_probe, fp32, bottom, init], [fp32, older_probe, bottom, init]):
         [text] = report.epoch_tables(report.with_precisions(order))
-        assert text.splitlines()[-1] == ("| 10 | 0.520 ± 0.028 (n=2) | 0.600 | - ("
-                                         "pretrain.precision bf16 against pretrain.precision fp32) |")
+        assert text.splitlines()[-1] == (
+            "| 10 | 0.520 ± 0.028 (n=2) | 0.600 | - (pretrain.precision bf16 against "
+            "pretrain.precision fp32) |")
+    # An older probe that recorded neither precision: its weights' say fp32, and so the probes it
+    # would be gathered with say theirs; the same measurement, whatever runs are elsewhere.
+    neither = probe(0.50, 0, None, weights="w") | {"used": None}
+    elsewhere = probe(0.60, 1, "bf16", epoch=40) | {"used": {"precision": "bf16"}}
+    assert cell([neither, fp32 | {"config": {"seed": 0, "tensors_sha1": "w"}}, elsewhere]) == {
+        "0.500, 30 ep"}
+    # The evaluation's precision filled in alike whether or not the target read the PCA (an
+    # initialisation, whose probe was bf16, is no result the copies of a target are gathered with).
+    for target in ("bottom", "original"):
+        copies = [probe(0.50, 0, "fp32", target=target) | {"used": None},
+                  probe(0.54, 1, "fp32", target=target),
+                  probe(0.40, 0, None, epoch=0) | {"used": {"precision": "bf16"}}]
+        copies[0]["pretrain_config"]["pca_fit"] = copies[1]["pretrain_config"]["pca_fit"] = "views"
+        assert cell(copies) == {"0.520 ± 0.028 (n=2), 30 ep"}, target
     # A checkpoint written mid-epoch holds steps that no line of its log covers.
     assert report.pretrain_precision({"log": [{"epoch": 1, "bf16": False}], "step": 0}) == "fp32"
     assert report.pretrain_precision({"log": [{"epoch": 1, "bf16": False}], "step": 5}) is None
@@ -876,6 +891,18 @@ def test_which_pca_only_the_monitor_read_sets_no_run_apart():
     inits = [probe(0.40, 0, "bottom", epoch=0, pca_fit="views"), probe(0.42, 1, epoch=0)]
     assert cells(inits, epoch=0) == [[scale.replace("10", "0"), "-",
                                       "0.410 ± 0.014 (n=2), 30 ep"]]
+    # The monitor table: two seeds of one training, one with the band monitor (in its training
+    # views' PCA) and one without, kept apart by what their band figures are, named as such.
+    def run(seed, explained, **pca_fit):
+        config = monitored["pretrain_config"] | {"seed": seed, "epochs": 10} | pca_fit
+        return {"config": config, "dataset": "folder", "loss_share": 0.3, "knn": 0.4 + seed / 10,
+                "explained": explained, "precision": "fp32"}
+    on, off = run(0, {"top 75%": 0.9}, pca_fit="views"), run(1, {})
+    rows = report.monitor_table([on, off]).splitlines()[2:]
+    ended = "ViT 64x2, patch 4, --aug flip, 10 pretrain ep"
+    assert [row.split(" | ")[2:] for row in rows] == [
+        [f"{ended} (band figures views' PCA)", "0.300", "0.900", "0.400 |"],
+        [f"{ended} (band figures none)", "0.300", "-", "0.500 |"]]
 
 
 def test_runs_of_older_code_are_read_as_that_code_ran(tmp_path):

@@ -313,7 +313,8 @@ def test_a_results_json_with_a_figure_out_of_its_range_is_no_results_json(
             ("pretrain_config", pre_cfg | {"masking": "pca", "pca_mask_share": None}),
             ("config", good["config"] | {"layer_decay": 7}),
             ("config", good["config"] | {"layer_decay": "x"}),
-            ("used", "fp32"), ("used", {"precision": 16}), ("used", {"bf16_epochs": 3}))):
+            ("used", "fp32"), ("used", {"precision": 16}), ("used", {"bf16_epochs": 3}),
+            ("config", good["config"] | {"tensors_sha1": ["a"]}), ("pretrain_precision", 16))):
         path = tmp_path / f"bad{i}" / "results.json"
         path.parent.mkdir()
         path.write_text(json.dumps(good | {key: value}))

@@ -351,9 +351,9 @@ def monitor_table(runs):
     columns = ["dataset", "target", "scale", "loss / trivial"] + bands + ["kNN monitor"]
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     def config(run):  # seeds gathered by what they trained, their band figures' PCA, precision
-        bands = f"{run['config'].get('pca_fit', 'images')}' PCA" if run["explained"] else "none"
+        measured = f"{run['config'].get('pca_fit', 'images')}' PCA" if run["explained"] else "none"
         known = {"precision": run["precision"]} if run.get("precision") is not None else {}
-        return what_trained(run["config"]) | {"band figures": bands} | known
+        return what_trained(run["config"]) | {"band figures": measured} | known
     for (dataset, target, _, sc), same_columns in sorted(rows.items()):
         groups = gather(filled_in(same_columns, "precision", config), config)
         for group, label in zip(groups, apart(groups, config)):

@@ -10,7 +10,8 @@ spread, n seeds); the same weights evaluated twice with one seed count once. Ban
 experiment. A third gives each pretraining's own monitor at its end (loss against the trivial
 guess's, each band's explained share, kNN), seeds gathered. Then, for each schedule whose copies
 were probed at several pretraining epochs, a table of the probe against the epoch, a column per
-target and each target's gap to the original target's mean.
+target and each target's gap to the original target's mean, also in units of the seed spread pooled
+over the table's trained copies (sd).
 explained_chart draws pretrain.py's per-band explained variance over epochs.
 """
 import hashlib
@@ -264,11 +265,11 @@ def apart(groups, config):
 
 def mean_spread(values):
     """The mean, and with several runs the spread (sample standard deviation) and their count."""
-    mean = sum(values) / len(values)
+    average = mean(values)
     if len(values) == 1:
-        return f"{mean:.3f}"
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean:.3f} ± {sd:.3f} (n={len(values)})"
+        return f"{average:.3f}"
+    sd = (sum((v - average) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{average:.3f} ± {sd:.3f} (n={len(values)})"
 
 
 def cell(results, epochs=True):
@@ -369,8 +370,9 @@ def epoch_tables(results):
     """The linear probes of each schedule's copies (pretrain.py --keep-epochs), a table per dataset
     and schedule: a row per pretraining epoch (0: the initialisation each run started from), a
     column per target (its seeds gathered as in the main table), and each other target's gap to the
-    original target's mean, to be read against the spreads beside it. Empty where no schedule has
-    probes of more than one epoch."""
+    original target's mean, also in units of the table's seed spread (sd; pooled_spread of its
+    cells past epoch 0, named in its title). Empty where no schedule has probes of more than one
+    epoch."""
     tables = {}
     for r in results:
         c = r["pretrain_config"]
@@ -389,26 +391,51 @@ def epoch_tables(results):
         others = targets[1:] if targets[0] == "original" else []
         probe_epochs = sorted({r["epochs"] for cells in columns.values() for rs in cells.values()
                                for r in rs})
-        lines = [f"Linear probe ({'/'.join(map(str, probe_epochs))} ep) against pretraining "
-                 f"epoch: {dataset}, {schedule}", "",
+        # the seeds of each cell past epoch 0 (the initialisations are not what a gap compares)
+        trained = [g for cells in columns.values() for epoch, rs in cells.items() if epoch
+                   for g in gather(rs, settings)]
+        sd = {key: pooled_spread([v for g in trained if (v := measurements(g, key))])
+              for key in ("accuracy", "knn")}
+        named = [f"{name} {sd[key][0]:.3f} ({sd[key][1]} degrees of freedom)"
+                 for key, name in (("accuracy", "probe"), ("knn", "kNN")) if sd[key][0]]
+        title = (f"Linear probe ({'/'.join(map(str, probe_epochs))} ep) against pretraining "
+                 f"epoch: {dataset}, {schedule}")
+        if others and named:
+            title += "; sd, the seed spread pooled over its cells past epoch 0: " + ", ".join(named)
+        lines = [title, "",
                  "| epoch | " + " | ".join(targets + [f"{t} − original" for t in others]) + " |",
                  "|---" * (1 + len(targets) + len(others)) + "|"]
         for epoch in epochs:
             cells = [cell(columns[t].get(epoch, []), epochs=False) for t in targets]
-            gaps = [gap(columns[t].get(epoch, []), columns["original"].get(epoch, []))
+            gaps = [gap(columns[t].get(epoch, []), columns["original"].get(epoch, []), sd)
                     for t in others]
             lines.append(f"| {epoch} | " + " | ".join(cells + gaps) + " |")
         texts.append("\n".join(lines))
     return texts
 
 
-def gap(results, reference):
-    """The difference of two cells' mean probe (and kNN) accuracies, signed; "-" unless each cell
-    holds one group of seeds (results that differ otherwise have no one mean) and the two differ
-    in their target alone (else "-" and what else differs); "same weights" where both hold the
-    same measurements (the initialisation both runs started from), whose difference is no finding,
-    and "no target yet" where both hold initialisations of different seeds: a gap of the seeds
-    drawn, not a target's."""
+def pooled_spread(cells):
+    """The seed spread pooled over cells of seeds, and its degrees of freedom (sum of n - 1): the
+    sample standard deviation of each value about its own cell's mean. A spread assumed alike
+    across the cells pooled; (None, 0) where no cell holds two seeds."""
+    freedom = sum(len(values) - 1 for values in cells)
+    if freedom < 1:
+        return None, 0
+    squares = sum((v - mean(values)) ** 2 for values in cells for v in values)
+    return (squares / freedom) ** 0.5, freedom
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def gap(results, reference, sd):
+    """The difference of two cells' mean probe (and kNN) accuracies, signed, and where sd (per key,
+    from pooled_spread) is not 0, also in units of it; "-" unless each cell holds one group of seeds
+    (results that differ otherwise have no one mean) and the two differ in their target alone (else
+    "-" and what else differs); "same weights" where both hold the same measurements (the
+    initialisation both runs started from), whose difference is no finding, and "no target yet"
+    where both hold initialisations of different seeds: a gap of the seeds drawn, not a target's."""
     groups, reference_groups = gather(results, settings), gather(reference, settings)
     if len(groups) != 1 or len(reference_groups) != 1:
         return "-"
@@ -421,15 +448,15 @@ def gap(results, reference):
         return "same weights"
     if all(r["target"] == UNTRAINED for r in results + reference):
         return "no target yet"
-    def mean(key, rs):
-        values = measurements(rs, key)
-        return None if values is None else sum(values) / len(values)
-    text = f"{mean('accuracy', results) - mean('accuracy', reference):+.3f}"
-    knn, knn_reference = mean("knn", results), mean("knn", reference)
-    if knn is not None and knn_reference is not None:
-        text += f" (kNN {knn - knn_reference:+.3f})"
-    return text
-
+    def against_reference(key):  # None where a cell lacks the measurement
+        values, reference_values = measurements(results, key), measurements(reference, key)
+        if values is None or reference_values is None:
+            return None
+        difference = mean(values) - mean(reference_values)
+        spread = sd[key][0]
+        return f"{difference:+.3f}" + (f", {difference / spread:+.1f} sd" if spread else "")
+    knn = against_reference("knn")
+    return against_reference("accuracy") + (f" (kNN {knn})" if knn is not None else "")
 
 
 def svg(name, text=None, **attrs):

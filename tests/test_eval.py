@@ -1,4 +1,5 @@
 import json
+import math
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -302,7 +303,8 @@ def test_probe_chart_puts_each_copy_at_its_epoch_and_the_table_names_it(tmp_path
     # ... and after the tables, the probe against the epoch of the schedule probed at several
     epochs = out.split("Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, "
                        "--aug crop, 40 pretrain ep")
-    assert len(epochs) == 2 and "| 10 | 0.520 ± 0.028 (n=2) | 0.450 | -0.070 |" in epochs[1]
+    assert len(epochs) == 2
+    assert "| 10 | 0.520 ± 0.028 (n=2) | 0.450 | -0.070, -2.5 sd |" in epochs[1]  # sd: 0.50, 0.54
     svg = ET.fromstring((tmp_path / "probe_epochs.svg").read_text())
     ns = "{http://www.w3.org/2000/svg}"
     legend = [t.text for t in svg.iter(ns + "text") if t.get("font-weight") == "bold"]
@@ -554,8 +556,8 @@ def test_pretrainings_in_other_precisions_are_told_apart(tmp_path, run):
 
 def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     """The findings' numbers: at each pretraining epoch, each target's probes (seeds gathered) and
-    its gap to the original target's mean; a target equal to the original's gains nothing
-    (+0.000)."""
+    its gap to the original target's mean, also in units of the table's pooled seed spread; a
+    target equal to the original's gains nothing (+0.000, +0.0 sd)."""
     def probe(target, epoch, accuracy, knn, seed=0, epochs=100, aug="flip", dataset="folder",
               step=0, **more):
         pre = {"target": target, "pct": 25, "dim": 64, "depth": 2, "patch_size": 4,
@@ -578,8 +580,11 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
                probe("original", 10, 0.9, 0.9, dataset="stl10")]
     [text] = report.epoch_tables(results)
     title, _, header, _, *rows = text.splitlines()
+    # Pooled past epoch 0: three cells of two seeds, 0.01 about their means (kNN 0.02, 0, 0.02).
     assert title == ("Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, "
-                     "--aug flip, 100 pretrain ep")
+                     "--aug flip, 100 pretrain ep; sd, the seed spread pooled over its cells past "
+                     "epoch 0: probe 0.014 (3 degrees of freedom), kNN 0.023 (3 degrees of "
+                     "freedom)")
     assert header == ("| epoch | original | bottom 25% | top 25% | bottom 25% − original "
                       "| top 25% − original |")
     assert rows == [
@@ -587,9 +592,9 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
         "| 10 | 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) "
         "| 0.460 ± 0.014 (n=2) (kNN 0.410 ± 0.000 (n=2)) "
         "| 0.510 ± 0.014 (n=2) (kNN 0.420 ± 0.028 (n=2)) "
-        "| -0.050 (kNN -0.010) | +0.000 (kNN +0.000) |",
+        "| -0.050, -3.5 sd (kNN -0.010, -0.4 sd) | +0.000, +0.0 sd (kNN +0.000, +0.0 sd) |",
         "| 40 | - | 0.580 (kNN 0.480) | - | - | - |",
-        "| 100 | 0.600 (kNN 0.500) | 0.630 | - | +0.030 | - |"]  # a probe without kNN: no kNN gap
+        "| 100 | 0.600 (kNN 0.500) | 0.630 | - | +0.030, +2.1 sd | - |"]  # no kNN: no kNN gap
     # Seeds that differ in more than the seed have no one mean: their cell names each, and no gap.
     other_lr = probe("bottom", 10, 0.30, 0.30, seed=1, blr=3e-3)
     [text] = report.epoch_tables(results[:3] + [other_lr, results[6]]
@@ -597,13 +602,27 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     rows = text.splitlines()[4:]
     assert rows[0].endswith("| 0.450 (kNN 0.410) [pretrain.blr 0.0015]; "
                             "0.300 (kNN 0.300) [pretrain.blr 0.003] | - |")
-    assert rows[1] == "| 100 | 0.600 (kNN 0.500) | 0.500 (kNN 0.500) | -0.100 (kNN +0.000) |"
+    assert rows[1] == ("| 100 | 0.600 (kNN 0.500) | 0.500 (kNN 0.500) "
+                       "| -0.100, -7.1 sd (kNN +0.000, +0.0 sd) |")  # the original's seeds alone
     # Nor have two targets pretrained otherwise (here at another lr) a gap, though each has a mean.
     [text] = report.epoch_tables(results[:2] + [probe("bottom", 10, 0.45, 0.41, blr=3e-3)]
                                  + results[6:8])
     assert text.splitlines()[4].endswith(
         "| 0.450 (kNN 0.410) | - (pretrain.blr 0.003 against pretrain.blr 0.0015) |")
     assert report.epoch_tables(results[:2]) == []  # one epoch: nothing against epoch
+
+
+def test_pooled_seed_spread_measures_each_seed_about_its_own_cell():
+    """The unit of the epoch table's gaps: the seeds' sample standard deviation, each about its own
+    cell's mean, over sum(n - 1) degrees of freedom; 0 where seeds agree however far apart the
+    cells; none without a second seed."""
+    assert report.pooled_spread([[0.40, 0.40], [0.90, 0.90, 0.90]]) == (0.0, 3)
+    sd, freedom = report.pooled_spread([[0.50, 0.52], [0.45, 0.47], [0.63]])
+    assert freedom == 2 and math.isclose(sd, (0.0004 / 2) ** 0.5)  # 2 x 0.01² a cell, over 1 + 1
+    sd, freedom = report.pooled_spread([[0.1, 0.2, 0.3], [0.5, 0.7]])  # 0.02 + 0.02 over 2 + 1
+    assert freedom == 3 and math.isclose(sd, (0.04 / 3) ** 0.5)
+    assert report.pooled_spread([[0.5], [0.6]]) == (None, 0)
+    assert report.pooled_spread([]) == (None, 0)
 
 
 def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():
@@ -656,7 +675,7 @@ def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():
     assert text.splitlines()[4].endswith("| no target yet |")
     assert text.splitlines()[5:] == [
         "| 10 | 0.500 (kNN 0.400) | 0.430 ± 0.042 (n=2) (kNN 0.330 ± 0.042 (n=2)) "
-        "| -0.070 (kNN -0.070) |"]
+        "| -0.070, -1.6 sd (kNN -0.070, -1.6 sd) |"]  # the spread of the bottom's seeds alone
 
 
 def test_monitor_table_gives_each_runs_last_monitor_line_seeds_gathered(tmp_path, run):

@@ -263,6 +263,11 @@ def apart(groups, config):
     return [", ".join(f"{k} {c[k]}" for k in differ) for c in configs]
 
 
+def mean(values):
+    """The arithmetic mean."""
+    return sum(values) / len(values)
+
+
 def mean_spread(values):
     """The mean, and with several runs the spread (sample standard deviation) and their count."""
     average = mean(values)
@@ -370,9 +375,8 @@ def epoch_tables(results):
     """The linear probes of each schedule's copies (pretrain.py --keep-epochs), a table per dataset
     and schedule: a row per pretraining epoch (0: the initialisation each run started from), a
     column per target (its seeds gathered as in the main table), and each other target's gap to the
-    original target's mean, also in units of the table's seed spread (sd; pooled_spread of its
-    cells past epoch 0, named in its title). Empty where no schedule has probes of more than one
-    epoch."""
+    original target's mean, also in units of the table's seed spread (sd, table_spread, named in
+    its title). Empty where no schedule has probes of more than one epoch."""
     tables = {}
     for r in results:
         c = r["pretrain_config"]
@@ -391,17 +395,11 @@ def epoch_tables(results):
         others = targets[1:] if targets[0] == "original" else []
         probe_epochs = sorted({r["epochs"] for cells in columns.values() for rs in cells.values()
                                for r in rs})
-        # the seeds of each cell past epoch 0 (the initialisations are not what a gap compares)
-        trained = [g for cells in columns.values() for epoch, rs in cells.items() if epoch
-                   for g in gather(rs, settings)]
-        sd = {key: pooled_spread([v for g in trained if (v := measurements(g, key))])
-              for key in ("accuracy", "knn")}
-        named = [f"{name} {sd[key][0]:.3f} ({sd[key][1]} degrees of freedom)"
-                 for key, name in (("accuracy", "probe"), ("knn", "kNN")) if sd[key][0]]
+        sd, source = table_spread({t: columns[t] for t in targets})  # in the table's order
         title = (f"Linear probe ({'/'.join(map(str, probe_epochs))} ep) against pretraining "
                  f"epoch: {dataset}, {schedule}")
-        if others and named:
-            title += "; sd, the seed spread pooled over its cells past epoch 0: " + ", ".join(named)
+        if others and source:
+            title += f"; {source}"
         lines = [title, "",
                  "| epoch | " + " | ".join(targets + [f"{t} − original" for t in others]) + " |",
                  "|---" * (1 + len(targets) + len(others)) + "|"]
@@ -414,28 +412,49 @@ def epoch_tables(results):
     return texts
 
 
+def table_spread(columns):
+    """An epoch table's seed spread (sd), probe and kNN: pooled_spread over its cells past epoch 0
+    (an initialisation is no target's doing); and the text naming it and the seeds it comes from,
+    or "" where no cell holds two seeds. A run's epochs are not independent draws: sd is a scale to
+    read the gaps by, not a test of them."""
+    groups = {target: [g for epoch, rs in cells.items() if epoch for g in gather(rs, settings)]
+              for target, cells in columns.items()}
+    def spread(key):
+        return pooled_spread([values for gs in groups.values() for g in gs
+                              if (values := measurements(g, key))])
+    sd = {"accuracy": spread("accuracy"), "knn": spread("knn")}
+    if sd["accuracy"] is None:
+        return sd, ""
+    seeds = {target: sorted({str(r["pretrain_config"].get("seed")) for g in gs
+                             if len(measurements(g, "accuracy")) > 1 for r in g})
+             for target, gs in groups.items()}
+    runs = "; ".join(f"{t} seeds {', '.join(s)}" for t, s in seeds.items() if s)
+    knn = f", kNN {sd['knn']:.3f}" if sd["knn"] is not None else ""
+    return sd, (f"sd, the seed spread pooled over its cells past epoch 0: probe "
+                f"{sd['accuracy']:.3f}{knn}, from {runs} (a scale, not a test: a run's epochs "
+                "are not independent draws)")
+
+
 def pooled_spread(cells):
-    """The seed spread pooled over cells of seeds, and its degrees of freedom (sum of n - 1): the
-    sample standard deviation of each value about its own cell's mean. A spread assumed alike
-    across the cells pooled; (None, 0) where no cell holds two seeds."""
+    """The seed spread pooled over cells of seeds: the sample standard deviation of each value
+    about its own cell's mean, over sum(n - 1) degrees of freedom, a spread assumed alike across
+    the cells; None where no cell holds two seeds."""
     freedom = sum(len(values) - 1 for values in cells)
     if freedom < 1:
-        return None, 0
+        return None
     squares = sum((v - mean(values)) ** 2 for values in cells for v in values)
-    return (squares / freedom) ** 0.5, freedom
-
-
-def mean(values):
-    return sum(values) / len(values)
+    spread = (squares / freedom) ** 0.5
+    return spread if spread > 1e-9 else 0.0  # seeds that agree: a mean's rounding is no spread
 
 
 def gap(results, reference, sd):
     """The difference of two cells' mean probe (and kNN) accuracies, signed, and where sd (per key,
-    from pooled_spread) is not 0, also in units of it; "-" unless each cell holds one group of seeds
-    (results that differ otherwise have no one mean) and the two differ in their target alone (else
-    "-" and what else differs); "same weights" where both hold the same measurements (the
-    initialisation both runs started from), whose difference is no finding, and "no target yet"
-    where both hold initialisations of different seeds: a gap of the seeds drawn, not a target's."""
+    from table_spread) is neither None nor 0, also in units of it; "-" unless each cell holds one
+    group of seeds (results that differ otherwise have no one mean) and the two differ in their
+    target alone (else "-" and what else differs); "same weights" where both hold the same
+    measurements (the initialisation both runs started from), whose difference is no finding, and
+    "no target yet" where both hold initialisations of different seeds: a gap of the seeds drawn,
+    not a target's."""
     groups, reference_groups = gather(results, settings), gather(reference, settings)
     if len(groups) != 1 or len(reference_groups) != 1:
         return "-"
@@ -453,8 +472,7 @@ def gap(results, reference, sd):
         if values is None or reference_values is None:
             return None
         difference = mean(values) - mean(reference_values)
-        spread = sd[key][0]
-        return f"{difference:+.3f}" + (f", {difference / spread:+.1f} sd" if spread else "")
+        return f"{difference:+.3f}" + (f", {difference / sd[key]:+.1f} sd" if sd[key] else "")
     knn = against_reference("knn")
     return against_reference("accuracy") + (f" (kNN {knn})" if knn is not None else "")
 

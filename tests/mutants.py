@@ -141,8 +141,12 @@ MUTANTS = [
      "freedom = sum(len(values) - 1 for values in cells)",
      "freedom = sum(len(values) for values in cells)",
      "tests/test_eval.py::test_pooled_seed_spread_measures_each_seed_about_its_own_cell"),
+    ("epoch table: agreeing seeds' float rounding taken for a spread", "report.py",
+     "return spread if spread > 1e-9 else 0.0", "return spread",
+     "tests/test_eval.py::"
+     "test_epoch_table_gap_in_spreads_from_unrounded_means_and_none_where_seeds_agree"),
     ("epoch table: the initialisations' spread pooled with the trained copies'", "report.py",
-     "for epoch, rs in cells.items() if epoch\n", "for epoch, rs in cells.items()\n",
+     "for epoch, rs in cells.items() if epoch for g", "for epoch, rs in cells.items() for g",
      "tests/test_eval.py::"
      "test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement"),
     ("the PCA of the stored images, not of the training views", "dataset_pca.py",

@@ -583,8 +583,9 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     # Pooled past epoch 0: three cells of two seeds, 0.01 about their means (kNN 0.02, 0, 0.02).
     assert title == ("Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, "
                      "--aug flip, 100 pretrain ep; sd, the seed spread pooled over its cells past "
-                     "epoch 0: probe 0.014 (3 degrees of freedom), kNN 0.023 (3 degrees of "
-                     "freedom)")
+                     "epoch 0: probe 0.014, kNN 0.023, from original seeds 0, 1; bottom 25% seeds "
+                     "0, 1; top 25% seeds 0, 1 (a scale, not a test: a run's epochs are not "
+                     "independent draws)")
     assert header == ("| epoch | original | bottom 25% | top 25% | bottom 25% − original "
                       "| top 25% − original |")
     assert rows == [
@@ -612,17 +613,44 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     assert report.epoch_tables(results[:2]) == []  # one epoch: nothing against epoch
 
 
+def test_epoch_table_gap_in_spreads_from_unrounded_means_and_none_where_seeds_agree():
+    """The sd unit of the gaps: from the unrounded means; none where seeds agree exactly (not a
+    mean's rounding turned into a huge multiple), nor in a table that has no gap to read by it."""
+    def probe(target, epoch, accuracy, seed=0):
+        pre = {"target": target, "pct": 25, "dim": 64, "depth": 2, "patch_size": 4,
+               "epochs": 100, "seed": seed, "aug": "flip"}
+        name = report.UNTRAINED if epoch == 0 else report.target_name(pre)
+        return {"dataset": "folder", "target": name, "eval": "linprobe", "accuracy": accuracy,
+                "epochs": 30, "config": {"seed": 0}, "pretrain_config": pre,
+                "pretrain_epoch": epoch}
+    init = probe("original", 0, 0.40)
+    unrounded = [probe("original", 10, 0.4523), probe("original", 10, 0.4601, seed=1),
+                 probe("bottom", 10, 0.4712)]
+    [text] = report.epoch_tables([init] + unrounded)
+    # gap 0.4712 - 0.4562 over sd 0.0039 * sqrt(2): 2.72 (rounded means would give 2.76)
+    assert text.splitlines()[-1].endswith("| +0.015, +2.7 sd |")
+    assert "probe 0.006, from original seeds 0, 1 (a scale, not a test" in text.splitlines()[0]
+    agreeing = [probe("original", 10, 0.7, seed) for seed in (0, 1, 2)]
+    agreeing.append(probe("bottom", 10, 0.72))
+    [text] = report.epoch_tables([init] + agreeing)
+    assert text.splitlines()[-1].endswith("| +0.020 |")
+    assert "probe 0.000, from original seeds 0, 1, 2 (" in text.splitlines()[0]
+    [text] = report.epoch_tables([init] + unrounded[:2])  # the original alone: no gap, no sd
+    assert text.splitlines()[0].endswith("--aug flip, 100 pretrain ep")
+
+
 def test_pooled_seed_spread_measures_each_seed_about_its_own_cell():
     """The unit of the epoch table's gaps: the seeds' sample standard deviation, each about its own
     cell's mean, over sum(n - 1) degrees of freedom; 0 where seeds agree however far apart the
-    cells; none without a second seed."""
-    assert report.pooled_spread([[0.40, 0.40], [0.90, 0.90, 0.90]]) == (0.0, 3)
-    sd, freedom = report.pooled_spread([[0.50, 0.52], [0.45, 0.47], [0.63]])
-    assert freedom == 2 and math.isclose(sd, (0.0004 / 2) ** 0.5)  # 2 x 0.01² a cell, over 1 + 1
-    sd, freedom = report.pooled_spread([[0.1, 0.2, 0.3], [0.5, 0.7]])  # 0.02 + 0.02 over 2 + 1
-    assert freedom == 3 and math.isclose(sd, (0.04 / 3) ** 0.5)
-    assert report.pooled_spread([[0.5], [0.6]]) == (None, 0)
-    assert report.pooled_spread([]) == (None, 0)
+    cells (not a mean's rounding error); none without a second seed."""
+    assert report.pooled_spread([[0.40, 0.40], [0.90, 0.90, 0.90]]) == 0.0
+    assert report.pooled_spread([[0.7, 0.7, 0.7]]) == 0.0  # their float mean is not 0.7
+    sd = report.pooled_spread([[0.50, 0.52], [0.45, 0.47], [0.63]])
+    assert math.isclose(sd, (0.0004 / 2) ** 0.5)  # 2 x 0.01² a cell, over 1 + 1
+    sd = report.pooled_spread([[0.1, 0.2, 0.3], [0.5, 0.7]])  # 0.02 + 0.02 over 2 + 1
+    assert math.isclose(sd, (0.04 / 3) ** 0.5)
+    assert report.pooled_spread([[0.5], [0.6]]) is None
+    assert report.pooled_spread([]) is None
 
 
 def test_one_initialisation_probed_in_two_runs_is_one_row_and_one_measurement():

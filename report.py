@@ -273,8 +273,7 @@ def mean_spread(values):
     average = mean(values)
     if len(values) == 1:
         return f"{average:.3f}"
-    sd = (sum((v - average) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{average:.3f} ± {sd:.3f} (n={len(values)})"
+    return f"{average:.3f} ± {pooled_spread([values]):.3f} (n={len(values)})"
 
 
 def cell(results, epochs=True):

@@ -413,13 +413,13 @@ def epoch_tables(results):
 
 def table_spread(columns):
     """An epoch table's seed spread (sd), probe and kNN: pooled_spread over its cells past epoch 0
-    (an initialisation is no target's doing); and the text naming it and the seeds it comes from,
-    or "" where no cell holds two seeds. A run's epochs are not independent draws: sd is a scale to
-    read the gaps by, not a test of them."""
+    (an initialisation is no target's doing); and the text naming it, the seeds it comes from and
+    each target's own probe spread, or "" where no cell holds two seeds. A run's epochs are not
+    independent draws: sd is a scale to read the gaps by, not a test of them."""
     groups = {target: [g for epoch, rs in cells.items() if epoch for g in gather(rs, settings)]
               for target, cells in columns.items()}
-    def spread(key):
-        return pooled_spread([values for gs in groups.values() for g in gs
+    def spread(key, targets=groups):
+        return pooled_spread([values for gs in targets.values() for g in gs
                               if (values := measurements(g, key))])
     sd = {"accuracy": spread("accuracy"), "knn": spread("knn")}
     if sd["accuracy"] is None:
@@ -427,11 +427,14 @@ def table_spread(columns):
     seeds = {target: sorted({str(r["pretrain_config"].get("seed")) for g in gs
                              if len(measurements(g, "accuracy")) > 1 for r in g})
              for target, gs in groups.items()}
-    runs = "; ".join(f"{t} seeds {', '.join(s)}" for t, s in seeds.items() if s)
+    # each target's own spread beside it: the pooled sd assumes them alike, and they may not be
+    alone = {t: spread("accuracy", targets={t: gs}) for t, gs in groups.items()}
+    runs = "; ".join(f"{t} seeds {', '.join(s)} (probe {alone[t]:.3f} alone)"
+                     for t, s in seeds.items() if s)
     knn = f", kNN {sd['knn']:.3f}" if sd["knn"] is not None else ""
-    return sd, (f"sd, the seed spread pooled over its cells past epoch 0: probe "
-                f"{sd['accuracy']:.3f}{knn}, from {runs} (a scale, not a test: a run's epochs "
-                "are not independent draws)")
+    return sd, ("sd, the seed spread pooled over its cells past epoch 0 (a scale, not a test: a "
+                f"run's epochs are not independent draws): probe {sd['accuracy']:.3f}{knn}, "
+                f"from {runs}")
 
 
 def pooled_spread(cells):

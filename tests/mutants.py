@@ -234,6 +234,10 @@ MUTANTS = [
      '[ "$$seed$$target" =', "[ $$seed$$target =",
      "tests/test_make.py::test_study3_runs_the_issues_arms_in_order_and_fine_tunes_no_pretraining"
      "_for_50_epochs_once"),
+    ("each target's own seed spread is the pooled one", "report.py",
+     'spread("accuracy", targets={t: gs})', 'spread("accuracy", targets=groups)',
+     "tests/test_eval.py::test_epoch_table_gap_in_spreads_from_unrounded_means_and_none_where_seeds"
+     "_agree"),
 ]
 
 

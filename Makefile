@@ -153,9 +153,9 @@ cifar10-study3: .venv/ready
 	    $(PY) linprobe.py --ckpt $$out/keep-$$e.pt $(C10_PROBE) --out $$out/linprobe-$$e; done; \
 	  $(PY) linprobe.py --ckpt $$out/ckpt.pt $(C10_PROBE) --out $$out/linprobe; \
 	  case $$target in *"pct 10"*) ;; *) $(PY) finetune.py --ckpt $$out/ckpt.pt $(C10_FT5) --out $$out/finetune5;; esac; \
-	  if [ "$$seed$$target" = "1original --norm-pix-loss" ]; then \
+	  case $$run in "original --norm-pix-loss:1") \
 	    $(PY) finetune.py --init none $(C10_VIT) $(C10_FT5) --epochs 50 --warmup-epochs 5 --layer-decay 1 \
-	      --out $(C10_OUT)/finetune50-none; fi; done
+	      --out $(C10_OUT)/finetune50-none;; esac; done
 	$(PY) report.py $(C10_OUT) --charts --as cifar10
 
 test: .venv/test-ready $(FASHION_MNIST)

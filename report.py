@@ -429,7 +429,7 @@ def table_spread(columns):
              for target, gs in groups.items()}
     # each target's own spread beside it: the pooled sd assumes them alike, and they may not be
     alone = {t: spread("accuracy", targets={t: gs}) for t, gs in groups.items()}
-    runs = "; ".join(f"{t} seeds {', '.join(s)} (probe {alone[t]:.3f} alone)"
+    runs = "; ".join(f"{t} seeds {', '.join(s)} (own probe sd {alone[t]:.3f})"
                      for t, s in seeds.items() if s)
     knn = f", kNN {sd['knn']:.3f}" if sd["knn"] is not None else ""
     return sd, ("sd, the seed spread pooled over its cells past epoch 0 (a scale, not a test: a "

@@ -230,8 +230,8 @@ MUTANTS = [
     ("an unrecorded precision filled in from another target's results", "report.py",
      'if o.get("target") == item.get("target")', "if True",
      "tests/test_eval.py::test_pretrainings_in_other_precisions_are_told_apart"),
-    ("study3's test of its arm splits the words of the target", "Makefile",
-     '[ "$$seed$$target" =', "[ $$seed$$target =",
+    ("study3 fine-tunes no pretraining for 50 epochs after the wrong arm", "Makefile",
+     '"original --norm-pix-loss:1")', '"original --norm-pix-loss:0")',
      "tests/test_make.py::test_study3_runs_the_issues_arms_in_order_and_fine_tunes_no_pretraining"
      "_for_50_epochs_once"),
     ("each target's own seed spread is the pooled one", "report.py",

@@ -584,9 +584,9 @@ def test_epoch_table_gives_each_targets_gap_to_the_original_at_each_epoch():
     assert title == ("Linear probe (30 ep) against pretraining epoch: folder, ViT 64x2, patch 4, "
                      "--aug flip, 100 pretrain ep; sd, the seed spread pooled over its cells past "
                      "epoch 0 (a scale, not a test: a run's epochs are not independent draws): "
-                     "probe 0.014, kNN 0.023, from original seeds 0, 1 (probe 0.014 alone); "
-                     "bottom 25% seeds 0, 1 (probe 0.014 alone); top 25% seeds 0, 1 (probe 0.014 "
-                     "alone)")
+                     "probe 0.014, kNN 0.023, from original seeds 0, 1 (own probe sd 0.014); "
+                     "bottom 25% seeds 0, 1 (own probe sd 0.014); top 25% seeds 0, 1 (own probe sd "
+                     "0.014)")
     assert header == ("| epoch | original | bottom 25% | top 25% | bottom 25% − original "
                       "| top 25% − original |")
     assert rows == [
@@ -630,20 +630,20 @@ def test_epoch_table_gap_in_spreads_from_unrounded_means_and_none_where_seeds_ag
     [text] = report.epoch_tables([init] + unrounded)
     # gap 0.4712 - 0.4562 over sd 0.0039 * sqrt(2): 2.72 (rounded means would give 2.76)
     assert text.splitlines()[-1].endswith("| +0.015, +2.7 sd |")
-    assert text.splitlines()[0].endswith("probe 0.006, from original seeds 0, 1 (probe 0.006 "
-                                         "alone)")
+    assert text.splitlines()[0].endswith("probe 0.006, from original seeds 0, 1 (own probe sd "
+                                         "0.006)")
     # Seeds of one target far apart beside another's close together: the pooled sd lies between,
     # and each target's own spread is named beside its seeds, so that the reader sees them unlike.
     apart = [probe("original", 10, 0.50), probe("original", 10, 0.502, seed=1),
              probe("bottom", 10, 0.45), probe("bottom", 10, 0.55, seed=1)]
     [text] = report.epoch_tables([init] + apart)
-    assert text.splitlines()[0].endswith("probe 0.050, from original seeds 0, 1 (probe 0.001 "
-                                         "alone); bottom 25% seeds 0, 1 (probe 0.071 alone)")
+    assert text.splitlines()[0].endswith("probe 0.050, from original seeds 0, 1 (own probe sd "
+                                         "0.001); bottom 25% seeds 0, 1 (own probe sd 0.071)")
     agreeing = [probe("original", 10, 0.7, seed) for seed in (0, 1, 2)]
     agreeing.append(probe("bottom", 10, 0.72))
     [text] = report.epoch_tables([init] + agreeing)
     assert text.splitlines()[-1].endswith("| +0.020 |")
-    assert "probe 0.000, from original seeds 0, 1, 2 (probe 0.000 alone)" in text.splitlines()[0]
+    assert "probe 0.000, from original seeds 0, 1, 2 (own probe sd 0.000)" in text.splitlines()[0]
     [text] = report.epoch_tables([init] + unrounded[:2])  # the original alone: no gap, no sd
     assert text.splitlines()[0].endswith("--aug flip, 100 pretrain ep")
 

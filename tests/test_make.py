@@ -1,41 +1,62 @@
-"""The study recipes of the Makefile, run by the shell with every script replaced by `echo`: each
-loop must get through without a shell error, and issue 37's study must run what the issue lists."""
+"""The study recipes of the Makefile, run by the shell with every script replaced by a stub that
+prints its arguments: each loop must pass each argument whole, stop at a script's failure, and
+issue 37's study must run what the issue lists, in its order."""
+import json
 import os
 import subprocess
+import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = ["demo", "laptop", "laptop20", "alternatives", "cifar10-laptop", "cifar10-study",
            "cifar10-bands", "cifar10-study3"]
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # the Makefile's prerequisite of that name
+# The scripts' stand-in: prints its arguments as a JSON list; exits 1 where it is the one in FAIL.
+STUB = ("import json, os, sys; print(json.dumps(sys.argv[1:]));"
+        " sys.exit(sys.argv[1] == os.environ.get('FAIL'))")
 
 
-def dry_run(target, tmp_path):
-    """The commands a recipe would run, one a line, and its stderr; nothing is set up or read."""
+def dry_run(target, tmp_path, fail=None):
+    """Each command a recipe runs, as its argument list, with make's status and stderr; nothing is
+    installed, and no data is read but the check that the data folder is there."""
     os.makedirs(tmp_path / "data" / "train", exist_ok=True)
-    # -o: take the virtualenv and Debian's dataset as made, so that nothing is installed here
-    p = subprocess.run(["make", "-s", "-o", ".venv/ready", "-o", FASHION_MNIST, target, "PY=echo",
+    # a make of the test's own (make test) must not pass its flags (-j, -w) on to this one
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["FAIL"] = fail or ""
+    # FASHION_MNIST: an existing folder, so that Debian's dataset is taken as there
+    p = subprocess.run(["make", "-s", "-o", ".venv/ready", target,
+                        f"PY={sys.executable} -c \"{STUB}\"", f"FASHION_MNIST={tmp_path}",
                         f"DATA={tmp_path / 'data'}", f"C10_OUT={tmp_path / 'out'}"],
-                       cwd=ROOT, capture_output=True, text=True)
-    return p.returncode, p.stdout.splitlines(), p.stderr
+                       cwd=ROOT, capture_output=True, text=True, env=env)
+    return p.returncode, [json.loads(line) for line in p.stdout.splitlines()], p.stderr
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_each_recipe_runs_in_the_shell_without_an_error(target, tmp_path):
+def test_each_recipe_passes_each_argument_whole_and_stops_where_a_script_fails(target, tmp_path):
     rc, commands, stderr = dry_run(target, tmp_path)
-    assert (rc, stderr) == (0, "")
-    assert commands and all(c.split()[0].endswith(".py") for c in commands)
+    assert (rc, stderr) == (0, "") and commands
+    assert all(c[0].endswith(".py") for c in commands)
+    # a target of several words (bottom --pct 25) split into them, none left with a space inside
+    assert all(arg and " " not in arg for c in commands for arg in c)
+    for script in sorted({c[0] for c in commands}):
+        rc, ran, _ = dry_run(target, tmp_path, fail=script)
+        assert rc != 0 and ran[-1][0] == script and [c[0] for c in ran[:-1]].count(script) == 0
 
 
 def test_study3_runs_the_issues_arms_in_order_and_fine_tunes_no_pretraining_for_50_epochs_once(
         tmp_path):
     _, commands, _ = dry_run("cifar10-study3", tmp_path)
-    runs = [c.split("--out ")[1].rsplit("/", 1)[1] for c in commands if c.startswith("pretrain.py")]
-    assert runs == ["mae100-original-s0", "mae100-bottom25-s0", "mae100-original-s1",
-                    "mae100-bottom25-s1", "mae100-original-normpix-s0",
-                    "mae100-original-normpix-s1", "mae100-bottom10-s0"]
-    scratch50 = [i for i, c in enumerate(commands) if c.endswith("/finetune50-none")]
-    assert len(scratch50) == 1 and "--init none" in commands[scratch50[0]]
-    assert "--epochs 50" in commands[scratch50[0]]
-    assert commands[scratch50[0] - 1].endswith("/mae100-original-normpix-s1/finetune5")
+    outs = [os.path.relpath(c[c.index("--out") + 1], tmp_path / "out") for c in commands[:-1]]
+    expected = []
+    for run in ["original-s0", "bottom25-s0", "original-s1", "bottom25-s1",
+                "original-normpix-s0", "original-normpix-s1", "bottom10-s0"]:
+        run = f"mae100-{run}"
+        expected += [run] + [f"{run}/linprobe-{e:04d}" for e in (0, 10, 20, 40, 70)]
+        expected += [f"{run}/linprobe"] + ([] if "bottom10" in run else [f"{run}/finetune5"])
+        expected += ["finetune50-none"] if run == "mae100-original-normpix-s1" else []
+    assert outs == expected
+    none50 = commands[outs.index("finetune50-none")]
+    assert none50[none50.index("--init") + 1] == "none"
+    # argparse keeps an option's last value: the 50 epochs must come after the recipe's 5
+    assert [none50[i + 1] for i, arg in enumerate(none50) if arg == "--epochs"][-1] == "50"
+    assert commands[-1][0] == "report.py"
